@@ -1,0 +1,66 @@
+//! How an attempt's error is classified. The class decides what happens next
+//! (retry or fail now) and is kept in the attempt history.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ValidationError;
+
+/// The class of an attempt's error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorClass {
+    /// A transient error: retried after the retry policy's backoff (the default).
+    Retryable,
+    /// An error that retrying cannot fix: the job fails now.
+    Permanent,
+    /// The handler ran past its timeout and was cancelled: retried.
+    Timeout,
+    /// The handler panicked: retried (the panic may be transient).
+    Panicked,
+    /// The job was cancelled by a user while it ran.
+    Cancelled,
+    /// The holder lost the job: its node stopped heartbeating or its lease
+    /// expired, and a rescuer took it back. Counts as an attempt.
+    Rescued,
+}
+
+impl ErrorClass {
+    /// The text stored in the attempt history.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorClass::Retryable => "retryable",
+            ErrorClass::Permanent => "permanent",
+            ErrorClass::Timeout => "timeout",
+            ErrorClass::Panicked => "panicked",
+            ErrorClass::Cancelled => "cancelled",
+            ErrorClass::Rescued => "rescued",
+        }
+    }
+}
+
+impl fmt::Display for ErrorClass {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for ErrorClass {
+    type Err = ValidationError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [
+            ErrorClass::Retryable,
+            ErrorClass::Permanent,
+            ErrorClass::Timeout,
+            ErrorClass::Panicked,
+            ErrorClass::Cancelled,
+            ErrorClass::Rescued,
+        ]
+        .into_iter()
+        .find(|c| c.as_str() == s)
+        .ok_or_else(|| ValidationError::UnknownErrorClass(s.to_owned()))
+    }
+}

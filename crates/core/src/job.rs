@@ -1,0 +1,69 @@
+//! A job as stored: what to run, where it is in its life, who holds it and
+//! every error its attempts met.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::{ErrorClass, JobId, JobState, NodeId, Timestamp};
+
+/// One attempt's error, as kept in a job's history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttemptError {
+    /// When the error was recorded.
+    pub at: Timestamp,
+    /// The attempt (1-based) that met the error.
+    pub attempt: i32,
+    /// How the error was classified.
+    pub class: ErrorClass,
+    /// What went wrong, in the handler's words.
+    pub message: String,
+}
+
+/// A job as stored in the database.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Job {
+    /// The job's id.
+    pub id: JobId,
+    /// The queue it waits in.
+    pub queue: String,
+    /// Which handler runs it.
+    pub kind: String,
+    /// The handler's input.
+    pub args: Value,
+    /// Higher runs first.
+    pub priority: i16,
+    /// Where it is in its life.
+    pub state: JobState,
+    /// Attempts started so far (the current one included while running).
+    pub attempt: i32,
+    /// Attempts allowed before the job fails.
+    pub max_attempts: i32,
+    /// When it may run (or run again).
+    pub run_at: Timestamp,
+    /// Its own timeout per attempt, in milliseconds; `None` uses its queue's.
+    pub timeout_ms: Option<i64>,
+    /// Every attempt's error, oldest first.
+    pub errors: Vec<AttemptError>,
+    /// What the handler returned, once completed.
+    pub result: Option<Value>,
+    /// The last progress a running handler reported.
+    pub progress: Option<Value>,
+    /// Free-form labels.
+    pub tags: Vec<String>,
+    /// At most one job per idempotency key while the job is retained.
+    pub idempotency_key: Option<String>,
+    /// At most one not-yet-started job per dedupe key.
+    pub dedupe_key: Option<String>,
+    /// When it was enqueued.
+    pub created_at: Timestamp,
+    /// When its last attempt started.
+    pub attempted_at: Option<Timestamp>,
+    /// When it reached a final state.
+    pub finished_at: Option<Timestamp>,
+    /// The node that holds it while running.
+    pub node_id: Option<NodeId>,
+    /// While running: when the holder's lease runs out unless it heartbeats.
+    pub lease_expires_at: Option<Timestamp>,
+    /// A user asked to cancel it while it ran.
+    pub cancel_requested: bool,
+}

@@ -1,0 +1,226 @@
+//! A job to enqueue: a builder with the options of the brief, validated before
+//! anything is written.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::{Timestamp, ValidationError};
+
+/// The queue a job goes to when none is named.
+pub const DEFAULT_QUEUE: &str = "default";
+
+/// A job to enqueue. Build one with [`NewJob::new`] and the `with_*` methods.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewJob {
+    /// Which handler runs it.
+    pub kind: String,
+    /// The handler's input (JSON).
+    #[serde(default)]
+    pub args: Value,
+    /// The queue it waits in; `default` when empty.
+    #[serde(default = "default_queue")]
+    pub queue: String,
+    /// Higher runs first (default 0).
+    #[serde(default)]
+    pub priority: i16,
+    /// Run no earlier than this; `None` = now.
+    #[serde(default)]
+    pub run_at: Option<Timestamp>,
+    /// Run no earlier than this long after enqueue (ignored when `run_at` is set).
+    #[serde(default, with = "duration_ms_opt", rename = "delay_ms")]
+    pub delay: Option<Duration>,
+    /// Attempts allowed; `None` = the retry policy of its kind or queue.
+    #[serde(default)]
+    pub max_attempts: Option<i32>,
+    /// Per-attempt timeout; `None` = its queue's.
+    #[serde(default, with = "duration_ms_opt", rename = "timeout_ms")]
+    pub timeout: Option<Duration>,
+    /// Free-form labels.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// At most one job per key while retained; a known key returns the existing job.
+    #[serde(default)]
+    pub idempotency_key: Option<String>,
+    /// At most one not-yet-started job per key; a second enqueue coalesces into it.
+    #[serde(default)]
+    pub dedupe_key: Option<String>,
+}
+
+fn default_queue() -> String {
+    DEFAULT_QUEUE.to_owned()
+}
+
+impl NewJob {
+    /// A job of `kind` with `args`, in the default queue, runnable now.
+    pub fn new(kind: impl Into<String>, args: Value) -> Self {
+        NewJob {
+            kind: kind.into(),
+            args,
+            queue: default_queue(),
+            priority: 0,
+            run_at: None,
+            delay: None,
+            max_attempts: None,
+            timeout: None,
+            tags: Vec::new(),
+            idempotency_key: None,
+            dedupe_key: None,
+        }
+    }
+
+    /// Put it in `queue`.
+    pub fn with_queue(mut self, queue: impl Into<String>) -> Self {
+        self.queue = queue.into();
+        self
+    }
+
+    /// Set its priority (higher runs first).
+    pub fn with_priority(mut self, priority: i16) -> Self {
+        self.priority = priority;
+        self
+    }
+
+    /// Run it no earlier than `at`.
+    pub fn with_run_at(mut self, at: Timestamp) -> Self {
+        self.run_at = Some(at);
+        self
+    }
+
+    /// Run it no earlier than `delay` after enqueue.
+    pub fn with_delay(mut self, delay: Duration) -> Self {
+        self.delay = Some(delay);
+        self
+    }
+
+    /// Allow it `n` attempts.
+    pub fn with_max_attempts(mut self, n: i32) -> Self {
+        self.max_attempts = Some(n);
+        self
+    }
+
+    /// Cancel an attempt that runs longer than `timeout` without a heartbeat.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Label it.
+    pub fn with_tags<I: IntoIterator<Item = S>, S: Into<String>>(mut self, tags: I) -> Self {
+        self.tags = tags.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// At most one job per `key` while retained.
+    pub fn with_idempotency_key(mut self, key: impl Into<String>) -> Self {
+        self.idempotency_key = Some(key.into());
+        self
+    }
+
+    /// At most one not-yet-started job per `key`.
+    pub fn with_dedupe_key(mut self, key: impl Into<String>) -> Self {
+        self.dedupe_key = Some(key.into());
+        self
+    }
+
+    /// Check every field; the first bad one is reported.
+    ///
+    /// # Errors
+    /// A [`ValidationError`] naming the field and what it accepts.
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        if self.kind.is_empty() || self.kind.chars().count() > 200 {
+            return Err(ValidationError::Kind(self.kind.clone()));
+        }
+        validate_queue(&self.queue)?;
+        if let Some(n) = self.max_attempts
+            && !(1..=1000).contains(&n)
+        {
+            return Err(ValidationError::MaxAttempts(n));
+        }
+        if self.timeout.is_some_and(|t| t.is_zero()) {
+            return Err(ValidationError::Timeout);
+        }
+        for (field, key) in [
+            ("idempotency_key", &self.idempotency_key),
+            ("dedupe_key", &self.dedupe_key),
+        ] {
+            if let Some(k) = key
+                && (k.is_empty() || k.chars().count() > 500)
+            {
+                return Err(ValidationError::Key { field });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Check a queue name: 1 to 100 characters from `[A-Za-z0-9_.:-]`.
+///
+/// # Errors
+/// [`ValidationError::Queue`] when the name does not fit.
+pub fn validate_queue(queue: &str) -> Result<(), ValidationError> {
+    let ok = !queue.is_empty()
+        && queue.len() <= 100
+        && queue
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ValidationError::Queue(queue.to_owned()))
+    }
+}
+
+mod duration_ms_opt {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_some(&(d.as_millis() as u64)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Duration>, D::Error> {
+        Ok(Option::<u64>::deserialize(d)?.map(Duration::from_millis))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_plain_job_is_valid() {
+        NewJob::new("email.send", json!({"to": "a@b"}))
+            .validate()
+            .unwrap();
+    }
+
+    #[test]
+    fn bad_fields_are_named() {
+        let err = NewJob::new("", json!(null)).validate().unwrap_err();
+        assert!(err.to_string().contains("kind"));
+        let err = NewJob::new("k", json!(null))
+            .with_queue("has space")
+            .validate()
+            .unwrap_err();
+        assert!(err.to_string().contains("queue"));
+        let err = NewJob::new("k", json!(null))
+            .with_max_attempts(0)
+            .validate()
+            .unwrap_err();
+        assert!(err.to_string().contains("max_attempts"));
+        let err = NewJob::new("k", json!(null))
+            .with_dedupe_key("")
+            .validate()
+            .unwrap_err();
+        assert!(err.to_string().contains("dedupe_key"));
+    }
+}

@@ -1,0 +1,80 @@
+//! The harness trait every backend provides to the suite, and a temporary
+//! directory that removes itself.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use capstan_core::ManualClock;
+use capstan_store::{InsertMany, Inserted, Store, StoreResult};
+
+/// A fresh, migrated database for one test case, and a pinned clock.
+pub trait Harness: Sized + Send + Sync + 'static {
+    /// The backend under test.
+    type Store: Store;
+
+    /// A fresh database (temp file or new PostgreSQL database), migrated.
+    fn new(test: &str) -> impl Future<Output = Self> + Send;
+
+    /// The store on it.
+    fn store(&self) -> &Self::Store;
+
+    /// The test's clock; cases pass `self.now()` as every `now`.
+    fn clock(&self) -> &ManualClock;
+
+    /// A second, independent store on the same database (as another process
+    /// would open it).
+    fn connect_again(&self) -> impl Future<Output = Self::Store> + Send;
+
+    /// Insert jobs inside a transaction on the backend's own connection type,
+    /// then commit it (or roll it back).
+    fn insert_in_transaction(
+        &self,
+        p: &InsertMany,
+        commit: bool,
+    ) -> impl Future<Output = StoreResult<Vec<Inserted>>> + Send;
+
+    /// A URL for the database (for the CLI tests).
+    fn url(&self) -> String;
+}
+
+/// A directory under the system temp dir, removed on drop.
+#[derive(Debug)]
+pub struct TempDir {
+    path: PathBuf,
+}
+
+impl TempDir {
+    /// Create `capstan-<label>-<pid>-<n>`.
+    ///
+    /// # Panics
+    /// When the directory cannot be created (a broken test machine).
+    pub fn new(label: &str) -> Self {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let safe: String = label
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .take(40)
+            .collect();
+        let path = std::env::temp_dir().join(format!(
+            "capstan-{safe}-{}-{n}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path)
+            .unwrap_or_else(|e| panic!("cannot create {}: {e}", path.display()));
+        TempDir { path }
+    }
+
+    /// Its path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}

@@ -1,0 +1,110 @@
+//! The one conformance suite: every behaviour the runtime relies on, written
+//! once as generic async functions over [`Harness`], and run against every
+//! backend by [`conformance!`]. A new case added to the list in
+//! [`conformance!`] runs on SQLite and PostgreSQL without touching either
+//! backend crate.
+//!
+//! The harnesses use real databases: a temporary SQLite *file* per case (real
+//! WAL, real connections) and, for PostgreSQL, a fresh database per case in
+//! one throwaway cluster per test process (or in the server named by
+//! `CAPSTAN_TEST_DATABASE_URL`).
+
+pub mod cases;
+mod harness;
+pub mod postgres;
+mod sqlite;
+
+pub use harness::{Harness, TempDir};
+pub use postgres::PgHarness;
+pub use sqlite::SqliteHarness;
+
+/// Expand the whole suite for one backend: `conformance!(sqlite, path::to::Harness)`
+/// makes one `#[tokio::test]` per case, named `sqlite::<area>::<case>`.
+#[macro_export]
+macro_rules! conformance {
+    ($backend:ident, $harness:path) => {
+        mod $backend {
+            $crate::__conformance_cases!($harness;
+                enqueue {
+                    insert_many_returns_one_result_per_job_in_order,
+                    enqueued_job_reads_back_with_every_option,
+                    delayed_job_is_scheduled_until_due,
+                    invalid_job_is_refused_and_nothing_is_written,
+                    idempotency_key_returns_the_existing_job_in_any_state,
+                    concurrent_enqueues_with_one_idempotency_key_make_one_job,
+                    dedupe_key_coalesces_into_the_waiting_job,
+                    concurrent_enqueues_with_one_dedupe_key_make_one_job,
+                    job_enqueued_while_its_dedupe_twin_runs_is_a_new_job,
+                    duplicate_keys_within_one_batch_collapse,
+                    rolled_back_transaction_leaves_no_job,
+                    committed_transaction_keeps_its_jobs,
+                }
+                claim {
+                    claim_takes_highest_priority_then_oldest_first,
+                    claim_respects_limit_and_queue,
+                    claim_only_takes_requested_kinds,
+                    claim_sets_holder_attempt_and_lease,
+                    scheduled_jobs_wait_for_promotion,
+                    concurrent_claimers_never_share_a_job,
+                }
+                finish {
+                    complete_records_result_and_finish_time,
+                    retry_records_the_error_and_waits_for_its_backoff,
+                    fail_is_final_and_keeps_every_error,
+                    snooze_gives_the_attempt_back,
+                    hand_back_gives_the_attempt_back,
+                    finish_by_a_stale_holder_is_fenced,
+                    complete_after_rescue_is_fenced,
+                    heartbeat_extends_the_lease_and_records_progress,
+                    heartbeat_after_rescue_is_fenced,
+                }
+                rescue {
+                    jobs_of_a_dead_node_are_rescued,
+                    jobs_of_a_live_node_are_kept,
+                    expired_lease_is_rescued_even_if_the_node_lives,
+                    rescue_fails_jobs_without_attempts_left,
+                    restarted_node_reclaims_its_previous_jobs,
+                }
+                admin {
+                    cancel_of_a_waiting_job_is_final,
+                    cancel_of_a_running_job_is_requested_from_its_holder,
+                    cancel_of_a_finished_or_unknown_job_is_refused,
+                    retry_runs_a_failed_job_again,
+                    retry_of_a_running_job_is_refused,
+                    list_filters_by_queue_state_and_kind,
+                    queue_counts_by_state,
+                    delete_queue_removes_only_that_queue,
+                    nodes_register_heartbeat_and_deregister,
+                }
+                maintenance {
+                    migrate_twice_is_a_no_op,
+                    promote_reports_the_next_due_time,
+                    cleaner_deletes_only_jobs_past_retention_in_batches,
+                    enqueue_wakes_subscribers,
+                    enqueue_from_another_connection_wakes_subscribers,
+                }
+            );
+        }
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __conformance_cases {
+    ($harness:path; $($area:ident { $($case:ident),* $(,)? })*) => {
+        $(
+            mod $area {
+                $(
+                    #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                    async fn $case() {
+                        let h = <$harness as $crate::Harness>::new(
+                            concat!(stringify!($area), "_", stringify!($case)),
+                        )
+                        .await;
+                        $crate::cases::$area::$case(&h).await;
+                    }
+                )*
+            }
+        )*
+    };
+}

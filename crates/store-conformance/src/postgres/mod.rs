@@ -1,0 +1,76 @@
+//! The PostgreSQL harness: a fresh database per case, in one throwaway
+//! cluster per test process (see [`cluster`]) or in the server named by
+//! `CAPSTAN_TEST_DATABASE_URL`.
+
+pub mod cluster;
+
+use capstan_core::ManualClock;
+use capstan_store::{InsertMany, Inserted, Store, StoreError, StoreResult};
+use capstan_store_postgres::PgStore;
+
+pub use cluster::TestDatabase;
+
+use crate::Harness;
+
+/// A migrated PostgreSQL database for one case.
+#[derive(Debug)]
+pub struct PgHarness {
+    store: PgStore,
+    clock: ManualClock,
+    db: TestDatabase,
+}
+
+impl Harness for PgHarness {
+    type Store = PgStore;
+
+    async fn new(test: &str) -> Self {
+        let db = TestDatabase::create(test).await;
+        let store = PgStore::connect(db.url())
+            .await
+            .unwrap_or_else(|e| panic!("connect to test database: {e}"));
+        store
+            .migrate()
+            .await
+            .unwrap_or_else(|e| panic!("migrate test database: {e}"));
+        PgHarness {
+            store,
+            clock: ManualClock::starting_now(),
+            db,
+        }
+    }
+
+    fn store(&self) -> &PgStore {
+        &self.store
+    }
+
+    fn clock(&self) -> &ManualClock {
+        &self.clock
+    }
+
+    async fn connect_again(&self) -> PgStore {
+        PgStore::connect(self.db.url())
+            .await
+            .unwrap_or_else(|e| panic!("connect to test database: {e}"))
+    }
+
+    async fn insert_in_transaction(&self, p: &InsertMany, commit: bool) -> StoreResult<Vec<Inserted>> {
+        let mut tx = self
+            .store
+            .pool()
+            .begin()
+            .await
+            .map_err(|e| StoreError::database("begin", e))?;
+        let inserted = PgStore::insert_many_in(&mut tx, p).await?;
+        if commit {
+            tx.commit().await
+        } else {
+            tx.rollback().await
+        }
+        .map_err(|e| StoreError::database("end", e))?;
+        Ok(inserted)
+    }
+
+    fn url(&self) -> String {
+        self.db.url().to_owned()
+    }
+}

@@ -1,0 +1,73 @@
+//! The SQLite harness: a temporary database file per case.
+
+use capstan_core::ManualClock;
+use capstan_store::{InsertMany, Inserted, Store, StoreResult};
+use capstan_store_sqlite::SqliteStore;
+
+use crate::{Harness, TempDir};
+
+/// A migrated SQLite file in a temp dir, removed when the case ends.
+#[derive(Debug)]
+pub struct SqliteHarness {
+    store: SqliteStore,
+    clock: ManualClock,
+    url: String,
+    _dir: TempDir,
+}
+
+impl Harness for SqliteHarness {
+    type Store = SqliteStore;
+
+    async fn new(test: &str) -> Self {
+        let dir = TempDir::new(test);
+        let url = format!("sqlite://{}", dir.path().join("capstan.db").display());
+        let store = SqliteStore::connect(&url)
+            .await
+            .unwrap_or_else(|e| panic!("open {url}: {e}"));
+        store
+            .migrate()
+            .await
+            .unwrap_or_else(|e| panic!("migrate {url}: {e}"));
+        SqliteHarness {
+            store,
+            clock: ManualClock::starting_now(),
+            url,
+            _dir: dir,
+        }
+    }
+
+    fn store(&self) -> &SqliteStore {
+        &self.store
+    }
+
+    fn clock(&self) -> &ManualClock {
+        &self.clock
+    }
+
+    async fn connect_again(&self) -> SqliteStore {
+        SqliteStore::connect(&self.url)
+            .await
+            .unwrap_or_else(|e| panic!("open {}: {e}", self.url))
+    }
+
+    async fn insert_in_transaction(&self, p: &InsertMany, commit: bool) -> StoreResult<Vec<Inserted>> {
+        let mut tx = self
+            .store
+            .writer()
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(|e| capstan_store::StoreError::database("begin", e))?;
+        let inserted = SqliteStore::insert_many_in(&mut tx, p).await?;
+        if commit {
+            tx.commit().await
+        } else {
+            tx.rollback().await
+        }
+        .map_err(|e| capstan_store::StoreError::database("end", e))?;
+        Ok(inserted)
+    }
+
+    fn url(&self) -> String {
+        self.url.clone()
+    }
+}

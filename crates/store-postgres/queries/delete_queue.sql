@@ -1,0 +1,1 @@
+DELETE FROM capstan.jobs WHERE queue = $1

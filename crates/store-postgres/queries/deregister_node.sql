@@ -1,0 +1,1 @@
+DELETE FROM capstan.nodes WHERE id = $1

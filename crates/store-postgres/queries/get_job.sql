@@ -1,0 +1,1 @@
+SELECT * FROM capstan.jobs WHERE id = $1

@@ -1,0 +1,11 @@
+WITH up AS (
+    UPDATE capstan.jobs
+    SET state = 'available',
+        run_at = coalesce($2::timestamptz, now()),
+        finished_at = NULL,
+        cancel_requested = false,
+        max_attempts = greatest(max_attempts, attempt + 1)
+    WHERE id = $1 AND state <> 'running'
+    RETURNING *
+)
+SELECT up.*, pg_notify('capstan_jobs', up.queue) IS NULL AS notified FROM up

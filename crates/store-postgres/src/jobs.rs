@@ -1,0 +1,327 @@
+//! [`JobStore`] on PostgreSQL.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use capstan_core::{Job, JobId, JobState};
+use capstan_store::{
+    CancelJob, CancelOutcome, Claim, DeleteFinished, ExtendLease, FinishMany, FinishReport,
+    InsertMany, InsertRow, Inserted, JobStore, ListJobs, PromoteDue, PromoteReport, Rescue,
+    RescueReport, RetryJob, StoreError, StoreResult, finish_rows_json,
+};
+use sqlx::{PgConnection, Row};
+
+use crate::PgStore;
+use crate::row::{self, db};
+
+fn ms(d: Duration) -> i64 {
+    d.as_millis().min(i64::MAX as u128) as i64
+}
+
+/// How many times a conflicting insert whose twin vanished (deleted or
+/// claimed between the insert and the look-up) is tried again.
+const INSERT_RETRIES: usize = 5;
+
+impl PgStore {
+    /// Insert jobs on a connection inside your own transaction: they exist only
+    /// if it commits, and the NOTIFY that wakes workers is sent at that commit.
+    ///
+    /// # Errors
+    /// [`StoreError::Invalid`] for a bad job (nothing is written);
+    /// [`StoreError::Database`] when the database fails.
+    pub async fn insert_many_in(
+        conn: &mut PgConnection,
+        p: &InsertMany,
+    ) -> StoreResult<Vec<Inserted>> {
+        for job in &p.jobs {
+            job.validate()?;
+        }
+        let mut out: Vec<Option<Inserted>> = vec![None; p.jobs.len()];
+        let mut pending: Vec<usize> = (0..p.jobs.len()).collect();
+        for _ in 0..INSERT_RETRIES {
+            if pending.is_empty() {
+                break;
+            }
+            let rows: Vec<InsertRow<'_>> = pending
+                .iter()
+                .map(|&i| InsertRow::new(&p.jobs[i], p.default_max_attempts))
+                .collect();
+            let payload = serde_json::to_value(&rows).unwrap_or_default();
+            let results = sqlx::query(include_str!("../queries/insert.sql"))
+                .bind(payload)
+                .bind(p.now)
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(db("insert_many"))?;
+            let mut conflicts = Vec::new();
+            for (&i, r) in pending.iter().zip(&results) {
+                let inserted: bool = r.try_get("inserted").map_err(db("insert_many"))?;
+                if inserted {
+                    out[i] = Some(Inserted {
+                        id: JobId(r.try_get("id").map_err(db("insert_many"))?),
+                        state: row::state(r)?,
+                        existing: false,
+                    });
+                } else {
+                    conflicts.push(i);
+                }
+            }
+            let mut again = Vec::new();
+            for i in conflicts {
+                let job = &p.jobs[i];
+                let existing = sqlx::query(include_str!("../queries/insert_existing.sql"))
+                    .bind(job.idempotency_key.as_deref())
+                    .bind(job.dedupe_key.as_deref())
+                    .fetch_optional(&mut *conn)
+                    .await
+                    .map_err(db("insert_many"))?;
+                match existing {
+                    Some(r) => {
+                        out[i] = Some(Inserted {
+                            id: JobId(r.try_get("id").map_err(db("insert_many"))?),
+                            state: row::state(&r)?,
+                            existing: true,
+                        })
+                    }
+                    None => again.push(i),
+                }
+            }
+            pending = again;
+        }
+        out.into_iter()
+            .map(|o| {
+                o.ok_or_else(|| StoreError::Database {
+                    operation: "insert_many",
+                    source: "a job's idempotency or dedupe key kept changing hands; try again".into(),
+                })
+            })
+            .collect()
+    }
+}
+
+impl JobStore for PgStore {
+    async fn insert_many(&self, p: &InsertMany) -> StoreResult<Vec<Inserted>> {
+        let mut conn = self.inner.pool.acquire().await.map_err(db("insert_many"))?;
+        Self::insert_many_in(&mut conn, p).await
+    }
+
+    async fn claim(&self, p: &Claim) -> StoreResult<Vec<Job>> {
+        if p.limit == 0 {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(include_str!("../queries/claim.sql"))
+            .bind(&p.queue)
+            .bind(p.kinds.as_deref())
+            .bind(p.limit.min(i32::MAX as u32) as i32)
+            .bind(p.node.as_str())
+            .bind(p.now)
+            .bind(ms(p.default_timeout))
+            .bind(ms(p.lease_grace))
+            .fetch_all(&self.inner.pool)
+            .await
+            .map_err(db("claim"))?;
+        let mut jobs = rows.iter().map(row::job).collect::<StoreResult<Vec<_>>>()?;
+        jobs.sort_by(|a, b| {
+            b.priority
+                .cmp(&a.priority)
+                .then(a.run_at.cmp(&b.run_at))
+                .then(a.id.cmp(&b.id))
+        });
+        Ok(jobs)
+    }
+
+    async fn finish_many(&self, p: &FinishMany) -> StoreResult<FinishReport> {
+        if p.finishes.is_empty() {
+            return Ok(FinishReport::default());
+        }
+        let rows = sqlx::query(include_str!("../queries/finish.sql"))
+            .bind(finish_rows_json(&p.finishes))
+            .bind(p.now)
+            .bind(p.node.as_str())
+            .fetch_all(&self.inner.pool)
+            .await
+            .map_err(db("finish_many"))?;
+        let done: BTreeSet<i64> = rows
+            .iter()
+            .map(|r| r.try_get::<i64, _>(0))
+            .collect::<Result<_, _>>()
+            .map_err(db("finish_many"))?;
+        let mut report = FinishReport::default();
+        for f in &p.finishes {
+            if done.contains(&f.id.0) {
+                report.finished.push(f.id);
+            } else {
+                report.fenced.push(f.id);
+            }
+        }
+        Ok(report)
+    }
+
+    async fn extend_lease(&self, p: &ExtendLease) -> StoreResult<()> {
+        let done = sqlx::query(include_str!("../queries/extend_lease.sql"))
+            .bind(p.id.0)
+            .bind(p.attempt)
+            .bind(p.node.as_str())
+            .bind(p.now)
+            .bind(ms(p.lease))
+            .bind(p.progress.as_ref())
+            .execute(&self.inner.pool)
+            .await
+            .map_err(db("extend_lease"))?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::Fenced { job_id: p.id });
+        }
+        Ok(())
+    }
+
+    async fn promote_due(&self, p: &PromoteDue) -> StoreResult<PromoteReport> {
+        let rows = sqlx::query(include_str!("../queries/promote_due.sql"))
+            .bind(p.now)
+            .bind(p.limit as i64)
+            .fetch_all(&self.inner.pool)
+            .await
+            .map_err(db("promote_due"))?;
+        let mut report = PromoteReport::default();
+        for r in &rows {
+            report
+                .queues
+                .push(r.try_get("queue").map_err(db("promote_due"))?);
+            report.promoted += r.try_get::<i64, _>("n").map_err(db("promote_due"))? as u64;
+        }
+        report.next_due = sqlx::query_scalar(include_str!("../queries/next_due.sql"))
+            .fetch_one(&self.inner.pool)
+            .await
+            .map_err(db("promote_due"))?;
+        Ok(report)
+    }
+
+    async fn rescue(&self, p: &Rescue) -> StoreResult<RescueReport> {
+        let rows = sqlx::query(include_str!("../queries/rescue.sql"))
+            .bind(p.now)
+            .bind(ms(p.node_timeout))
+            .bind(p.limit as i64)
+            .fetch_all(&self.inner.pool)
+            .await
+            .map_err(db("rescue"))?;
+        let removed = sqlx::query(include_str!("../queries/delete_dead_nodes.sql"))
+            .bind(p.now)
+            .bind(ms(p.node_timeout))
+            .execute(&self.inner.pool)
+            .await
+            .map_err(db("rescue"))?
+            .rows_affected();
+        let mut report = RescueReport {
+            removed_nodes: removed,
+            ..RescueReport::default()
+        };
+        let mut queues = BTreeSet::new();
+        for r in &rows {
+            let id = JobId(r.try_get("id").map_err(db("rescue"))?);
+            if row::state(r)? == JobState::Failed {
+                report.failed.push(id);
+            } else {
+                report.retried.push(id);
+                queues.insert(r.try_get::<String, _>("queue").map_err(db("rescue"))?);
+            }
+        }
+        report.queues = queues.into_iter().collect();
+        Ok(report)
+    }
+
+    async fn delete_finished(&self, p: &DeleteFinished) -> StoreResult<u64> {
+        let mut deleted = 0;
+        for (state, before) in [
+            (JobState::Completed, p.completed_before),
+            (JobState::Failed, p.failed_before),
+            (JobState::Cancelled, p.failed_before),
+        ] {
+            deleted += sqlx::query(include_str!("../queries/delete_finished.sql"))
+                .bind(state.as_str())
+                .bind(before)
+                .bind(p.limit as i64)
+                .execute(&self.inner.pool)
+                .await
+                .map_err(db("delete_finished"))?
+                .rows_affected();
+        }
+        Ok(deleted)
+    }
+
+    async fn get_job(&self, id: JobId) -> StoreResult<Option<Job>> {
+        sqlx::query(include_str!("../queries/get_job.sql"))
+            .bind(id.0)
+            .fetch_optional(&self.inner.pool)
+            .await
+            .map_err(db("get_job"))?
+            .map(|r| row::job(&r))
+            .transpose()
+    }
+
+    async fn list_jobs(&self, p: &ListJobs) -> StoreResult<Vec<Job>> {
+        let rows = sqlx::query(include_str!("../queries/list_jobs.sql"))
+            .bind(p.queue.as_deref())
+            .bind(p.state.map(|s| s.as_str()))
+            .bind(p.kind.as_deref())
+            .bind(p.limit as i64)
+            .fetch_all(&self.inner.pool)
+            .await
+            .map_err(db("list_jobs"))?;
+        rows.iter().map(row::job).collect()
+    }
+
+    async fn cancel_job(&self, p: &CancelJob) -> StoreResult<CancelOutcome> {
+        let mut tx = self.inner.pool.begin().await.map_err(db("cancel_job"))?;
+        let waiting = sqlx::query(include_str!("../queries/cancel_waiting.sql"))
+            .bind(p.id.0)
+            .bind(p.now)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db("cancel_job"))?;
+        let outcome = if let Some(r) = waiting {
+            CancelOutcome::Cancelled(row::job(&r)?)
+        } else if let Some(r) = sqlx::query(include_str!("../queries/cancel_running.sql"))
+            .bind(p.id.0)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db("cancel_job"))?
+        {
+            CancelOutcome::Requested(row::job(&r)?)
+        } else {
+            let found = sqlx::query(include_str!("../queries/get_job.sql"))
+                .bind(p.id.0)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db("cancel_job"))?;
+            return Err(match found {
+                None => StoreError::NotFound { job_id: p.id },
+                Some(r) => StoreError::InvalidTransition {
+                    job_id: p.id,
+                    state: row::state(&r)?,
+                    action: "cancel",
+                },
+            });
+        };
+        tx.commit().await.map_err(db("cancel_job"))?;
+        Ok(outcome)
+    }
+
+    async fn retry_job(&self, p: &RetryJob) -> StoreResult<Job> {
+        let updated = sqlx::query(include_str!("../queries/retry_job.sql"))
+            .bind(p.id.0)
+            .bind(p.now)
+            .fetch_optional(&self.inner.pool)
+            .await
+            .map_err(db("retry_job"))?;
+        match updated {
+            Some(r) => row::job(&r),
+            None => Err(match self.get_job(p.id).await? {
+                None => StoreError::NotFound { job_id: p.id },
+                Some(j) => StoreError::InvalidTransition {
+                    job_id: p.id,
+                    state: j.state,
+                    action: "retry",
+                },
+            }),
+        }
+    }
+}

@@ -1,0 +1,3 @@
+UPDATE capstan_jobs SET cancel_requested = 1
+WHERE id = ?1 AND state = 'running'
+RETURNING *

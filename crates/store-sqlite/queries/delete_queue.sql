@@ -1,0 +1,1 @@
+DELETE FROM capstan_jobs WHERE queue = ?1

@@ -1,0 +1,1 @@
+DELETE FROM capstan_nodes WHERE id = ?1

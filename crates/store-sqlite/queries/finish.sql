@@ -1,0 +1,25 @@
+UPDATE capstan_jobs AS j
+SET state = f.state,
+    result = CASE WHEN f.state = 'completed' THEN f.result ELSE j.result END,
+    errors = CASE WHEN f.error_class IS NULL THEN j.errors
+             ELSE json_insert(j.errors, '$[#]', json_object(
+                 'at', ?3, 'attempt', j.attempt, 'class', f.error_class, 'message', f.error_message))
+             END,
+    run_at = CASE WHEN f.delay_ms IS NULL THEN j.run_at ELSE ?2 + f.delay_ms * 1000 END,
+    finished_at = CASE WHEN f.state IN ('completed', 'failed', 'cancelled') THEN ?2 ELSE NULL END,
+    attempt = j.attempt - f.refund,
+    node_id = NULL,
+    lease_expires_at = NULL
+FROM (
+    SELECT value ->> '$.id' AS id,
+           value ->> '$.attempt' AS attempt,
+           value ->> '$.state' AS state,
+           value -> '$.result' AS result,
+           value ->> '$.error_class' AS error_class,
+           value ->> '$.error_message' AS error_message,
+           value ->> '$.delay_ms' AS delay_ms,
+           value ->> '$.refund' AS refund
+    FROM json_each(?1)
+) AS f
+WHERE j.id = f.id AND j.attempt = f.attempt AND j.node_id = ?4 AND j.state = 'running'
+RETURNING id

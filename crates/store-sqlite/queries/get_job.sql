@@ -1,0 +1,1 @@
+SELECT * FROM capstan_jobs WHERE id = ?1

@@ -1,0 +1,1 @@
+SELECT min(run_at) FROM capstan_jobs WHERE state IN ('scheduled', 'retryable')

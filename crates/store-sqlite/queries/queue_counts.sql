@@ -1,0 +1,1 @@
+SELECT queue, state, count(*) AS n FROM capstan_jobs GROUP BY queue, state ORDER BY queue

@@ -1,0 +1,11 @@
+UPDATE capstan_jobs
+SET state = CASE WHEN attempt >= max_attempts THEN 'failed' ELSE 'available' END,
+    finished_at = CASE WHEN attempt >= max_attempts THEN ?2 ELSE NULL END,
+    run_at = ?2,
+    errors = json_insert(errors, '$[#]', json_object(
+        'at', ?3, 'attempt', attempt, 'class', 'rescued',
+        'message', 'node ' || node_id || ' restarted while this attempt ran')),
+    node_id = NULL,
+    lease_expires_at = NULL
+WHERE state = 'running' AND node_id = ?1
+RETURNING queue

@@ -1,0 +1,8 @@
+UPDATE capstan_jobs
+SET state = 'available',
+    run_at = ?2,
+    finished_at = NULL,
+    cancel_requested = 0,
+    max_attempts = max(max_attempts, attempt + 1)
+WHERE id = ?1 AND state <> 'running'
+RETURNING *

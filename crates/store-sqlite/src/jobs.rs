@@ -1,0 +1,396 @@
+//! [`JobStore`] on SQLite. Every write runs in one `BEGIN IMMEDIATE`
+//! transaction on the single writer connection.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use capstan_core::{Job, JobId, JobState};
+use capstan_store::{
+    CancelJob, CancelOutcome, Claim, DeleteFinished, ExtendLease, FinishMany, FinishReport,
+    InsertMany, Inserted, JobStore, ListJobs, PromoteDue, PromoteReport, Rescue, RescueReport,
+    RetryJob, StoreError, StoreResult, Wakeup, finish_rows_json,
+};
+use sqlx::{Row, SqliteConnection};
+
+use crate::SqliteStore;
+use crate::row::{self, db, micros, now_or_system, rfc3339};
+
+pub(crate) fn ms(d: Duration) -> i64 {
+    d.as_millis().min(i64::MAX as u128) as i64
+}
+
+impl SqliteStore {
+    /// Insert jobs on a connection inside your own transaction: they exist only
+    /// if it commits. Call [`capstan_store::Store::wake`] after the commit so
+    /// idle workers of this process start at once (other processes notice the
+    /// commit on their own within their watch interval).
+    ///
+    /// # Errors
+    /// [`StoreError::Invalid`] for a bad job (nothing is written);
+    /// [`StoreError::Database`] when the database fails.
+    pub async fn insert_many_in(
+        conn: &mut SqliteConnection,
+        p: &InsertMany,
+    ) -> StoreResult<Vec<Inserted>> {
+        for job in &p.jobs {
+            job.validate()?;
+        }
+        let now = now_or_system(p.now);
+        let mut out = Vec::with_capacity(p.jobs.len());
+        for job in &p.jobs {
+            let run_at = job.run_at.unwrap_or_else(|| {
+                now + chrono::Duration::from_std(job.delay.unwrap_or_default())
+                    .unwrap_or_default()
+            });
+            let args = serde_json::to_string(&job.args).unwrap_or_else(|_| "null".into());
+            let tags = serde_json::to_string(&job.tags).unwrap_or_else(|_| "[]".into());
+            let inserted = sqlx::query(include_str!("../queries/insert.sql"))
+                .bind(&job.queue)
+                .bind(&job.kind)
+                .bind(args)
+                .bind(job.priority as i64)
+                .bind(micros(run_at))
+                .bind(job.max_attempts.unwrap_or(p.default_max_attempts) as i64)
+                .bind(job.timeout.map(ms))
+                .bind(tags)
+                .bind(job.idempotency_key.as_deref())
+                .bind(job.dedupe_key.as_deref())
+                .bind(micros(now))
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(db("insert_many"))?;
+            let (row, existing) = match inserted {
+                Some(row) => (row, false),
+                None => {
+                    let row = sqlx::query(include_str!("../queries/insert_existing.sql"))
+                        .bind(job.idempotency_key.as_deref())
+                        .bind(job.dedupe_key.as_deref())
+                        .fetch_one(&mut *conn)
+                        .await
+                        .map_err(db("insert_many"))?;
+                    (row, true)
+                }
+            };
+            out.push(Inserted {
+                id: JobId(row.try_get("id").map_err(db("insert_many"))?),
+                state: row::state(&row)?,
+                existing,
+            });
+        }
+        Ok(out)
+    }
+
+    fn wake_inserted(&self, jobs: &InsertMany, inserted: &[Inserted]) {
+        let queues: BTreeSet<&str> = jobs
+            .jobs
+            .iter()
+            .zip(inserted)
+            .filter(|(_, i)| !i.existing && i.state == JobState::Available)
+            .map(|(j, _)| j.queue.as_str())
+            .collect();
+        for q in queues {
+            self.hub().send(Wakeup::Queue(q.to_owned()));
+        }
+        if inserted
+            .iter()
+            .any(|i| !i.existing && i.state == JobState::Scheduled)
+        {
+            // A scheduler sleeping until the next due job must look again.
+            self.hub().send(Wakeup::All);
+        }
+    }
+
+    async fn fetch_job(&self, id: JobId) -> StoreResult<Option<Job>> {
+        sqlx::query(include_str!("../queries/get_job.sql"))
+            .bind(id.0)
+            .fetch_optional(&self.inner.reader)
+            .await
+            .map_err(db("get_job"))?
+            .map(|r| row::job(&r))
+            .transpose()
+    }
+}
+
+impl JobStore for SqliteStore {
+    async fn insert_many(&self, p: &InsertMany) -> StoreResult<Vec<Inserted>> {
+        for job in &p.jobs {
+            job.validate()?;
+        }
+        let mut tx = self
+            .inner
+            .writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(db("insert_many"))?;
+        let inserted = Self::insert_many_in(&mut tx, p).await?;
+        tx.commit().await.map_err(db("insert_many"))?;
+        self.wake_inserted(p, &inserted);
+        Ok(inserted)
+    }
+
+    async fn claim(&self, p: &Claim) -> StoreResult<Vec<Job>> {
+        if p.limit == 0 {
+            return Ok(Vec::new());
+        }
+        let now = micros(now_or_system(p.now));
+        let kinds = p
+            .kinds
+            .as_ref()
+            .map(|k| serde_json::to_string(k).unwrap_or_else(|_| "[]".into()));
+        let rows = sqlx::query(include_str!("../queries/claim.sql"))
+            .bind(p.node.as_str())
+            .bind(now)
+            .bind(ms(p.default_timeout))
+            .bind(ms(p.lease_grace))
+            .bind(&p.queue)
+            .bind(kinds)
+            .bind(p.limit as i64)
+            .fetch_all(&self.inner.writer)
+            .await
+            .map_err(db("claim"))?;
+        let mut jobs = rows.iter().map(row::job).collect::<StoreResult<Vec<_>>>()?;
+        // RETURNING order is unspecified: hand jobs out in claim order.
+        jobs.sort_by(|a, b| {
+            b.priority
+                .cmp(&a.priority)
+                .then(a.run_at.cmp(&b.run_at))
+                .then(a.id.cmp(&b.id))
+        });
+        Ok(jobs)
+    }
+
+    async fn finish_many(&self, p: &FinishMany) -> StoreResult<FinishReport> {
+        if p.finishes.is_empty() {
+            return Ok(FinishReport::default());
+        }
+        let now = now_or_system(p.now);
+        let rows = sqlx::query(include_str!("../queries/finish.sql"))
+            .bind(finish_rows_json(&p.finishes))
+            .bind(micros(now))
+            .bind(rfc3339(now))
+            .bind(p.node.as_str())
+            .fetch_all(&self.inner.writer)
+            .await
+            .map_err(db("finish_many"))?;
+        let done: BTreeSet<i64> = rows
+            .iter()
+            .map(|r| r.try_get::<i64, _>(0))
+            .collect::<Result<_, _>>()
+            .map_err(db("finish_many"))?;
+        let mut report = FinishReport::default();
+        let mut woke_all = false;
+        for f in &p.finishes {
+            if done.contains(&f.id.0) {
+                report.finished.push(f.id);
+                // A retry or hand-back made the job runnable again.
+                woke_all |= !matches!(f.outcome, capstan_store::Outcome::Complete { .. });
+            } else {
+                report.fenced.push(f.id);
+            }
+        }
+        if woke_all {
+            self.hub().send(Wakeup::All);
+        }
+        Ok(report)
+    }
+
+    async fn extend_lease(&self, p: &ExtendLease) -> StoreResult<()> {
+        let now = micros(now_or_system(p.now));
+        let progress = p
+            .progress
+            .as_ref()
+            .map(|v| serde_json::to_string(v).unwrap_or_else(|_| "null".into()));
+        let done = sqlx::query(include_str!("../queries/extend_lease.sql"))
+            .bind(p.id.0)
+            .bind(p.attempt as i64)
+            .bind(p.node.as_str())
+            .bind(now)
+            .bind(ms(p.lease))
+            .bind(progress)
+            .execute(&self.inner.writer)
+            .await
+            .map_err(db("extend_lease"))?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::Fenced { job_id: p.id });
+        }
+        Ok(())
+    }
+
+    async fn promote_due(&self, p: &PromoteDue) -> StoreResult<PromoteReport> {
+        let now = micros(now_or_system(p.now));
+        let rows = sqlx::query(include_str!("../queries/promote_due.sql"))
+            .bind(now)
+            .bind(p.limit as i64)
+            .fetch_all(&self.inner.writer)
+            .await
+            .map_err(db("promote_due"))?;
+        let queues: BTreeSet<String> = rows
+            .iter()
+            .map(|r| r.try_get::<String, _>(0))
+            .collect::<Result<_, _>>()
+            .map_err(db("promote_due"))?;
+        let next: Option<i64> = sqlx::query_scalar(include_str!("../queries/next_due.sql"))
+            .fetch_one(&self.inner.reader)
+            .await
+            .map_err(db("promote_due"))?;
+        for q in &queues {
+            self.hub().send(Wakeup::Queue(q.clone()));
+        }
+        Ok(PromoteReport {
+            promoted: rows.len() as u64,
+            queues: queues.into_iter().collect(),
+            next_due: next.map(row::from_micros),
+        })
+    }
+
+    async fn rescue(&self, p: &Rescue) -> StoreResult<RescueReport> {
+        let now = now_or_system(p.now);
+        let mut tx = self
+            .inner
+            .writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(db("rescue"))?;
+        let rows = sqlx::query(include_str!("../queries/rescue.sql"))
+            .bind(micros(now))
+            .bind(rfc3339(now))
+            .bind(ms(p.node_timeout))
+            .bind(p.limit as i64)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db("rescue"))?;
+        let removed = sqlx::query(include_str!("../queries/delete_dead_nodes.sql"))
+            .bind(micros(now))
+            .bind(ms(p.node_timeout))
+            .execute(&mut *tx)
+            .await
+            .map_err(db("rescue"))?
+            .rows_affected();
+        tx.commit().await.map_err(db("rescue"))?;
+        let mut report = RescueReport {
+            removed_nodes: removed,
+            ..RescueReport::default()
+        };
+        let mut queues = BTreeSet::new();
+        for r in &rows {
+            let id = JobId(r.try_get("id").map_err(db("rescue"))?);
+            if row::state(r)? == JobState::Failed {
+                report.failed.push(id);
+            } else {
+                report.retried.push(id);
+                queues.insert(r.try_get::<String, _>("queue").map_err(db("rescue"))?);
+            }
+        }
+        for q in &queues {
+            self.hub().send(Wakeup::Queue(q.clone()));
+        }
+        report.queues = queues.into_iter().collect();
+        Ok(report)
+    }
+
+    async fn delete_finished(&self, p: &DeleteFinished) -> StoreResult<u64> {
+        let mut deleted = 0;
+        for (state, before) in [
+            (JobState::Completed, p.completed_before),
+            (JobState::Failed, p.failed_before),
+            (JobState::Cancelled, p.failed_before),
+        ] {
+            deleted += sqlx::query(include_str!("../queries/delete_finished.sql"))
+                .bind(state.as_str())
+                .bind(micros(before))
+                .bind(p.limit as i64)
+                .execute(&self.inner.writer)
+                .await
+                .map_err(db("delete_finished"))?
+                .rows_affected();
+        }
+        Ok(deleted)
+    }
+
+    async fn get_job(&self, id: JobId) -> StoreResult<Option<Job>> {
+        self.fetch_job(id).await
+    }
+
+    async fn list_jobs(&self, p: &ListJobs) -> StoreResult<Vec<Job>> {
+        let rows = sqlx::query(include_str!("../queries/list_jobs.sql"))
+            .bind(p.queue.as_deref())
+            .bind(p.state.map(|s| s.as_str()))
+            .bind(p.kind.as_deref())
+            .bind(p.limit as i64)
+            .fetch_all(&self.inner.reader)
+            .await
+            .map_err(db("list_jobs"))?;
+        rows.iter().map(row::job).collect()
+    }
+
+    async fn cancel_job(&self, p: &CancelJob) -> StoreResult<CancelOutcome> {
+        let now = now_or_system(p.now);
+        let mut tx = self
+            .inner
+            .writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(db("cancel_job"))?;
+        let waiting = sqlx::query(include_str!("../queries/cancel_waiting.sql"))
+            .bind(p.id.0)
+            .bind(micros(now))
+            .bind(rfc3339(now))
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db("cancel_job"))?;
+        let outcome = if let Some(r) = waiting {
+            CancelOutcome::Cancelled(row::job(&r)?)
+        } else if let Some(r) = sqlx::query(include_str!("../queries/cancel_running.sql"))
+            .bind(p.id.0)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db("cancel_job"))?
+        {
+            CancelOutcome::Requested(row::job(&r)?)
+        } else {
+            let found = sqlx::query(include_str!("../queries/get_job.sql"))
+                .bind(p.id.0)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db("cancel_job"))?;
+            return Err(match found {
+                None => StoreError::NotFound { job_id: p.id },
+                Some(r) => StoreError::InvalidTransition {
+                    job_id: p.id,
+                    state: row::state(&r)?,
+                    action: "cancel",
+                },
+            });
+        };
+        tx.commit().await.map_err(db("cancel_job"))?;
+        if let CancelOutcome::Requested(_) = outcome {
+            self.hub().send(Wakeup::Cancel(p.id));
+        }
+        Ok(outcome)
+    }
+
+    async fn retry_job(&self, p: &RetryJob) -> StoreResult<Job> {
+        let now = micros(now_or_system(p.now));
+        let updated = sqlx::query(include_str!("../queries/retry_job.sql"))
+            .bind(p.id.0)
+            .bind(now)
+            .fetch_optional(&self.inner.writer)
+            .await
+            .map_err(db("retry_job"))?;
+        match updated {
+            Some(r) => {
+                let job = row::job(&r)?;
+                self.hub().send(Wakeup::Queue(job.queue.clone()));
+                Ok(job)
+            }
+            None => Err(match self.fetch_job(p.id).await? {
+                None => StoreError::NotFound { job_id: p.id },
+                Some(j) => StoreError::InvalidTransition {
+                    job_id: p.id,
+                    state: j.state,
+                    action: "retry",
+                },
+            }),
+        }
+    }
+}

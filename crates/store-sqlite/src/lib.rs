@@ -1,0 +1,127 @@
+//! The embedded backend: Capstan on a SQLite file.
+//!
+//! SQLite allows one writer at a time, so this store funnels every write
+//! through a pool of exactly one connection (claims, finishes and enqueues
+//! queue up in-process instead of failing with `SQLITE_BUSY`) and serves reads
+//! from a separate pool. WAL mode lets those reads run beside the writer.
+//! Every write transaction starts with `BEGIN IMMEDIATE`, so another process
+//! writing to the same file waits (busy timeout) instead of deadlocking.
+//!
+//! Batches are set-based: one `UPDATE … FROM json_each(?)` finishes a whole
+//! batch, one `UPDATE … WHERE id IN (SELECT … LIMIT n)` claims one.
+
+mod connect;
+mod jobs;
+mod nodes;
+mod queues;
+mod row;
+mod watch;
+
+use std::sync::Arc;
+
+use capstan_store::{Capabilities, Store, StoreError, StoreResult, Wakeup, WakeupHub, Wakeups};
+use sqlx::SqlitePool;
+use tokio::sync::OnceCell;
+
+pub use connect::SqliteConfig;
+
+/// Capstan's store on a SQLite file. Cheap to clone; clones share the pools.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Inner {
+    /// Exactly one connection: every write goes through it.
+    writer: SqlitePool,
+    /// Readers, beside the writer (WAL).
+    reader: SqlitePool,
+    /// In-process wake-ups.
+    hub: WakeupHub,
+    /// The cross-process watcher, started on first subscribe.
+    watcher: OnceCell<()>,
+    config: SqliteConfig,
+}
+
+impl SqliteStore {
+    /// Open (creating if missing) the database at `url` (`sqlite://path` or a
+    /// plain path) with default settings. Does not migrate.
+    ///
+    /// # Errors
+    /// [`StoreError::Connect`] when the file cannot be opened or created.
+    pub async fn connect(url: &str) -> StoreResult<Self> {
+        Self::connect_with(SqliteConfig::from_url(url)?).await
+    }
+
+    /// Open the database described by `config`. Does not migrate.
+    ///
+    /// # Errors
+    /// [`StoreError::Connect`] when the file cannot be opened or created.
+    pub async fn connect_with(config: SqliteConfig) -> StoreResult<Self> {
+        let (writer, reader) = connect::open_pools(&config).await?;
+        Ok(SqliteStore {
+            inner: Arc::new(Inner {
+                writer,
+                reader,
+                hub: WakeupHub::new(),
+                watcher: OnceCell::new(),
+                config,
+            }),
+        })
+    }
+
+    /// The single-writer pool: use it for transactions that enqueue jobs
+    /// together with your own writes (`begin_with("BEGIN IMMEDIATE")`), then
+    /// call [`SqliteStore::insert_many_in`] and, after commit, [`Store::wake`].
+    pub fn writer(&self) -> &SqlitePool {
+        &self.inner.writer
+    }
+
+    pub(crate) fn hub(&self) -> &WakeupHub {
+        &self.inner.hub
+    }
+}
+
+impl Store for SqliteStore {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            listen_notify: false,
+            skip_locked: false,
+            backend: "sqlite",
+        }
+    }
+
+    async fn migrate(&self) -> StoreResult<()> {
+        let mut migrator = sqlx::migrate!("./migrations");
+        migrator.dangerous_set_table_name("capstan_migrations");
+        migrator
+            .run(&self.inner.writer)
+            .await
+            .map_err(|e| StoreError::Migrate {
+                backend: "sqlite",
+                source: Box::new(e),
+            })
+    }
+
+    async fn subscribe(&self) -> StoreResult<Wakeups> {
+        let rx = self.inner.hub.subscribe();
+        self.inner
+            .watcher
+            .get_or_try_init(|| async {
+                watch::spawn(&self.inner).await
+            })
+            .await?;
+        Ok(rx)
+    }
+
+    async fn wake(&self, wakeup: Wakeup) -> StoreResult<()> {
+        self.inner.hub.send(wakeup);
+        Ok(())
+    }
+
+    async fn close(&self) {
+        self.inner.writer.close().await;
+        self.inner.reader.close().await;
+    }
+}

@@ -1,0 +1,87 @@
+//! Decoding rows: integer microseconds to timestamps, JSON text to values.
+
+use capstan_core::{AttemptError, Job, JobId, JobState, NodeId, Timestamp};
+use capstan_store::{StoreError, StoreResult};
+use chrono::DateTime;
+use serde::de::DeserializeOwned;
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+
+pub(crate) fn micros(t: Timestamp) -> i64 {
+    t.timestamp_micros()
+}
+
+pub(crate) fn from_micros(us: i64) -> Timestamp {
+    DateTime::from_timestamp_micros(us).unwrap_or_default()
+}
+
+/// The time of an operation: the pinned test time, or now.
+pub(crate) fn now_or_system(now: Option<Timestamp>) -> Timestamp {
+    now.unwrap_or_else(chrono::Utc::now)
+}
+
+/// RFC 3339 text, as stored inside the errors JSON.
+pub(crate) fn rfc3339(t: Timestamp) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+fn corrupt(message: impl ToString) -> StoreError {
+    StoreError::Corrupt {
+        table: "capstan_jobs",
+        message: message.to_string(),
+    }
+}
+
+fn json<T: DeserializeOwned>(text: &str, column: &str) -> StoreResult<T> {
+    serde_json::from_str(text).map_err(|e| corrupt(format!("{column}: {e}")))
+}
+
+fn get<'r, T: sqlx::Decode<'r, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>>(
+    row: &'r SqliteRow,
+    column: &str,
+) -> StoreResult<T> {
+    row.try_get(column)
+        .map_err(|e| corrupt(format!("{column}: {e}")))
+}
+
+pub(crate) fn job(row: &SqliteRow) -> StoreResult<Job> {
+    let state: String = get(row, "state")?;
+    let errors: Vec<AttemptError> = json(&get::<String>(row, "errors")?, "errors")?;
+    let opt_json = |column: &str| -> StoreResult<Option<serde_json::Value>> {
+        get::<Option<String>>(row, column)?
+            .map(|t| json(&t, column))
+            .transpose()
+    };
+    Ok(Job {
+        id: JobId(get(row, "id")?),
+        queue: get(row, "queue")?,
+        kind: get(row, "kind")?,
+        args: json(&get::<String>(row, "args")?, "args")?,
+        priority: get::<i64>(row, "priority")? as i16,
+        state: state.parse::<JobState>().map_err(corrupt)?,
+        attempt: get::<i64>(row, "attempt")? as i32,
+        max_attempts: get::<i64>(row, "max_attempts")? as i32,
+        run_at: from_micros(get(row, "run_at")?),
+        timeout_ms: get(row, "timeout_ms")?,
+        errors,
+        result: opt_json("result")?,
+        progress: opt_json("progress")?,
+        tags: json(&get::<String>(row, "tags")?, "tags")?,
+        idempotency_key: get(row, "idempotency_key")?,
+        dedupe_key: get(row, "dedupe_key")?,
+        created_at: from_micros(get(row, "created_at")?),
+        attempted_at: get::<Option<i64>>(row, "attempted_at")?.map(from_micros),
+        finished_at: get::<Option<i64>>(row, "finished_at")?.map(from_micros),
+        node_id: get::<Option<String>>(row, "node_id")?.map(NodeId),
+        lease_expires_at: get::<Option<i64>>(row, "lease_expires_at")?.map(from_micros),
+        cancel_requested: get::<i64>(row, "cancel_requested")? != 0,
+    })
+}
+
+pub(crate) fn state(row: &SqliteRow) -> StoreResult<JobState> {
+    get::<String>(row, "state")?.parse().map_err(corrupt)
+}
+
+pub(crate) fn db(operation: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
+    move |e| StoreError::database(operation, e)
+}

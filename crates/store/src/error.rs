@@ -1,0 +1,88 @@
+//! The one error type of the storage seam. Each variant says what failed, on
+//! what, and what to do.
+
+use capstan_core::{JobId, JobState, ValidationError};
+use thiserror::Error;
+
+/// What a store operation can fail with.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    /// The caller no longer holds the job: its lease was lost and the job was
+    /// rescued (or finished) and possibly handed to another worker.
+    #[error(
+        "job {job_id} is no longer held by this worker (its lease was lost and it was rescued or finished elsewhere)"
+    )]
+    Fenced {
+        /// The job the caller tried to change.
+        job_id: JobId,
+    },
+    /// No job has this id (it never existed or the cleaner deleted it).
+    #[error("job {job_id} not found (it never existed or was deleted after its retention period)")]
+    NotFound {
+        /// The id asked for.
+        job_id: JobId,
+    },
+    /// The job's state does not allow the action.
+    #[error("cannot {action} job {job_id}: it is {state}")]
+    InvalidTransition {
+        /// The job.
+        job_id: JobId,
+        /// Its current state.
+        state: JobState,
+        /// What was asked: `cancel`, `retry`, ….
+        action: &'static str,
+    },
+    /// Input that the store refuses before writing anything.
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    /// The database URL or connection options are not usable.
+    #[error("cannot open the database {url}: {message}")]
+    Connect {
+        /// The URL, with any password removed.
+        url: String,
+        /// What went wrong and what to do.
+        message: String,
+    },
+    /// Applying the schema migrations failed.
+    #[error("migrating the {backend} database failed: {source}")]
+    Migrate {
+        /// `sqlite` or `postgres`.
+        backend: &'static str,
+        /// The driver's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The database refused or failed an operation.
+    #[error("database error during {operation}: {source}")]
+    Database {
+        /// The store operation, e.g. `claim` or `insert_many`.
+        operation: &'static str,
+        /// The driver's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A value read back from the database could not be decoded.
+    #[error("corrupt row in {table}: {message}")]
+    Corrupt {
+        /// The table read.
+        table: &'static str,
+        /// What could not be decoded.
+        message: String,
+    },
+}
+
+impl StoreError {
+    /// Wrap a driver error raised by `operation`.
+    pub fn database(
+        operation: &'static str,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        StoreError::Database {
+            operation,
+            source: Box::new(source),
+        }
+    }
+}
+
+/// Result of a store operation.
+pub type StoreResult<T> = Result<T, StoreError>;

@@ -1,0 +1,29 @@
+//! The storage seam: what the runtime needs from a database, and nothing about
+//! how a database does it.
+//!
+//! Two backends implement these traits (SQLite and PostgreSQL) and one
+//! conformance suite checks that they behave the same. The invariants every
+//! implementation keeps:
+//! - a job is held by at most one (node, attempt) at a time;
+//! - every state change of a running job matches id, holder node, attempt and
+//!   `state = 'running'`; a mismatch is [`StoreError::Fenced`], never a silent
+//!   success;
+//! - enqueue keys hold under concurrency through unique indexes, never by
+//!   check-then-insert;
+//! - `now: None` in a params struct means the database's own clock.
+
+mod batch;
+mod capabilities;
+mod error;
+mod params;
+mod traits;
+mod wakeup;
+
+pub use batch::{FinishRow, InsertRow, finish_rows_json};
+pub use capabilities::Capabilities;
+pub use error::{StoreError, StoreResult};
+pub use params::*;
+pub use traits::{JobStore, NodeStore, QueueStore, Store};
+pub use wakeup::{Wakeup, WakeupHub, Wakeups};
+
+pub use capstan_core as core;

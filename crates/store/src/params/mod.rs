@@ -1,0 +1,17 @@
+//! One params struct per store operation, and the report it returns. Every
+//! struct that depends on time carries `now: Option<Timestamp>` (`None` = the
+//! database's clock) so tests can pin it.
+
+mod admin;
+mod claim;
+mod finish;
+mod insert;
+mod maintenance;
+mod node;
+
+pub use admin::{CancelJob, CancelOutcome, ListJobs, QueueCounts, RetryJob};
+pub use claim::Claim;
+pub use finish::{ErrorRecord, ExtendLease, Finish, FinishMany, FinishReport, Outcome};
+pub use insert::{InsertMany, Inserted};
+pub use maintenance::{DeleteFinished, PromoteDue, PromoteReport, Rescue, RescueReport};
+pub use node::{HeartbeatNode, NodeBeat, NodeInfo, RegisterNode, RegisterReport};

@@ -1,0 +1,108 @@
+//! The store traits, one per noun. Methods return `impl Future + Send` rather
+//! than being `async fn`, so generic callers (the runtime spawns them) get
+//! `Send` futures. Dispatch is static (`Client<S: Store>`).
+
+use std::future::Future;
+
+use capstan_core::{Job, JobId};
+
+use crate::{
+    CancelJob, CancelOutcome, Capabilities, Claim, DeleteFinished, ExtendLease, FinishMany,
+    FinishReport, HeartbeatNode, InsertMany, Inserted, ListJobs, NodeBeat, NodeInfo, PromoteDue,
+    PromoteReport, QueueCounts, RegisterNode, RegisterReport, Rescue, RescueReport, RetryJob,
+    StoreResult, Wakeup, Wakeups,
+};
+use capstan_core::NodeId;
+
+/// Jobs: enqueue, claim, finish, and the maintenance of their table.
+pub trait JobStore: Send + Sync {
+    /// Insert many jobs in one round trip, honouring idempotency and dedupe
+    /// keys. On PostgreSQL one NOTIFY per call wakes idle workers of every
+    /// queue that got an available job.
+    fn insert_many(&self, p: &InsertMany)
+    -> impl Future<Output = StoreResult<Vec<Inserted>>> + Send;
+
+    /// Claim a batch of available jobs for a node (see [`Claim`]).
+    fn claim(&self, p: &Claim) -> impl Future<Output = StoreResult<Vec<Job>>> + Send;
+
+    /// Finish a batch of attempts; attempts the node no longer holds are
+    /// reported as fenced and left untouched.
+    fn finish_many(&self, p: &FinishMany)
+    -> impl Future<Output = StoreResult<FinishReport>> + Send;
+
+    /// Extend a running job's lease and record its progress.
+    ///
+    /// Fails with `Fenced` when the caller no longer holds the job.
+    fn extend_lease(&self, p: &ExtendLease) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// Move due scheduled and retryable jobs to available.
+    fn promote_due(&self, p: &PromoteDue)
+    -> impl Future<Output = StoreResult<PromoteReport>> + Send;
+
+    /// Rescue running jobs of dead nodes and expired leases.
+    fn rescue(&self, p: &Rescue) -> impl Future<Output = StoreResult<RescueReport>> + Send;
+
+    /// Delete finished jobs past retention; returns how many were deleted.
+    fn delete_finished(&self, p: &DeleteFinished)
+    -> impl Future<Output = StoreResult<u64>> + Send;
+
+    /// One job by id.
+    fn get_job(&self, id: JobId) -> impl Future<Output = StoreResult<Option<Job>>> + Send;
+
+    /// Jobs matching a filter, newest first.
+    fn list_jobs(&self, p: &ListJobs) -> impl Future<Output = StoreResult<Vec<Job>>> + Send;
+
+    /// Cancel a waiting job, or ask the holder of a running job to stop it.
+    fn cancel_job(&self, p: &CancelJob)
+    -> impl Future<Output = StoreResult<CancelOutcome>> + Send;
+
+    /// Make a job available now (a failed, cancelled, completed or waiting job).
+    fn retry_job(&self, p: &RetryJob) -> impl Future<Output = StoreResult<Job>> + Send;
+}
+
+/// Nodes: the processes that hold jobs.
+pub trait NodeStore: Send + Sync {
+    /// Register a node; jobs a previous process left under the same id are reclaimed.
+    fn register_node(
+        &self,
+        p: &RegisterNode,
+    ) -> impl Future<Output = StoreResult<RegisterReport>> + Send;
+
+    /// Record a node's heartbeat; returns the cancel requests for its jobs.
+    fn heartbeat_node(&self, p: &HeartbeatNode)
+    -> impl Future<Output = StoreResult<NodeBeat>> + Send;
+
+    /// Remove a node that stopped cleanly.
+    fn deregister_node(&self, node: &NodeId) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// Every registered node.
+    fn list_nodes(&self) -> impl Future<Output = StoreResult<Vec<NodeInfo>>> + Send;
+}
+
+/// Queues: counts and removal.
+pub trait QueueStore: Send + Sync {
+    /// Jobs per queue and state.
+    fn queue_counts(&self) -> impl Future<Output = StoreResult<Vec<QueueCounts>>> + Send;
+
+    /// Delete every job of a queue (whatever its state); returns how many.
+    fn delete_queue(&self, queue: &str) -> impl Future<Output = StoreResult<u64>> + Send;
+}
+
+/// A complete backend.
+pub trait Store: JobStore + NodeStore + QueueStore + Clone + 'static {
+    /// What this backend offers.
+    fn capabilities(&self) -> Capabilities;
+
+    /// Apply pending schema migrations; re-running is a no-op.
+    fn migrate(&self) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// Receive wake-ups. On PostgreSQL this starts (once) a LISTEN connection.
+    fn subscribe(&self) -> impl Future<Output = StoreResult<Wakeups>> + Send;
+
+    /// Send a wake-up to this process's workers and, where the backend can, to
+    /// other processes' (after a transaction that enqueued jobs commits).
+    fn wake(&self, wakeup: Wakeup) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// Close connections.
+    fn close(&self) -> impl Future<Output = ()> + Send;
+}
