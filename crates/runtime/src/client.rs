@@ -1,0 +1,245 @@
+//! The client: enqueue and operate on jobs from any process, whether or not
+//! it runs a node.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use capstan_core::{Clock, Job, JobId, NewJob, SystemClock};
+use capstan_store::{
+    CancelJob, CancelOutcome, InsertMany, Inserted, ListJobs, QueueCounts, RetryJob, Store,
+};
+use serde::Serialize;
+
+use crate::{Config, Node, RuntimeError, Workers};
+
+/// The result of enqueueing one job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Enqueued {
+    /// The job's id.
+    pub id: JobId,
+    /// Its state right after enqueue.
+    pub state: capstan_core::JobState,
+    /// True when an existing job with the same idempotency or dedupe key was
+    /// returned instead of a new one.
+    pub existing: bool,
+}
+
+impl From<Inserted> for Enqueued {
+    fn from(i: Inserted) -> Self {
+        Enqueued {
+            id: i.id,
+            state: i.state,
+            existing: i.existing,
+        }
+    }
+}
+
+/// A handle on Capstan for one store. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Client<S: Store> {
+    pub(crate) store: S,
+    pub(crate) config: Arc<Config>,
+    pub(crate) clock: Arc<dyn Clock>,
+}
+
+impl<S: Store> Client<S> {
+    /// A client with the default configuration and the real clock.
+    pub fn new(store: S) -> Self {
+        Client {
+            store,
+            config: Arc::new(Config::default()),
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    /// A client with `config`.
+    ///
+    /// # Errors
+    /// [`RuntimeError::Config`] when the configuration cannot work.
+    pub fn with_config(store: S, config: Config) -> Result<Self, RuntimeError> {
+        config.validate()?;
+        Ok(Client {
+            store,
+            config: Arc::new(config),
+            clock: Arc::new(SystemClock),
+        })
+    }
+
+    /// Use `clock` for every time-based decision (tests pin time this way).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The clock.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// The insert parameters for `jobs`, with each job's `max_attempts`
+    /// resolved from the retry policies. Use them with a backend's
+    /// `insert_many_in` to enqueue inside your own transaction.
+    pub fn insert_params(&self, mut jobs: Vec<NewJob>) -> InsertMany {
+        for j in &mut jobs {
+            if j.max_attempts.is_none() {
+                j.max_attempts = Some(self.config.retry.for_job(&j.kind, &j.queue).max_attempts);
+            }
+        }
+        InsertMany {
+            jobs,
+            default_max_attempts: self.config.retry.default.max_attempts,
+            now: self.clock.pinned(),
+        }
+    }
+
+    /// Enqueue one job.
+    ///
+    /// # Errors
+    /// [`RuntimeError::Store`] with `Invalid` for a bad job (nothing written),
+    /// or the database's error.
+    pub async fn enqueue(&self, job: NewJob) -> Result<Enqueued, RuntimeError> {
+        let mut out = self.enqueue_many(vec![job]).await?;
+        Ok(out.remove(0))
+    }
+
+    /// Enqueue many jobs in one round trip; one result per job, in order. A
+    /// bad job refuses the whole batch before anything is written.
+    ///
+    /// # Errors
+    /// As [`Client::enqueue`].
+    pub async fn enqueue_many(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>, RuntimeError> {
+        let params = self.insert_params(jobs);
+        let inserted = self.store.insert_many(&params).await?;
+        Ok(inserted.into_iter().map(Enqueued::from).collect())
+    }
+
+    /// One job.
+    ///
+    /// # Errors
+    /// The database's error.
+    pub async fn job(&self, id: JobId) -> Result<Option<Job>, RuntimeError> {
+        Ok(self.store.get_job(id).await?)
+    }
+
+    /// Jobs matching `filter`, newest first.
+    ///
+    /// # Errors
+    /// The database's error.
+    pub async fn list_jobs(&self, filter: &ListJobs) -> Result<Vec<Job>, RuntimeError> {
+        Ok(self.store.list_jobs(filter).await?)
+    }
+
+    /// Cancel a job: a waiting job becomes `cancelled`; a running job's
+    /// handler is asked to stop (its node hears it within milliseconds on
+    /// PostgreSQL, within a heartbeat otherwise).
+    ///
+    /// # Errors
+    /// `NotFound`, or `InvalidTransition` for a finished job.
+    pub async fn cancel(&self, id: JobId) -> Result<CancelOutcome, RuntimeError> {
+        Ok(self
+            .store
+            .cancel_job(&CancelJob {
+                id,
+                now: self.clock.pinned(),
+            })
+            .await?)
+    }
+
+    /// Run a job again now (failed, cancelled, completed or waiting).
+    ///
+    /// # Errors
+    /// `NotFound`, or `InvalidTransition` for a running job.
+    pub async fn retry(&self, id: JobId) -> Result<Job, RuntimeError> {
+        Ok(self
+            .store
+            .retry_job(&RetryJob {
+                id,
+                now: self.clock.pinned(),
+            })
+            .await?)
+    }
+
+    /// Jobs per queue and state.
+    ///
+    /// # Errors
+    /// The database's error.
+    pub async fn queue_counts(&self) -> Result<Vec<QueueCounts>, RuntimeError> {
+        Ok(self.store.queue_counts().await?)
+    }
+
+    /// Wait until a job is completed, failed or cancelled, and return it.
+    /// Wakes on this process's hints and polls (every 20 ms, growing to 1 s)
+    /// for the rest.
+    ///
+    /// # Errors
+    /// `NotFound`; [`RuntimeError::WaitTimeout`] after `timeout`.
+    pub async fn wait(&self, id: JobId, timeout: Duration) -> Result<Job, RuntimeError> {
+        let started = tokio::time::Instant::now();
+        let mut pause = Duration::from_millis(20);
+        loop {
+            let job = self
+                .store
+                .get_job(id)
+                .await?
+                .ok_or(capstan_store::StoreError::NotFound { job_id: id })?;
+            if job.state.is_finished() {
+                return Ok(job);
+            }
+            let elapsed = started.elapsed();
+            if elapsed >= timeout {
+                return Err(RuntimeError::WaitTimeout {
+                    job_id: id,
+                    waited: timeout,
+                    state: job.state,
+                });
+            }
+            tokio::time::sleep(pause.min(timeout - elapsed)).await;
+            pause = (pause * 3 / 2).min(Duration::from_secs(1));
+        }
+    }
+
+    /// Promote due scheduled and retryable jobs once (what the scheduler does
+    /// on its interval).
+    ///
+    /// # Errors
+    /// The database's error.
+    pub async fn run_scheduler_once(&self) -> Result<capstan_store::PromoteReport, RuntimeError> {
+        Ok(crate::maintenance::scheduler::run_once(self).await?)
+    }
+
+    /// Rescue jobs of dead nodes and expired leases once (what the rescuer
+    /// does on its interval).
+    ///
+    /// # Errors
+    /// The database's error.
+    pub async fn run_rescuer_once(&self) -> Result<capstan_store::RescueReport, RuntimeError> {
+        Ok(crate::maintenance::rescuer::run_once(self).await?)
+    }
+
+    /// Delete one batch of finished jobs past retention (what the cleaner
+    /// does on its interval); returns how many were deleted.
+    ///
+    /// # Errors
+    /// The database's error.
+    pub async fn run_cleaner_once(&self) -> Result<u64, RuntimeError> {
+        Ok(crate::maintenance::cleaner::run_once(self).await?)
+    }
+
+    /// A node that runs `workers` on this client's queues.
+    ///
+    /// # Errors
+    /// [`RuntimeError::Config`] when a queue is configured wrongly.
+    pub fn node(&self, workers: Workers) -> Result<Node<S>, RuntimeError> {
+        Node::new(self.clone(), workers)
+    }
+}

@@ -1,0 +1,276 @@
+//! Configuration of a client and a node: queues and their concurrency, retry
+//! policies per queue and kind, timeouts, leases, polling, shutdown and
+//! retention. Every default is a `DEFAULT_*` constant; [`Config::validate`]
+//! explains what is wrong instead of panicking.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use capstan_core::{DEFAULT_QUEUE, NodeId, RetryPolicy, validate_queue};
+
+use crate::RuntimeError;
+
+/// One queue a node serves.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueueConfig {
+    /// The queue's name.
+    pub name: String,
+    /// Jobs of this queue run at once on this node.
+    pub concurrency: usize,
+}
+
+impl QueueConfig {
+    /// Jobs run at once per queue per node when nothing else is configured.
+    pub const DEFAULT_CONCURRENCY: usize = 100;
+
+    /// Serve `name` with the default concurrency.
+    pub fn new(name: impl Into<String>) -> Self {
+        QueueConfig {
+            name: name.into(),
+            concurrency: Self::DEFAULT_CONCURRENCY,
+        }
+    }
+
+    /// Run up to `n` jobs of this queue at once on this node.
+    pub fn with_concurrency(mut self, n: usize) -> Self {
+        self.concurrency = n;
+        self
+    }
+}
+
+/// Retry policies: a kind's own wins over its queue's, which wins over the default.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RetryPolicies {
+    /// The policy when neither the kind nor the queue has one.
+    pub default: RetryPolicy,
+    /// Per queue.
+    pub by_queue: BTreeMap<String, RetryPolicy>,
+    /// Per kind.
+    pub by_kind: BTreeMap<String, RetryPolicy>,
+}
+
+impl RetryPolicies {
+    /// The policy that applies to a job of `kind` in `queue`.
+    pub fn for_job(&self, kind: &str, queue: &str) -> &RetryPolicy {
+        self.by_kind
+            .get(kind)
+            .or_else(|| self.by_queue.get(queue))
+            .unwrap_or(&self.default)
+    }
+}
+
+/// Everything a [`crate::Client`] and a [`crate::Node`] need to know.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// This node's id; `None` = a fresh one from the host name.
+    pub node_id: Option<NodeId>,
+    /// The queues this node serves.
+    pub queues: Vec<QueueConfig>,
+    /// Retry policies.
+    pub retry: RetryPolicies,
+    /// Timeout of jobs that set none (a heartbeat starts it over).
+    pub default_timeout: Duration,
+    /// The lease on a running job is its timeout plus this.
+    pub lease_grace: Duration,
+    /// How often the node tells the database it is alive.
+    pub heartbeat_interval: Duration,
+    /// A node silent for this long is dead; its jobs are rescued.
+    pub node_timeout: Duration,
+    /// How often the rescuer looks for lost jobs.
+    pub rescue_interval: Duration,
+    /// The longest the scheduler sleeps between promotions of due jobs.
+    pub schedule_interval: Duration,
+    /// Idle polling, the fallback behind wake-ups: first wait.
+    pub poll_initial: Duration,
+    /// Idle polling: longest wait.
+    pub poll_max: Duration,
+    /// Idle polling: growth per empty poll.
+    pub poll_multiplier: f64,
+    /// Most jobs claimed in one round trip.
+    pub claim_batch: usize,
+    /// Most finishes written in one round trip.
+    pub complete_batch: usize,
+    /// On shutdown, running jobs get this long to finish before they are
+    /// cancelled and handed back.
+    pub shutdown_grace: Duration,
+    /// A cancelled handler gets this long to return before it is dropped.
+    pub cancel_grace: Duration,
+    /// Completed jobs are kept this long.
+    pub retain_completed: Duration,
+    /// Failed and cancelled jobs are kept this long.
+    pub retain_failed: Duration,
+    /// How often the cleaner runs.
+    pub clean_interval: Duration,
+    /// Most jobs deleted per statement by the cleaner.
+    pub clean_batch: u32,
+}
+
+impl Config {
+    /// Timeout of jobs that set none: 5 minutes (seed 001).
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
+    /// Lease grace.
+    pub const DEFAULT_LEASE_GRACE: Duration = Duration::from_secs(30);
+    /// Node heartbeat interval.
+    pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
+    /// Node timeout: jobs of a silent node are rescued within about this long.
+    pub const DEFAULT_NODE_TIMEOUT: Duration = Duration::from_secs(25);
+    /// Rescue interval.
+    pub const DEFAULT_RESCUE_INTERVAL: Duration = Duration::from_secs(5);
+    /// Scheduler's longest sleep.
+    pub const DEFAULT_SCHEDULE_INTERVAL: Duration = Duration::from_secs(1);
+    /// Idle polling starts at 2 s (seed 001)…
+    pub const DEFAULT_POLL_INITIAL: Duration = Duration::from_secs(2);
+    /// …and grows to 30 s…
+    pub const DEFAULT_POLL_MAX: Duration = Duration::from_secs(30);
+    /// …by 1.5× per empty poll.
+    pub const DEFAULT_POLL_MULTIPLIER: f64 = 1.5;
+    /// Claim batch.
+    pub const DEFAULT_CLAIM_BATCH: usize = 500;
+    /// Finish batch.
+    pub const DEFAULT_COMPLETE_BATCH: usize = 1000;
+    /// Shutdown grace.
+    pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+    /// Cancel grace.
+    pub const DEFAULT_CANCEL_GRACE: Duration = Duration::from_secs(5);
+    /// Completed jobs are kept 24 h.
+    pub const DEFAULT_RETAIN_COMPLETED: Duration = Duration::from_secs(24 * 3600);
+    /// Failed and cancelled jobs are kept 7 days.
+    pub const DEFAULT_RETAIN_FAILED: Duration = Duration::from_secs(7 * 24 * 3600);
+    /// Cleaner interval.
+    pub const DEFAULT_CLEAN_INTERVAL: Duration = Duration::from_secs(60);
+    /// Cleaner batch.
+    pub const DEFAULT_CLEAN_BATCH: u32 = 1000;
+
+    /// Serve these queues (replacing the list).
+    pub fn with_queues(mut self, queues: Vec<QueueConfig>) -> Self {
+        self.queues = queues;
+        self
+    }
+
+    /// Use this node id.
+    pub fn with_node_id(mut self, id: NodeId) -> Self {
+        self.node_id = Some(id);
+        self
+    }
+
+    /// Check every setting.
+    ///
+    /// # Errors
+    /// [`RuntimeError::Config`] naming the setting and what it needs.
+    pub fn validate(&self) -> Result<(), RuntimeError> {
+        let bad = |m: String| Err(RuntimeError::Config(m));
+        let mut seen = std::collections::BTreeSet::new();
+        for q in &self.queues {
+            validate_queue(&q.name).map_err(|e| RuntimeError::Config(e.to_string()))?;
+            if q.concurrency == 0 || q.concurrency > 100_000 {
+                return bad(format!(
+                    "queue {}: concurrency {} must be between 1 and 100000",
+                    q.name, q.concurrency
+                ));
+            }
+            if !seen.insert(&q.name) {
+                return bad(format!("queue {} is listed twice", q.name));
+            }
+        }
+        for p in std::iter::once(&self.retry.default)
+            .chain(self.retry.by_queue.values())
+            .chain(self.retry.by_kind.values())
+        {
+            p.validate()
+                .map_err(|e| RuntimeError::Config(e.to_string()))?;
+        }
+        for (name, d) in [
+            ("default_timeout", self.default_timeout),
+            ("heartbeat_interval", self.heartbeat_interval),
+            ("node_timeout", self.node_timeout),
+            ("rescue_interval", self.rescue_interval),
+            ("schedule_interval", self.schedule_interval),
+            ("poll_initial", self.poll_initial),
+            ("poll_max", self.poll_max),
+            ("clean_interval", self.clean_interval),
+        ] {
+            if d.is_zero() {
+                return bad(format!("{name} must be more than zero"));
+            }
+        }
+        if self.node_timeout <= self.heartbeat_interval {
+            return bad(format!(
+                "node_timeout ({:?}) must be longer than heartbeat_interval ({:?}), or live nodes would be rescued",
+                self.node_timeout, self.heartbeat_interval
+            ));
+        }
+        if self.poll_max < self.poll_initial {
+            return bad("poll_max must not be shorter than poll_initial".into());
+        }
+        if !(self.poll_multiplier.is_finite() && self.poll_multiplier >= 1.0) {
+            return bad(format!(
+                "poll_multiplier {} must be >= 1",
+                self.poll_multiplier
+            ));
+        }
+        if self.claim_batch == 0 || self.complete_batch == 0 || self.clean_batch == 0 {
+            return bad("claim_batch, complete_batch and clean_batch must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            node_id: None,
+            queues: vec![QueueConfig::new(DEFAULT_QUEUE)],
+            retry: RetryPolicies::default(),
+            default_timeout: Self::DEFAULT_TIMEOUT,
+            lease_grace: Self::DEFAULT_LEASE_GRACE,
+            heartbeat_interval: Self::DEFAULT_HEARTBEAT_INTERVAL,
+            node_timeout: Self::DEFAULT_NODE_TIMEOUT,
+            rescue_interval: Self::DEFAULT_RESCUE_INTERVAL,
+            schedule_interval: Self::DEFAULT_SCHEDULE_INTERVAL,
+            poll_initial: Self::DEFAULT_POLL_INITIAL,
+            poll_max: Self::DEFAULT_POLL_MAX,
+            poll_multiplier: Self::DEFAULT_POLL_MULTIPLIER,
+            claim_batch: Self::DEFAULT_CLAIM_BATCH,
+            complete_batch: Self::DEFAULT_COMPLETE_BATCH,
+            shutdown_grace: Self::DEFAULT_SHUTDOWN_GRACE,
+            cancel_grace: Self::DEFAULT_CANCEL_GRACE,
+            retain_completed: Self::DEFAULT_RETAIN_COMPLETED,
+            retain_failed: Self::DEFAULT_RETAIN_FAILED,
+            clean_interval: Self::DEFAULT_CLEAN_INTERVAL,
+            clean_batch: Self::DEFAULT_CLEAN_BATCH,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_kind_policy_wins_over_queue() {
+        let mut c = Config::default();
+        c.validate().unwrap();
+        c.retry
+            .by_queue
+            .insert("mail".into(), RetryPolicy::exponential(3, Duration::from_secs(1), 2.0));
+        c.retry
+            .by_kind
+            .insert("ai".into(), RetryPolicy::exponential(4, Duration::from_secs(2), 2.0));
+        assert_eq!(c.retry.for_job("ai", "mail").max_attempts, 4);
+        assert_eq!(c.retry.for_job("x", "mail").max_attempts, 3);
+        assert_eq!(c.retry.for_job("x", "y").max_attempts, 20);
+    }
+
+    #[test]
+    fn nonsense_settings_are_refused_with_their_name() {
+        let c = Config {
+            node_timeout: Duration::from_secs(1),
+            ..Config::default()
+        };
+        assert!(c.validate().unwrap_err().to_string().contains("node_timeout"));
+        let c = Config::default().with_queues(vec![QueueConfig::new("a").with_concurrency(0)]);
+        assert!(c.validate().unwrap_err().to_string().contains("concurrency"));
+        let c = Config::default().with_queues(vec![QueueConfig::new("bad queue")]);
+        assert!(c.validate().is_err());
+    }
+}

@@ -1,0 +1,116 @@
+//! Errors: [`RuntimeError`] for the library's operations, [`JobError`] for
+//! what a handler returns when its job did not succeed.
+
+use std::fmt;
+use std::time::Duration;
+
+use capstan_core::{ErrorClass, JobId};
+use capstan_store::StoreError;
+use thiserror::Error;
+
+/// What a Capstan runtime operation can fail with.
+#[derive(Debug, Error)]
+pub enum RuntimeError {
+    /// The store failed or refused the operation.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The configuration cannot work; the message says which setting and why.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// Two handlers were registered for one kind.
+    #[error("a handler for kind {0:?} is already registered: each kind has exactly one handler")]
+    DuplicateKind(String),
+    /// Waiting for a job gave up.
+    #[error("job {job_id} did not finish within {waited:?} (it is still {state})")]
+    WaitTimeout {
+        /// The job waited for.
+        job_id: JobId,
+        /// How long.
+        waited: Duration,
+        /// Its state when the wait gave up.
+        state: capstan_core::JobState,
+    },
+}
+
+/// Why a handler's attempt did not succeed, and what to do about it.
+///
+/// Any `std::error::Error` converts into a retryable `JobError` with `?`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobError {
+    pub(crate) class: ErrorClass,
+    pub(crate) message: String,
+    pub(crate) retry_after: Option<Duration>,
+    pub(crate) snooze: Option<Duration>,
+}
+
+impl JobError {
+    /// A transient error: the job is retried after its policy's backoff.
+    pub fn retryable(message: impl Into<String>) -> Self {
+        JobError {
+            class: ErrorClass::Retryable,
+            message: message.into(),
+            retry_after: None,
+            snooze: None,
+        }
+    }
+
+    /// An error that retrying cannot fix: the job fails now.
+    pub fn permanent(message: impl Into<String>) -> Self {
+        JobError {
+            class: ErrorClass::Permanent,
+            message: message.into(),
+            ..Self::retryable("")
+        }
+    }
+
+    /// A transient error that says when to try again (HTTP 429 `Retry-After`):
+    /// the retry waits exactly `after` instead of the backoff.
+    pub fn retry_after(message: impl Into<String>, after: Duration) -> Self {
+        JobError {
+            retry_after: Some(after),
+            ..Self::retryable(message)
+        }
+    }
+
+    /// Not an error: run the job again after `delay`, giving the attempt back.
+    pub fn snooze(delay: Duration) -> Self {
+        JobError {
+            snooze: Some(delay),
+            ..Self::retryable("snoozed")
+        }
+    }
+
+    /// The error's class.
+    pub fn class(&self) -> ErrorClass {
+        self.class
+    }
+
+    /// The error's message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The delay the error asks for, if any.
+    pub fn retry_after_delay(&self) -> Option<Duration> {
+        self.retry_after
+    }
+}
+
+impl fmt::Display for JobError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} error: {}", self.class, self.message)
+    }
+}
+
+impl<E: std::error::Error + Send + Sync + 'static> From<E> for JobError {
+    fn from(e: E) -> Self {
+        let mut message = e.to_string();
+        let mut source = e.source();
+        while let Some(s) = source {
+            message.push_str(": ");
+            message.push_str(&s.to_string());
+            source = s.source();
+        }
+        JobError::retryable(message)
+    }
+}

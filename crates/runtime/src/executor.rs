@@ -1,0 +1,303 @@
+//! The executor: runs one claimed job under its timeout and its
+//! cancellation, turns the way it ended into a finish, and hands that to the
+//! completer.
+//!
+//! The handler runs in a task of its own, so a panic is caught as a failed
+//! attempt and a timeout can drop it. Ways it can end, and what they become:
+//! - returned `Ok` → completed (even if a cancel arrived meanwhile: the work is done);
+//! - returned `Err` → retried after backoff or `retry_after`, failed if
+//!   permanent or out of attempts, snoozed if it asked;
+//! - panicked or timed out → retried like a retryable error;
+//! - cancelled by a user → cancelled;
+//! - shut down past the grace period → handed back, attempt not burned.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use capstan_core::{ErrorClass, Job};
+use capstan_store::{ErrorRecord, Finish, Outcome, Store};
+use serde_json::Value;
+use tokio::sync::OwnedSemaphorePermit;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::context::{Deadline, JobContext};
+use crate::node::Shared;
+use crate::{JobError, RetryPolicies};
+
+enum Ended {
+    Returned(Result<Value, JobError>),
+    TimedOut(Duration),
+    Cancelled(Option<Result<Value, JobError>>),
+    ShutDown(Option<Result<Value, JobError>>),
+}
+
+pub(crate) async fn execute<S: Store>(shared: Arc<Shared<S>>, job: Job, permit: OwnedSemaphorePermit) {
+    let config = &shared.client.config;
+    let timeout = job
+        .timeout_ms
+        .and_then(|ms| u64::try_from(ms).ok())
+        .map(Duration::from_millis)
+        .unwrap_or(config.default_timeout);
+    let cancel = CancellationToken::new();
+    shared.track_running(job.id, job.attempt, cancel.clone());
+    let ended = match shared.workers.get(&job.kind) {
+        None => Ended::Returned(Err(JobError::permanent(format!(
+            "no handler for kind {} on node {}",
+            job.kind, shared.node_id
+        )))),
+        Some(handler) => {
+            let deadline = Arc::new(Deadline::new(timeout));
+            let ctx = JobContext {
+                id: job.id,
+                kind: job.kind.as_str().into(),
+                queue: job.queue.as_str().into(),
+                attempt: job.attempt,
+                max_attempts: job.max_attempts,
+                cancel: cancel.clone(),
+                deadline: deadline.clone(),
+                lease: timeout + config.lease_grace,
+                keeper: shared.keeper.clone(),
+            };
+            let task = tokio::spawn(handler.call(ctx, job.args.clone()));
+            let stops = Stops {
+                cancel: &cancel,
+                hard_stop: &shared.hard_stop,
+                crash: &shared.crash,
+                cancel_grace: config.cancel_grace,
+            };
+            supervise(task, &deadline, timeout, stops).await
+        }
+    };
+    if shared.crash.is_cancelled() {
+        // A simulated crash writes nothing: the job stays running until rescued.
+        shared.untrack_running(job.id);
+        return;
+    }
+    shared.untrack_running(job.id);
+    drop(permit);
+    let outcome = outcome(&job, ended, &config.retry);
+    if let Outcome::Retry { error, .. } | Outcome::Fail { error } = &outcome {
+        tracing::debug!(job_id = %job.id, kind = %job.kind, attempt = job.attempt, class = %error.class, error = %error.message, "attempt failed");
+    }
+    let finish = Finish {
+        id: job.id,
+        attempt: job.attempt,
+        outcome,
+    };
+    if shared.completer.send(finish).await.is_err() {
+        tracing::error!(job_id = %job.id, "completer stopped before this job's finish was written; its lease will expire and it will be rescued");
+    }
+}
+
+/// The signals that can stop a handler.
+struct Stops<'a> {
+    /// This job's cancellation (user request or timeout); the handler sees it.
+    cancel: &'a CancellationToken,
+    /// Shutdown past its grace period.
+    hard_stop: &'a CancellationToken,
+    /// A simulated crash: drop the handler at once.
+    crash: &'a CancellationToken,
+    /// How long a stopped handler gets to return.
+    cancel_grace: Duration,
+}
+
+async fn supervise(
+    mut task: JoinHandle<Result<Value, JobError>>,
+    deadline: &Deadline,
+    timeout: Duration,
+    stops: Stops<'_>,
+) -> Ended {
+    let Stops {
+        cancel,
+        hard_stop,
+        crash,
+        cancel_grace,
+    } = stops;
+    loop {
+        tokio::select! {
+            biased;
+            res = &mut task => {
+                // The handler may return on its own right after being told
+                // to stop: what stopped it decides the outcome.
+                let r = joined(res);
+                return if hard_stop.is_cancelled() {
+                    Ended::ShutDown(Some(r))
+                } else if cancel.is_cancelled() {
+                    Ended::Cancelled(Some(r))
+                } else {
+                    Ended::Returned(r)
+                };
+            }
+            () = tokio::time::sleep_until(deadline.at()) => {
+                // A heartbeat may have pushed the deadline back while we slept.
+                if deadline.at() > tokio::time::Instant::now() {
+                    continue;
+                }
+                cancel.cancel();
+                task.abort();
+                return Ended::TimedOut(timeout);
+            }
+            () = cancel.cancelled() => {
+                return Ended::Cancelled(wind_down(task, cancel_grace).await);
+            }
+            () = hard_stop.cancelled() => {
+                cancel.cancel();
+                if crash.is_cancelled() {
+                    task.abort();
+                    return Ended::ShutDown(None);
+                }
+                return Ended::ShutDown(wind_down(task, cancel_grace).await);
+            }
+        }
+    }
+}
+
+/// The handler was told to stop: give it `grace` to return, then drop it.
+async fn wind_down(
+    mut task: JoinHandle<Result<Value, JobError>>,
+    grace: Duration,
+) -> Option<Result<Value, JobError>> {
+    match tokio::time::timeout(grace, &mut task).await {
+        Ok(res) => Some(joined(res)),
+        Err(_) => {
+            task.abort();
+            None
+        }
+    }
+}
+
+fn joined(res: Result<Result<Value, JobError>, tokio::task::JoinError>) -> Result<Value, JobError> {
+    match res {
+        Ok(r) => r,
+        Err(e) if e.is_panic() => {
+            let payload = e.into_panic();
+            let message = payload
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic payload".to_owned());
+            Err(JobError {
+                class: ErrorClass::Panicked,
+                message: format!("handler panicked: {message}"),
+                retry_after: None,
+                snooze: None,
+            })
+        }
+        Err(_) => Err(JobError {
+            class: ErrorClass::Cancelled,
+            message: "handler task was aborted".to_owned(),
+            retry_after: None,
+            snooze: None,
+        }),
+    }
+}
+
+fn outcome(job: &Job, ended: Ended, retry: &RetryPolicies) -> Outcome {
+    match ended {
+        Ended::Returned(Ok(result))
+        | Ended::Cancelled(Some(Ok(result)))
+        | Ended::ShutDown(Some(Ok(result))) => Outcome::Complete { result },
+        Ended::Returned(Err(e)) => after_error(job, e, retry),
+        Ended::TimedOut(t) => after_error(
+            job,
+            JobError {
+                class: ErrorClass::Timeout,
+                message: format!("timed out after {} ms without a heartbeat", t.as_millis()),
+                retry_after: None,
+                snooze: None,
+            },
+            retry,
+        ),
+        Ended::Cancelled(_) => Outcome::Cancel {
+            error: ErrorRecord {
+                class: ErrorClass::Cancelled,
+                message: "cancelled by a user while running".to_owned(),
+            },
+        },
+        Ended::ShutDown(_) => Outcome::HandBack,
+    }
+}
+
+fn after_error(job: &Job, e: JobError, retry: &RetryPolicies) -> Outcome {
+    if let Some(delay) = e.snooze {
+        return Outcome::Snooze { delay };
+    }
+    let error = ErrorRecord {
+        class: e.class,
+        message: e.message,
+    };
+    if e.class == ErrorClass::Permanent || job.attempt >= job.max_attempts {
+        return Outcome::Fail { error };
+    }
+    let delay = e.retry_after.unwrap_or_else(|| {
+        retry
+            .for_job(&job.kind, &job.queue)
+            .delay_after(job.attempt, rand::random::<f64>())
+    });
+    Outcome::Retry { error, delay }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use capstan_core::{JobId, JobState, RetryPolicy};
+
+    fn job(attempt: i32, max: i32) -> Job {
+        Job {
+            id: JobId(1),
+            queue: "q".into(),
+            kind: "k".into(),
+            args: Value::Null,
+            priority: 0,
+            state: JobState::Running,
+            attempt,
+            max_attempts: max,
+            run_at: chrono::Utc::now(),
+            timeout_ms: None,
+            errors: vec![],
+            result: None,
+            progress: None,
+            tags: vec![],
+            idempotency_key: None,
+            dedupe_key: None,
+            created_at: chrono::Utc::now(),
+            attempted_at: None,
+            finished_at: None,
+            node_id: None,
+            lease_expires_at: None,
+            cancel_requested: false,
+        }
+    }
+
+    fn policies() -> RetryPolicies {
+        RetryPolicies {
+            default: RetryPolicy::exponential(4, Duration::from_secs(2), 2.0),
+            ..RetryPolicies::default()
+        }
+    }
+
+    #[test]
+    fn each_error_class_leads_where_it_should() {
+        let p = policies();
+        let o = outcome(&job(1, 4), Ended::Returned(Err(JobError::retryable("503"))), &p);
+        assert!(matches!(o, Outcome::Retry { delay, .. } if delay == Duration::from_secs(2)));
+        let o = outcome(&job(3, 4), Ended::Returned(Err(JobError::retryable("503"))), &p);
+        assert!(matches!(o, Outcome::Retry { delay, .. } if delay == Duration::from_secs(8)));
+        let o = outcome(&job(4, 4), Ended::Returned(Err(JobError::retryable("503"))), &p);
+        assert!(matches!(o, Outcome::Fail { .. }), "out of attempts");
+        let o = outcome(&job(1, 4), Ended::Returned(Err(JobError::permanent("401"))), &p);
+        assert!(matches!(o, Outcome::Fail { error } if error.class == ErrorClass::Permanent));
+        let e = JobError::retry_after("429", Duration::from_secs(17));
+        let o = outcome(&job(1, 4), Ended::Returned(Err(e)), &p);
+        assert!(matches!(o, Outcome::Retry { delay, .. } if delay == Duration::from_secs(17)));
+        let o = outcome(&job(1, 4), Ended::TimedOut(Duration::from_secs(1)), &p);
+        assert!(matches!(o, Outcome::Retry { error, .. } if error.class == ErrorClass::Timeout));
+        let o = outcome(&job(1, 4), Ended::Returned(Err(JobError::snooze(Duration::from_secs(5)))), &p);
+        assert!(matches!(o, Outcome::Snooze { delay } if delay == Duration::from_secs(5)));
+        assert!(matches!(outcome(&job(1, 4), Ended::Cancelled(None), &p), Outcome::Cancel { .. }));
+        assert!(matches!(outcome(&job(1, 4), Ended::ShutDown(None), &p), Outcome::HandBack));
+        let done = Ended::ShutDown(Some(Ok(Value::Bool(true))));
+        assert!(matches!(outcome(&job(1, 4), done, &p), Outcome::Complete { .. }), "finished work is kept");
+    }
+}

@@ -1,0 +1,203 @@
+//! Nodes running jobs: exactly once under concurrency, kinds, crashes,
+//! fencing, cancellation, wake-ups.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use capstan_core::{ErrorClass, JobId, JobState, NewJob, NodeId};
+use capstan_runtime::{Client, Config, JobError, Workers};
+use capstan_store::Store;
+use capstan_store_conformance::Harness;
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+
+use crate::support::{client, config, wait_for_job, wait_for_state};
+
+type Calls = Arc<Mutex<HashMap<JobId, usize>>>;
+
+fn counting_workers(calls: Calls) -> Workers {
+    let mut w = Workers::empty();
+    w.register_fn("count", move |ctx, _args| {
+        let calls = calls.clone();
+        async move {
+            *calls.lock().unwrap().entry(ctx.job_id()).or_default() += 1;
+            Ok(Value::Null)
+        }
+    })
+    .unwrap();
+    w
+}
+
+/// 8 nodes, each with its own connection pool, drain 5,000 jobs each
+/// (40,000 in all); the handler counts its calls per job id.
+pub(crate) async fn each_job_runs_exactly_once_with_8_concurrent_nodes<H: Harness>(h: &H) {
+    const NODES: usize = 8;
+    const PER_NODE: usize = 5_000;
+    let enqueuer = client(h, config());
+    for chunk in 0..(NODES * PER_NODE / 2_000) {
+        let jobs = (0..2_000).map(|i| NewJob::new("count", json!({ "i": chunk * 2_000 + i }))).collect();
+        enqueuer.enqueue_many(jobs).await.unwrap();
+    }
+    let calls: Calls = Arc::default();
+    let mut nodes = Vec::new();
+    for n in 0..NODES {
+        let store = h.connect_again().await;
+        let c = Client::with_config(store, config().with_node_id(NodeId(format!("node-{n}")))).unwrap();
+        nodes.push(c.node(counting_workers(calls.clone())).unwrap().start());
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let counts = enqueuer.queue_counts().await.unwrap();
+        if counts.first().is_some_and(|c| c.completed == (NODES * PER_NODE) as u64) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "not drained: {counts:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for n in nodes {
+        n.shutdown().await.unwrap();
+    }
+    let calls = calls.lock().unwrap();
+    assert_eq!(calls.len(), NODES * PER_NODE, "every job ran");
+    let twice: Vec<_> = calls.iter().filter(|(_, n)| **n != 1).collect();
+    assert!(twice.is_empty(), "jobs run more than once: {twice:?}");
+}
+
+pub(crate) async fn jobs_of_kinds_without_a_handler_wait_for_one<H: Harness>(h: &H) {
+    let c = client(h, config());
+    let other = c.enqueue(NewJob::new("report.build", json!({}))).await.unwrap().id;
+    let noop = c.enqueue(NewJob::new("capstan.noop", json!({"x": 1}))).await.unwrap().id;
+    let node = c.node(Workers::new()).unwrap().start();
+    let done = wait_for_state(&c, noop, JobState::Completed).await;
+    assert_eq!(done.result, Some(json!({"x": 1})), "noop returns its args");
+    node.shutdown().await.unwrap();
+    assert_eq!(c.job(other).await.unwrap().unwrap().state, JobState::Available);
+    // A node that has the handler runs it.
+    let mut w = Workers::empty();
+    w.register_fn("report.build", |_ctx, _args| async { Ok(json!("built")) }).unwrap();
+    let node = c.node(w).unwrap().start();
+    wait_for_state(&c, other, JobState::Completed).await;
+    node.shutdown().await.unwrap();
+}
+
+fn blocking_workers(started: Arc<Notify>, release: Arc<Notify>, tag: &'static str) -> Workers {
+    let mut w = Workers::empty();
+    w.register_fn("block", move |_ctx, _args| {
+        let (started, release) = (started.clone(), release.clone());
+        async move {
+            started.notify_one();
+            release.notified().await;
+            Ok(json!(tag))
+        }
+    })
+    .unwrap();
+    w
+}
+
+pub(crate) async fn a_crashed_nodes_job_is_rescued_and_run_elsewhere<H: Harness>(h: &H) {
+    let c = client(h, config());
+    let id = c.enqueue(NewJob::new("block", json!({}))).await.unwrap().id;
+    let (started, release) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+    let a = client(h, config().with_node_id(NodeId("a".into())))
+        .node(blocking_workers(started.clone(), release.clone(), "a"))
+        .unwrap()
+        .start();
+    started.notified().await;
+    a.abort().await; // a crash: no hand-back, no deregistration, no more heartbeats
+    h.clock().advance(Duration::from_secs(26)); // past node_timeout (25 s)
+    let b = client(h, config().with_node_id(NodeId("b".into())))
+        .node(blocking_workers(Arc::new(Notify::new()), release.clone(), "b"))
+        .unwrap()
+        .start();
+    let j = wait_for_job(&c, id, Duration::from_secs(20), |j| {
+        j.state == JobState::Running && j.node_id.as_ref().is_some_and(|n| n.0 == "b")
+    })
+    .await;
+    assert_eq!(j.attempt, 2);
+    assert_eq!(j.errors[0].class, ErrorClass::Rescued);
+    release.notify_waiters();
+    release.notify_one();
+    let j = wait_for_state(&c, id, JobState::Completed).await;
+    assert_eq!(j.result, Some(json!("b")));
+    b.shutdown().await.unwrap();
+}
+
+pub(crate) async fn a_stale_holder_cannot_finish_a_rescued_job<H: Harness>(h: &H) {
+    let c = client(h, config());
+    let id = c.enqueue(NewJob::new("block", json!({}))).await.unwrap().id;
+    let (a_started, a_release) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+    // `slow` has a clock of its own that stands still: from the moment the
+    // shared clock moves on, its heartbeats look 60 s old, as a stuck node's would.
+    let frozen = Arc::new(capstan_core::ManualClock::new(capstan_core::Clock::now(h.clock())));
+    let a = Client::with_config(h.store().clone(), config().with_node_id(NodeId("slow".into())))
+        .unwrap()
+        .with_clock(frozen)
+        .node(blocking_workers(a_started.clone(), a_release.clone(), "slow"))
+        .unwrap()
+        .start();
+    a_started.notified().await;
+    h.clock().advance(Duration::from_secs(60));
+    let report = c.run_rescuer_once().await.unwrap();
+    assert_eq!(report.retried, vec![id]);
+    let (b_started, b_release) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+    let b = client(h, config().with_node_id(NodeId("fast".into())))
+        .node(blocking_workers(b_started.clone(), b_release.clone(), "fast"))
+        .unwrap()
+        .start();
+    b_started.notified().await;
+    // The slow worker finishes now: fenced, nothing changes.
+    a_release.notify_one();
+    a.shutdown().await.unwrap();
+    let j = c.job(id).await.unwrap().unwrap();
+    assert_eq!(j.state, JobState::Running);
+    assert_eq!(j.node_id.as_ref().map(|n| n.0.as_str()), Some("fast"));
+    b_release.notify_one();
+    let j = wait_for_state(&c, id, JobState::Completed).await;
+    assert_eq!(j.result, Some(json!("fast")));
+    b.shutdown().await.unwrap();
+}
+
+pub(crate) async fn cancel_stops_a_running_handler<H: Harness>(h: &H) {
+    let c = client(h, config());
+    let id = c
+        .enqueue(NewJob::new("capstan.sleep", json!({"ms": 60_000})))
+        .await
+        .unwrap()
+        .id;
+    let node = c.node(Workers::new()).unwrap().start();
+    wait_for_state(&c, id, JobState::Running).await;
+    let started = tokio::time::Instant::now();
+    c.cancel(id).await.unwrap();
+    let j = wait_for_state(&c, id, JobState::Cancelled).await;
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(j.errors.last().unwrap().class, ErrorClass::Cancelled);
+    node.shutdown().await.unwrap();
+}
+
+pub(crate) async fn idle_node_wakes_on_enqueue_without_polling<H: Harness>(h: &H) {
+    // Polling would take 30 s here: only a wake-up can start the job in time.
+    let cfg = Config {
+        poll_initial: Duration::from_secs(30),
+        poll_max: Duration::from_secs(30),
+        ..config()
+    };
+    let c = client(h, cfg);
+    let node = c.node(Workers::new()).unwrap().start();
+    // Let the node go idle.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let other = h.connect_again().await;
+    let id = Client::new(other)
+        .with_clock(c.clock().clone())
+        .enqueue(NewJob::new("capstan.noop", json!({})))
+        .await
+        .unwrap()
+        .id;
+    wait_for_job(&c, id, Duration::from_secs(10), |j| j.state == JobState::Completed).await;
+    node.shutdown().await.unwrap();
+}
+
+#[allow(dead_code)]
+fn _assert_send<S: Store>(c: Client<S>) -> impl Send {
+    async move { c.enqueue(NewJob::new("k", Value::Null)).await.map_err(|e| JobError::retryable(e.to_string())) }
+}

@@ -1,0 +1,75 @@
+//! Graceful shutdown and retention.
+
+use std::time::Duration;
+
+use capstan_core::{JobState, NewJob};
+use capstan_runtime::{Config, Workers};
+use capstan_store::NodeStore;
+use capstan_store_conformance::Harness;
+use serde_json::json;
+
+use crate::support::{client, config, wait_for_state};
+
+pub(crate) async fn graceful_shutdown_hands_jobs_back_without_burning_attempts<H: Harness>(h: &H) {
+    let c = client(h, Config { shutdown_grace: Duration::from_millis(200), ..config() });
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(c.enqueue(NewJob::new("capstan.sleep", json!({"ms": 60_000}))).await.unwrap().id);
+    }
+    let node = c.node(Workers::new()).unwrap().start();
+    for id in &ids {
+        wait_for_state(&c, *id, JobState::Running).await;
+    }
+    let started = tokio::time::Instant::now();
+    node.shutdown().await.unwrap();
+    assert!(started.elapsed() < Duration::from_secs(5), "shutdown took {:?}", started.elapsed());
+    for id in ids {
+        let j = c.job(id).await.unwrap().unwrap();
+        assert_eq!(j.state, JobState::Available);
+        assert_eq!(j.attempt, 0, "no attempt burned");
+        assert!(j.errors.is_empty());
+        assert!(j.node_id.is_none());
+    }
+    assert!(h.store().list_nodes().await.unwrap().is_empty(), "the node deregistered");
+}
+
+pub(crate) async fn jobs_finishing_within_the_grace_period_complete<H: Harness>(h: &H) {
+    let c = client(h, config());
+    let id = c.enqueue(NewJob::new("capstan.sleep", json!({"ms": 300}))).await.unwrap().id;
+    let node = c.node(Workers::new()).unwrap().start();
+    wait_for_state(&c, id, JobState::Running).await;
+    node.shutdown().await.unwrap();
+    let j = c.job(id).await.unwrap().unwrap();
+    assert_eq!(j.state, JobState::Completed);
+    assert_eq!(j.result, Some(json!({"slept_ms": 300})));
+}
+
+pub(crate) async fn cleaner_deletes_finished_jobs_after_retention<H: Harness>(h: &H) {
+    let mut cfg = config();
+    cfg.retry.default.max_attempts = 1;
+    let c = client(h, cfg);
+    let done = c.enqueue(NewJob::new("capstan.noop", json!({}))).await.unwrap().id;
+    let failed = c
+        .enqueue(NewJob::new("capstan.fail", json!({"permanent": true})))
+        .await
+        .unwrap()
+        .id;
+    let waiting = c
+        .enqueue(NewJob::new("capstan.noop", json!({})).with_delay(Duration::from_secs(30 * 24 * 3600)))
+        .await
+        .unwrap()
+        .id;
+    let node = c.node(Workers::new()).unwrap().start();
+    wait_for_state(&c, done, JobState::Completed).await;
+    wait_for_state(&c, failed, JobState::Failed).await;
+    node.shutdown().await.unwrap();
+    assert_eq!(c.run_cleaner_once().await.unwrap(), 0, "nothing is old yet");
+    h.clock().advance(Duration::from_secs(24 * 3600 + 1));
+    assert_eq!(c.run_cleaner_once().await.unwrap(), 1);
+    assert!(c.job(done).await.unwrap().is_none(), "completed: kept 24 h");
+    assert!(c.job(failed).await.unwrap().is_some(), "failed: kept 7 days");
+    h.clock().advance(Duration::from_secs(6 * 24 * 3600));
+    assert_eq!(c.run_cleaner_once().await.unwrap(), 1);
+    assert!(c.job(failed).await.unwrap().is_none());
+    assert_eq!(c.job(waiting).await.unwrap().unwrap().state, JobState::Scheduled, "waiting jobs are never cleaned");
+}
