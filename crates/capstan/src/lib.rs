@@ -1,0 +1,36 @@
+//! Capstan: reliable background work for applications whose data lives in a
+//! relational database. This crate is the one to depend on; it re-exports the
+//! layers below it.
+//!
+//! ```ignore
+//! use capstan::{AnyStore, Client, NewJob, Workers, Store};
+//!
+//! let store = AnyStore::connect("sqlite://capstan.db").await?; // or postgres://…
+//! store.migrate().await?;
+//! let client = Client::new(store);
+//! client.enqueue(NewJob::new("capstan.noop", serde_json::json!({"hello": "world"}))).await?;
+//! client.node(Workers::new())?.run(tokio::signal::ctrl_c().map(|_| ())).await?;
+//! ```
+//!
+//! Layers, bottom up: [`core`] (domain types, no I/O), [`store`] (the storage
+//! seam), the two backends [`sqlite`] and [`postgres`], and [`runtime`]
+//! (client, handlers, nodes). [`AnyStore`] picks a backend from a URL.
+
+mod any_store;
+
+pub use any_store::AnyStore;
+pub use capstan_core as core;
+pub use capstan_core::{
+    Clock, ErrorClass, Job, JobId, JobState, ManualClock, NewJob, NodeId, RetryPolicy, SystemClock,
+};
+pub use capstan_runtime as runtime;
+pub use capstan_runtime::{
+    Client, Config, Enqueued, Handler, JobContext, JobError, Node, NodeHandle, QueueConfig,
+    RetryPolicies, RuntimeError, Workers,
+};
+pub use capstan_store as store;
+pub use capstan_store::{JobStore, NodeStore, QueueStore, Store, StoreError};
+pub use capstan_store_postgres as postgres;
+pub use capstan_store_postgres::PgStore;
+pub use capstan_store_sqlite as sqlite;
+pub use capstan_store_sqlite::SqliteStore;
