@@ -1,1 +1,4 @@
-//! Runnable examples of Capstan, one per seed scenario.
+//! Runnable examples of Capstan, one per seed scenario, each with its
+//! end-to-end test in `tests/`.
+
+pub mod document_pipeline;

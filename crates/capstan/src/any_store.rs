@@ -42,6 +42,47 @@ impl AnyStore {
     }
 }
 
+impl AnyStore {
+    /// Insert every batch in one transaction: all the jobs exist, or none.
+    ///
+    /// # Errors
+    /// [`StoreError::Invalid`] for a bad job, or the database's error; in
+    /// both cases nothing is written.
+    pub async fn insert_all_or_nothing(&self, batches: &[InsertMany]) -> StoreResult<Vec<Inserted>> {
+        let mut out = Vec::new();
+        match self {
+            AnyStore::Sqlite(s) => {
+                let mut tx = s
+                    .writer()
+                    .begin_with("BEGIN IMMEDIATE")
+                    .await
+                    .map_err(|e| StoreError::database("insert_all_or_nothing", e))?;
+                for b in batches {
+                    out.extend(SqliteStore::insert_many_in(&mut tx, b).await?);
+                }
+                tx.commit()
+                    .await
+                    .map_err(|e| StoreError::database("insert_all_or_nothing", e))?;
+                s.wake(Wakeup::All).await?;
+            }
+            AnyStore::Postgres(s) => {
+                let mut tx = s
+                    .pool()
+                    .begin()
+                    .await
+                    .map_err(|e| StoreError::database("insert_all_or_nothing", e))?;
+                for b in batches {
+                    out.extend(PgStore::insert_many_in(&mut tx, b).await?);
+                }
+                tx.commit()
+                    .await
+                    .map_err(|e| StoreError::database("insert_all_or_nothing", e))?;
+            }
+        }
+        Ok(out)
+    }
+}
+
 /// Forward one method to whichever backend this is.
 macro_rules! forward {
     ($self:ident, $s:ident => $call:expr) => {

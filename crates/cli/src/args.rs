@@ -1,0 +1,196 @@
+//! The command line, as clap types. Values are parsed here (JSON, durations,
+//! times), so a malformed one is a usage error (exit 2) before anything runs.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use capstan::JobState;
+use chrono::{DateTime, Utc};
+use clap::{Args, Parser, Subcommand};
+
+/// Reliable background work on SQLite or PostgreSQL.
+#[derive(Debug, Parser)]
+#[command(name = "capstan", version, about)]
+pub(crate) struct Cli {
+    /// Database URL: postgres://… or sqlite://path. Default: `database_url`
+    /// in capstan.toml, else sqlite://capstan.db.
+    #[arg(long, global = true, env = "CAPSTAN_DATABASE_URL", value_name = "URL")]
+    pub(crate) database_url: Option<String>,
+    /// Configuration file (default: ./capstan.toml when it exists).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub(crate) config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Create or upgrade the schema (idempotent).
+    Migrate,
+    /// Run a node: claim and run jobs until SIGINT/SIGTERM, then stop gracefully.
+    Serve(ServeArgs),
+    /// Enqueue a job (or, with --batch, many from a JSON-lines file).
+    Enqueue(EnqueueArgs),
+    /// Inspect and operate on jobs.
+    Jobs(JobsArgs),
+    /// Jobs per queue and state.
+    Queues(QueuesArgs),
+    /// Measure enqueue, drain and pickup on the configured database.
+    Bench(BenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// Queues to serve, comma-separated (default: from config, else `default`).
+    #[arg(long, value_delimiter = ',', value_name = "Q,…")]
+    pub(crate) queues: Option<Vec<String>>,
+    /// Jobs run at once per queue on this node.
+    #[arg(long, value_name = "N")]
+    pub(crate) concurrency: Option<usize>,
+    /// This node's id; must be unique among live nodes (default: host name + random).
+    #[arg(long, value_name = "ID")]
+    pub(crate) node_id: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct EnqueueArgs {
+    /// The job's kind (not with --batch).
+    #[arg(required_unless_present = "batch", conflicts_with = "batch")]
+    pub(crate) kind: Option<String>,
+    /// The job's args, as JSON.
+    #[arg(long, value_parser = parse_json, value_name = "JSON")]
+    pub(crate) args: Option<serde_json::Value>,
+    /// Queue (default `default`).
+    #[arg(long, value_name = "Q")]
+    pub(crate) queue: Option<String>,
+    /// Priority: higher runs first (default 0).
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub(crate) priority: Option<i16>,
+    /// Run no earlier than this long from now (e.g. 30s, 5m).
+    #[arg(long, value_parser = parse_duration, conflicts_with = "run_at", value_name = "DUR")]
+    pub(crate) delay: Option<Duration>,
+    /// Run no earlier than this time (RFC 3339).
+    #[arg(long, value_parser = parse_time, value_name = "RFC3339")]
+    pub(crate) run_at: Option<DateTime<Utc>>,
+    /// At most one job per key while retained: a known key returns the existing job.
+    #[arg(long, value_name = "K")]
+    pub(crate) idempotency_key: Option<String>,
+    /// At most one not-yet-started job per key: a second enqueue coalesces into it.
+    #[arg(long, value_name = "K")]
+    pub(crate) dedupe_key: Option<String>,
+    /// Attempts allowed (default: the retry policy's).
+    #[arg(long, value_name = "N")]
+    pub(crate) max_attempts: Option<i32>,
+    /// Per-attempt timeout (default: 5m, or the config's).
+    #[arg(long, value_parser = parse_duration, value_name = "DUR")]
+    pub(crate) timeout: Option<Duration>,
+    /// A tag; repeat for several.
+    #[arg(long = "tag", value_name = "TAG")]
+    pub(crate) tags: Vec<String>,
+    /// Enqueue every job of a JSON-lines file (`-` = stdin), all or nothing.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["args", "queue", "priority", "delay", "run_at", "idempotency_key", "dedupe_key", "max_attempts", "timeout", "tags"])]
+    pub(crate) batch: Option<PathBuf>,
+    /// Print JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct JobsArgs {
+    #[command(subcommand)]
+    pub(crate) command: JobsCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum JobsCommand {
+    /// List jobs, newest first.
+    List {
+        /// Only this queue.
+        #[arg(long)]
+        queue: Option<String>,
+        /// Only this state.
+        #[arg(long, value_parser = parse_state)]
+        state: Option<JobState>,
+        /// Only this kind.
+        #[arg(long)]
+        kind: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// Print a JSON array.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one job with its attempt history.
+    Show {
+        /// The job id.
+        id: i64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Cancel a job (a running job's handler is told to stop).
+    Cancel {
+        /// The job id.
+        id: i64,
+    },
+    /// Run a failed, cancelled or waiting job again now.
+    Retry {
+        /// The job id.
+        id: i64,
+    },
+    /// Wait until a job finishes: exit 0 completed, 1 failed or cancelled, 3 timeout.
+    Wait {
+        /// The job id.
+        id: i64,
+        /// Give up after this long (default: wait as long as it takes).
+        #[arg(long, value_parser = parse_duration)]
+        timeout: Option<Duration>,
+        /// Print the job as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct QueuesArgs {
+    /// Print a JSON array.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct BenchArgs {
+    /// Jobs to bulk-enqueue and drain.
+    #[arg(long, default_value_t = 20_000)]
+    pub(crate) jobs: usize,
+    /// Handlers run at once (default: the queue default, 100).
+    #[arg(long)]
+    pub(crate) concurrency: Option<usize>,
+    /// Keep the drained jobs (completed) instead of deleting the bench queue:
+    /// run once with a large --jobs and --keep to measure over a big retained history.
+    #[arg(long)]
+    pub(crate) keep: bool,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+fn parse_json(s: &str) -> Result<serde_json::Value, String> {
+    serde_json::from_str(s).map_err(|e| format!("not valid JSON ({e})"))
+}
+
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s)
+        .map_err(|e| format!("{e}: use a duration like 500ms, 30s, 5m or 1h"))
+}
+
+fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| format!("{e}: use RFC 3339, e.g. 2026-11-23T12:00:00Z"))
+}
+
+fn parse_state(s: &str) -> Result<JobState, String> {
+    s.parse().map_err(|e: capstan::core::ValidationError| e.to_string())
+}

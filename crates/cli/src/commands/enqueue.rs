@@ -1,0 +1,164 @@
+//! `capstan enqueue`: one job from flags, or every job of a JSON-lines file
+//! (`--batch FILE`, `-` = stdin), all or nothing: a malformed line is
+//! reported with its number and nothing from the file is enqueued.
+
+use std::io::{BufRead, IsTerminal};
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use capstan::{Client, NewJob};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::args::{EnqueueArgs, parse_duration};
+use crate::settings::Settings;
+
+/// Jobs written per statement when enqueueing a file.
+const BATCH: usize = 5_000;
+
+pub(crate) async fn run(settings: &Settings, args: EnqueueArgs) -> anyhow::Result<ExitCode> {
+    if let Some(path) = &args.batch {
+        return run_batch(settings, path, args.json).await;
+    }
+    let Some(kind) = args.kind.clone() else {
+        bail!("give a job kind, or --batch FILE");
+    };
+    let mut job = NewJob::new(kind, args.args.clone().unwrap_or(Value::Object(Default::default())));
+    if let Some(q) = args.queue {
+        job.queue = q;
+    }
+    job.priority = args.priority.unwrap_or(0);
+    job.delay = args.delay;
+    job.run_at = args.run_at;
+    job.idempotency_key = args.idempotency_key;
+    job.dedupe_key = args.dedupe_key;
+    job.max_attempts = args.max_attempts;
+    job.timeout = args.timeout;
+    job.tags = args.tags;
+    job.validate()?;
+    let client = Client::with_config(settings.open().await?, settings.config.clone())?;
+    let enqueued = client.enqueue(job).await?;
+    let job = client
+        .job(enqueued.id)
+        .await?
+        .with_context(|| format!("job {} vanished right after enqueue", enqueued.id))?;
+    if args.json {
+        let mut v = serde_json::to_value(&job)?;
+        v["existing"] = Value::Bool(enqueued.existing);
+        println!("{v}");
+    } else if enqueued.existing {
+        println!("job {} already exists ({}, {}); nothing enqueued", job.id, job.kind, job.state);
+    } else {
+        println!("enqueued job {} ({} in queue {}, {})", job.id, job.kind, job.queue, job.state);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One line of a batch file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Line {
+    kind: String,
+    #[serde(default)]
+    args: Option<Value>,
+    queue: Option<String>,
+    priority: Option<i16>,
+    run_at: Option<DateTime<Utc>>,
+    delay: Option<String>,
+    delay_ms: Option<u64>,
+    max_attempts: Option<i32>,
+    timeout: Option<String>,
+    timeout_ms: Option<u64>,
+    #[serde(default)]
+    tags: Vec<String>,
+    idempotency_key: Option<String>,
+    dedupe_key: Option<String>,
+}
+
+impl Line {
+    fn into_job(self) -> anyhow::Result<NewJob> {
+        let dur = |s: Option<String>, ms: Option<u64>, name: &str| -> anyhow::Result<Option<Duration>> {
+            match (s, ms) {
+                (Some(_), Some(_)) => bail!("give {name} or {name}_ms, not both"),
+                (Some(s), None) => Ok(Some(parse_duration(&s).map_err(|e| anyhow::anyhow!("{name}: {e}"))?)),
+                (None, ms) => Ok(ms.map(Duration::from_millis)),
+            }
+        };
+        let mut job = NewJob::new(self.kind, self.args.unwrap_or(Value::Object(Default::default())));
+        if let Some(q) = self.queue {
+            job.queue = q;
+        }
+        job.priority = self.priority.unwrap_or(0);
+        job.run_at = self.run_at;
+        job.delay = dur(self.delay, self.delay_ms, "delay")?;
+        job.max_attempts = self.max_attempts;
+        job.timeout = dur(self.timeout, self.timeout_ms, "timeout")?;
+        job.tags = self.tags;
+        job.idempotency_key = self.idempotency_key;
+        job.dedupe_key = self.dedupe_key;
+        job.validate()?;
+        Ok(job)
+    }
+}
+
+fn read_jobs(path: &Path) -> anyhow::Result<Vec<NewJob>> {
+    let reader: Box<dyn BufRead> = if path.as_os_str() == "-" {
+        Box::new(std::io::stdin().lock())
+    } else {
+        let f = std::fs::File::open(path)
+            .with_context(|| format!("cannot open batch file {}", path.display()))?;
+        Box::new(std::io::BufReader::new(f))
+    };
+    let mut jobs = Vec::new();
+    for (i, line) in reader.lines().enumerate() {
+        let n = i + 1;
+        let line = line.with_context(|| format!("{}: cannot read line {n}", path.display()))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let job = serde_json::from_str::<Line>(&line)
+            .map_err(anyhow::Error::from)
+            .and_then(Line::into_job)
+            .with_context(|| {
+                format!("{} line {n} is not a valid job; nothing was enqueued", path.display())
+            })?;
+        jobs.push(job);
+    }
+    Ok(jobs)
+}
+
+async fn run_batch(settings: &Settings, path: &Path, json: bool) -> anyhow::Result<ExitCode> {
+    let jobs = read_jobs(path)?;
+    let store = settings.open().await?;
+    let client = Client::with_config(store.clone(), settings.config.clone())?;
+    let total = jobs.len();
+    let bar = progress(total as u64, json);
+    let mut batches = Vec::new();
+    let mut rest = jobs;
+    while !rest.is_empty() {
+        let tail = rest.split_off(rest.len().min(BATCH));
+        batches.push(client.insert_params(std::mem::replace(&mut rest, tail)));
+    }
+    let inserted = store.insert_all_or_nothing(&batches).await?;
+    bar.finish_and_clear();
+    let new = inserted.iter().filter(|i| !i.existing).count();
+    if json {
+        println!("{}", serde_json::json!({ "enqueued": new, "existing": total - new }));
+    } else {
+        println!("enqueued {new} jobs ({} already existed)", total - new);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn progress(len: u64, json: bool) -> indicatif::ProgressBar {
+    if json || !std::io::stderr().is_terminal() || len < 10_000 {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_message(format!("enqueueing {len} jobs in one transaction…"));
+    bar.enable_steady_tick(Duration::from_millis(100));
+    bar
+}

@@ -1,0 +1,124 @@
+//! `capstan jobs list|show|cancel|retry|wait`.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use capstan::store::{CancelOutcome, ListJobs};
+use capstan::{Client, Job, JobId, JobState, RuntimeError};
+
+use crate::args::{JobsArgs, JobsCommand};
+use crate::settings::Settings;
+use crate::table;
+
+pub(crate) async fn run(settings: &Settings, args: JobsArgs) -> anyhow::Result<ExitCode> {
+    let client = Client::with_config(settings.open().await?, settings.config.clone())?;
+    match args.command {
+        JobsCommand::List { queue, state, kind, limit, json } => {
+            let jobs = client.list_jobs(&ListJobs { queue, state, kind, limit }).await?;
+            if json {
+                println!("{}", serde_json::to_string(&jobs)?);
+            } else {
+                let rows: Vec<Vec<String>> = jobs
+                    .iter()
+                    .map(|j| {
+                        vec![
+                            j.id.to_string(),
+                            j.queue.clone(),
+                            j.kind.clone(),
+                            j.state.to_string(),
+                            format!("{}/{}", j.attempt, j.max_attempts),
+                            j.run_at.format("%Y-%m-%d %H:%M:%S").to_string(),
+                        ]
+                    })
+                    .collect();
+                table::print(&["ID", "QUEUE", "KIND", "STATE", "ATTEMPT", "RUN AT"], &rows);
+            }
+        }
+        JobsCommand::Show { id, json } => {
+            let job = client
+                .job(JobId(id))
+                .await?
+                .with_context(|| format!("job {id} not found (it never existed or was deleted after its retention period)"))?;
+            if json {
+                println!("{}", serde_json::to_string(&job)?);
+            } else {
+                show(&job);
+            }
+        }
+        JobsCommand::Cancel { id } => match client.cancel(JobId(id)).await? {
+            CancelOutcome::Cancelled(j) => println!("cancelled job {} ({})", j.id, j.kind),
+            CancelOutcome::Requested(j) => println!(
+                "job {} is running on {}: asked it to stop",
+                j.id,
+                j.node_id.map(|n| n.0).unwrap_or_default()
+            ),
+        },
+        JobsCommand::Retry { id } => {
+            let j = client.retry(JobId(id)).await?;
+            println!("job {} is {} again (attempt {}/{})", j.id, j.state, j.attempt, j.max_attempts);
+        }
+        JobsCommand::Wait { id, timeout, json } => {
+            let limit = timeout.unwrap_or(Duration::from_secs(100 * 365 * 24 * 3600));
+            return match client.wait(JobId(id), limit).await {
+                Ok(job) => {
+                    if json {
+                        println!("{}", serde_json::to_string(&job)?);
+                    } else {
+                        println!("job {} {}", job.id, job.state);
+                    }
+                    Ok(if job.state == JobState::Completed {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::from(1)
+                    })
+                }
+                Err(RuntimeError::WaitTimeout { job_id, waited, state }) => {
+                    eprintln!(
+                        "error: job {job_id} is still {state} after {}; wait longer with --timeout",
+                        humantime::format_duration(waited)
+                    );
+                    Ok(ExitCode::from(3))
+                }
+                Err(e) => Err(e.into()),
+            };
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn show(j: &Job) {
+    let opt = |t: Option<chrono::DateTime<chrono::Utc>>| t.map(|t| t.to_rfc3339()).unwrap_or_else(|| "-".into());
+    println!("job {}  {}  queue {}  {}", j.id, j.kind, j.queue, j.state);
+    println!("  attempt       {}/{}", j.attempt, j.max_attempts);
+    println!("  priority      {}", j.priority);
+    println!("  args          {}", j.args);
+    println!("  run at        {}", j.run_at.to_rfc3339());
+    println!("  created at    {}", j.created_at.to_rfc3339());
+    println!("  attempted at  {}", opt(j.attempted_at));
+    println!("  finished at   {}", opt(j.finished_at));
+    if let Some(n) = &j.node_id {
+        println!("  held by       {n} (lease until {})", opt(j.lease_expires_at));
+    }
+    if let Some(k) = &j.idempotency_key {
+        println!("  idempotency   {k}");
+    }
+    if let Some(k) = &j.dedupe_key {
+        println!("  dedupe        {k}");
+    }
+    if !j.tags.is_empty() {
+        println!("  tags          {}", j.tags.join(", "));
+    }
+    if let Some(r) = &j.result {
+        println!("  result        {r}");
+    }
+    if let Some(p) = &j.progress {
+        println!("  progress      {p}");
+    }
+    if !j.errors.is_empty() {
+        println!("  errors:");
+        for e in &j.errors {
+            println!("    #{} {} [{}] {}", e.attempt, e.at.to_rfc3339(), e.class, e.message);
+        }
+    }
+}

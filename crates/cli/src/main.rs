@@ -1,0 +1,67 @@
+//! `capstan`: the command-line shell over the library. It parses arguments,
+//! resolves configuration (flag > environment > `capstan.toml` > default),
+//! opens and migrates the store, runs one command and maps the outcome to an
+//! exit code: 0 success, 2 usage error, 1 any other error (with one line on
+//! stderr saying what failed and what to do); `jobs wait` adds 1 for a failed
+//! or cancelled job and 3 for a timeout.
+
+mod args;
+mod commands;
+mod settings;
+mod shutdown;
+mod table;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::args::{Cli, Command};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(&cli);
+    match run(cli).await {
+        Ok(code) => code,
+        Err(e) => {
+            let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+            let mut line = String::new();
+            for part in chain {
+                // Skip repeats (a context that already quotes its source).
+                if !line.contains(&part) {
+                    if !line.is_empty() {
+                        line.push_str(": ");
+                    }
+                    line.push_str(&part);
+                }
+            }
+            eprintln!("error: {line}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let settings = settings::Settings::load(&cli)?;
+    match cli.command {
+        Command::Migrate => commands::migrate::run(&settings).await,
+        Command::Serve(a) => commands::serve::run(&settings, a).await,
+        Command::Enqueue(a) => commands::enqueue::run(&settings, a).await,
+        Command::Jobs(a) => commands::jobs::run(&settings, a).await,
+        Command::Queues(a) => commands::queues::run(&settings, a).await,
+        Command::Bench(a) => commands::bench::run(&settings, a).await,
+    }
+}
+
+fn init_tracing(cli: &Cli) {
+    use tracing_subscriber::EnvFilter;
+    let default = match cli.command {
+        Command::Serve(_) => "info,sqlx=warn",
+        _ => "warn,sqlx=error",
+    };
+    let filter = EnvFilter::try_from_env("CAPSTAN_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

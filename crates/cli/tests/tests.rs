@@ -1,0 +1,44 @@
+//! The CLI contract, end to end through the built `capstan` binary, on
+//! SQLite and on PostgreSQL; and the crash test: `serve` killed with
+//! SIGKILL mid-run, restarted, and every job completes.
+#![allow(missing_docs)]
+
+mod contract;
+mod crash;
+mod support;
+
+macro_rules! on_both_backends {
+    ($($module:ident :: $case:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let h = <capstan_store_conformance::SqliteHarness as capstan_store_conformance::Harness>::new(stringify!($case)).await;
+                    crate::$module::$case(&h).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let h = <capstan_store_conformance::PgHarness as capstan_store_conformance::Harness>::new(stringify!($case)).await;
+                    crate::$module::$case(&h).await;
+                }
+            )*
+        }
+    };
+}
+
+on_both_backends!(
+    contract::migrate_is_idempotent,
+    contract::enqueue_prints_the_job_and_honours_keys,
+    contract::batch_enqueue_is_all_or_nothing,
+    contract::jobs_list_show_cancel_retry,
+    contract::queues_prints_counts_per_state,
+    contract::serve_runs_jobs_and_stops_on_sigterm,
+    contract::wait_exit_codes_tell_the_outcome,
+    contract::errors_are_one_line_with_the_right_exit_code,
+    contract::bench_prints_its_report,
+    crash::serve_killed_mid_run_loses_no_job,
+);
