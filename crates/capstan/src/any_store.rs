@@ -48,7 +48,10 @@ impl AnyStore {
     /// # Errors
     /// [`StoreError::Invalid`] for a bad job, or the database's error; in
     /// both cases nothing is written.
-    pub async fn insert_all_or_nothing(&self, batches: &[InsertMany]) -> StoreResult<Vec<Inserted>> {
+    pub async fn insert_all_or_nothing(
+        &self,
+        batches: &[InsertMany],
+    ) -> StoreResult<Vec<Inserted>> {
         let mut out = Vec::new();
         match self {
             AnyStore::Sqlite(s) => {

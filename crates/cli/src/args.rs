@@ -192,5 +192,6 @@ fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
 }
 
 fn parse_state(s: &str) -> Result<JobState, String> {
-    s.parse().map_err(|e: capstan::core::ValidationError| e.to_string())
+    s.parse()
+        .map_err(|e: capstan::core::ValidationError| e.to_string())
 }

@@ -108,7 +108,11 @@ impl PolicyFile {
     fn apply(&self, base: &RetryPolicy, key: &str) -> anyhow::Result<RetryPolicy> {
         Ok(RetryPolicy {
             max_attempts: self.max_attempts.unwrap_or(base.max_attempts),
-            base_delay: duration(&format!("{key}.base_delay"), &self.base_delay, base.base_delay)?,
+            base_delay: duration(
+                &format!("{key}.base_delay"),
+                &self.base_delay,
+                base.base_delay,
+            )?,
             multiplier: self.multiplier.unwrap_or(base.multiplier),
             max_delay: duration(&format!("{key}.max_delay"), &self.max_delay, base.max_delay)?,
             jitter: self.jitter.unwrap_or(base.jitter),
@@ -121,9 +125,10 @@ impl Settings {
     pub(crate) fn load(cli: &Cli) -> anyhow::Result<Settings> {
         let (file, path) = match &cli.config {
             Some(p) => (read(p)?, Some(p.clone())),
-            None if Path::new(DEFAULT_CONFIG_FILE).exists() => {
-                (read(Path::new(DEFAULT_CONFIG_FILE))?, Some(PathBuf::from(DEFAULT_CONFIG_FILE)))
-            }
+            None if Path::new(DEFAULT_CONFIG_FILE).exists() => (
+                read(Path::new(DEFAULT_CONFIG_FILE))?,
+                Some(PathBuf::from(DEFAULT_CONFIG_FILE)),
+            ),
             None => (FileConfig::default(), None),
         };
         let config = runtime_config(&file).with_context(|| match &path {
@@ -185,10 +190,16 @@ fn runtime_config(f: &FileConfig) -> anyhow::Result<Config> {
         ..Default::default()
     };
     for (q, p) in &f.retry.queues {
-        retry.by_queue.insert(q.clone(), p.apply(&default_policy, &format!("retry.queues.{q}"))?);
+        retry.by_queue.insert(
+            q.clone(),
+            p.apply(&default_policy, &format!("retry.queues.{q}"))?,
+        );
     }
     for (k, p) in &f.retry.kinds {
-        retry.by_kind.insert(k.clone(), p.apply(&default_policy, &format!("retry.kinds.{k}"))?);
+        retry.by_kind.insert(
+            k.clone(),
+            p.apply(&default_policy, &format!("retry.kinds.{k}"))?,
+        );
     }
     let config = Config {
         node_id: f.node_id.clone().map(capstan::NodeId),
@@ -196,7 +207,11 @@ fn runtime_config(f: &FileConfig) -> anyhow::Result<Config> {
         retry,
         default_timeout: duration("default_timeout", &f.default_timeout, d.default_timeout)?,
         lease_grace: duration("lease_grace", &f.lease_grace, d.lease_grace)?,
-        heartbeat_interval: duration("heartbeat_interval", &f.heartbeat_interval, d.heartbeat_interval)?,
+        heartbeat_interval: duration(
+            "heartbeat_interval",
+            &f.heartbeat_interval,
+            d.heartbeat_interval,
+        )?,
         node_timeout: duration("node_timeout", &f.node_timeout, d.node_timeout)?,
         rescue_interval: duration("rescue_interval", &f.rescue_interval, d.rescue_interval)?,
         poll_initial: duration("poll_initial", &f.poll_initial, d.poll_initial)?,

@@ -15,7 +15,11 @@ pub(crate) async fn migrate_is_idempotent<H: Harness>(h: &H) {
     let dir = TempDir::new("cli");
     for _ in 0..2 {
         let out = run(&h.url(), &dir, &["migrate"]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
 
@@ -26,11 +30,33 @@ pub(crate) async fn enqueue_prints_the_job_and_honours_keys<H: Harness>(h: &H) {
         &url,
         &dir,
         &[
-            "enqueue", "email.send", "--args", r#"{"to":"a@b.c"}"#, "--queue", "mail", "--priority", "3",
-            "--delay", "30s", "--max-attempts", "5", "--timeout", "90s", "--json",
+            "enqueue",
+            "email.send",
+            "--args",
+            r#"{"to":"a@b.c"}"#,
+            "--queue",
+            "mail",
+            "--priority",
+            "3",
+            "--delay",
+            "30s",
+            "--max-attempts",
+            "5",
+            "--timeout",
+            "90s",
+            "--json",
         ],
     );
-    for key in ["id", "kind", "queue", "state", "attempt", "max_attempts", "run_at", "existing"] {
+    for key in [
+        "id",
+        "kind",
+        "queue",
+        "state",
+        "attempt",
+        "max_attempts",
+        "run_at",
+        "existing",
+    ] {
         assert!(j.get(key).is_some(), "missing {key}: {j}");
     }
     assert_eq!(j["kind"], "email.send");
@@ -41,17 +67,45 @@ pub(crate) async fn enqueue_prints_the_job_and_honours_keys<H: Harness>(h: &H) {
     assert_eq!(j["timeout_ms"], 90_000);
     assert_eq!(j["existing"], false);
     assert_eq!(j["args"]["to"], "a@b.c");
-    let first = json(&url, &dir, &["enqueue", "k", "--idempotency-key", "order-1", "--json"]);
-    let again = json(&url, &dir, &["enqueue", "k", "--idempotency-key", "order-1", "--json"]);
+    let first = json(
+        &url,
+        &dir,
+        &["enqueue", "k", "--idempotency-key", "order-1", "--json"],
+    );
+    let again = json(
+        &url,
+        &dir,
+        &["enqueue", "k", "--idempotency-key", "order-1", "--json"],
+    );
     assert_eq!(first["existing"], false);
     assert_eq!(again["existing"], true);
     assert_eq!(again["id"], first["id"]);
-    let d1 = json(&url, &dir, &["enqueue", "k", "--dedupe-key", "u7", "--json"]);
-    let d2 = json(&url, &dir, &["enqueue", "k", "--dedupe-key", "u7", "--json"]);
-    assert_eq!((d2["id"].clone(), d2["existing"].clone()), (d1["id"].clone(), Value::Bool(true)));
-    let at = json(&url, &dir, &["enqueue", "k", "--run-at", "2099-01-02T03:04:05Z", "--json"]);
+    let d1 = json(
+        &url,
+        &dir,
+        &["enqueue", "k", "--dedupe-key", "u7", "--json"],
+    );
+    let d2 = json(
+        &url,
+        &dir,
+        &["enqueue", "k", "--dedupe-key", "u7", "--json"],
+    );
+    assert_eq!(
+        (d2["id"].clone(), d2["existing"].clone()),
+        (d1["id"].clone(), Value::Bool(true))
+    );
+    let at = json(
+        &url,
+        &dir,
+        &["enqueue", "k", "--run-at", "2099-01-02T03:04:05Z", "--json"],
+    );
     assert_eq!(at["state"], "scheduled");
-    assert!(at["run_at"].as_str().unwrap().starts_with("2099-01-02T03:04:05"));
+    assert!(
+        at["run_at"]
+            .as_str()
+            .unwrap()
+            .starts_with("2099-01-02T03:04:05")
+    );
 }
 
 pub(crate) async fn batch_enqueue_is_all_or_nothing<H: Harness>(h: &H) {
@@ -62,10 +116,22 @@ pub(crate) async fn batch_enqueue_is_all_or_nothing<H: Harness>(h: &H) {
         "good.jsonl",
         "{\"kind\":\"a\",\"args\":{\"n\":1}}\n\n{\"kind\":\"b\",\"queue\":\"q2\",\"delay\":\"5m\"}\n{\"kind\":\"c\",\"priority\":2,\"idempotency_key\":\"x\"}\n",
     );
-    let out = json(&url, &dir, &["enqueue", "--batch", good.to_str().unwrap(), "--json"]);
+    let out = json(
+        &url,
+        &dir,
+        &["enqueue", "--batch", good.to_str().unwrap(), "--json"],
+    );
     assert_eq!(out["enqueued"], 3);
-    let bad = write(&dir, "bad.jsonl", "{\"kind\":\"a\"}\n{\"kind\":\"b\",\"queue\":\"no spaces\"}\n{\"kind\":\"c\"}\n");
-    let res = run(&url, &dir, &["enqueue", "--batch", bad.to_str().unwrap(), "--json"]);
+    let bad = write(
+        &dir,
+        "bad.jsonl",
+        "{\"kind\":\"a\"}\n{\"kind\":\"b\",\"queue\":\"no spaces\"}\n{\"kind\":\"c\"}\n",
+    );
+    let res = run(
+        &url,
+        &dir,
+        &["enqueue", "--batch", bad.to_str().unwrap(), "--json"],
+    );
     assert_eq!(res.status.code(), Some(1));
     let err = String::from_utf8_lossy(&res.stderr);
     assert!(err.contains("line 2"), "{err}");
@@ -89,7 +155,12 @@ pub(crate) async fn batch_enqueue_is_all_or_nothing<H: Harness>(h: &H) {
         .spawn()
         .unwrap();
     use std::io::Write;
-    child.stdin.take().unwrap().write_all(b"{\"kind\":\"s\"}\n{\"kind\":\"s\"}\n").unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"{\"kind\":\"s\"}\n{\"kind\":\"s\"}\n")
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["enqueued"], 2);
@@ -99,22 +170,63 @@ pub(crate) async fn jobs_list_show_cancel_retry<H: Harness>(h: &H) {
     let dir = TempDir::new("cli");
     let url = h.url();
     let a = json(&url, &dir, &["enqueue", "report", "--json"]);
-    let b = json(&url, &dir, &["enqueue", "email", "--queue", "mail", "--json"]);
+    let b = json(
+        &url,
+        &dir,
+        &["enqueue", "email", "--queue", "mail", "--json"],
+    );
     let list = json(&url, &dir, &["jobs", "list", "--json"]);
-    let ids: Vec<i64> = list.as_array().unwrap().iter().map(|j| j["id"].as_i64().unwrap()).collect();
-    assert_eq!(ids, vec![b["id"].as_i64().unwrap(), a["id"].as_i64().unwrap()], "newest first");
-    let mail = json(&url, &dir, &["jobs", "list", "--queue", "mail", "--state", "available", "--kind", "email", "--json"]);
+    let ids: Vec<i64> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        vec![b["id"].as_i64().unwrap(), a["id"].as_i64().unwrap()],
+        "newest first"
+    );
+    let mail = json(
+        &url,
+        &dir,
+        &[
+            "jobs",
+            "list",
+            "--queue",
+            "mail",
+            "--state",
+            "available",
+            "--kind",
+            "email",
+            "--json",
+        ],
+    );
     assert_eq!(mail.as_array().unwrap().len(), 1);
-    assert_eq!(json(&url, &dir, &["jobs", "list", "--limit", "1", "--json"]).as_array().unwrap().len(), 1);
+    assert_eq!(
+        json(&url, &dir, &["jobs", "list", "--limit", "1", "--json"])
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
     let out = run(&url, &dir, &["jobs", "cancel", &id_of(&a)]);
     assert!(out.status.success());
     let shown = json(&url, &dir, &["jobs", "show", &id_of(&a), "--json"]);
     assert_eq!(shown["state"], "cancelled");
     assert_eq!(shown["errors"][0]["class"], "cancelled");
     let again = run(&url, &dir, &["jobs", "cancel", &id_of(&a)]);
-    assert_eq!(again.status.code(), Some(1), "a cancelled job cannot be cancelled again");
+    assert_eq!(
+        again.status.code(),
+        Some(1),
+        "a cancelled job cannot be cancelled again"
+    );
     assert!(String::from_utf8_lossy(&again.stderr).contains("cancelled"));
-    assert!(run(&url, &dir, &["jobs", "retry", &id_of(&a)]).status.success());
+    assert!(
+        run(&url, &dir, &["jobs", "retry", &id_of(&a)])
+            .status
+            .success()
+    );
     let shown = json(&url, &dir, &["jobs", "show", &id_of(&a), "--json"]);
     assert_eq!(shown["state"], "available");
     let text = run(&url, &dir, &["jobs", "show", &id_of(&a)]);
@@ -124,7 +236,10 @@ pub(crate) async fn jobs_list_show_cancel_retry<H: Harness>(h: &H) {
 pub(crate) async fn queues_prints_counts_per_state<H: Harness>(h: &H) {
     let dir = TempDir::new("cli");
     let url = h.url();
-    assert_eq!(json(&url, &dir, &["queues", "--json"]), serde_json::json!([]));
+    assert_eq!(
+        json(&url, &dir, &["queues", "--json"]),
+        serde_json::json!([])
+    );
     json(&url, &dir, &["enqueue", "k", "--json"]);
     json(&url, &dir, &["enqueue", "k", "--delay", "1h", "--json"]);
     let q = json(&url, &dir, &["queues", "--json"]);
@@ -137,17 +252,54 @@ pub(crate) async fn queues_prints_counts_per_state<H: Harness>(h: &H) {
 pub(crate) async fn serve_runs_jobs_and_stops_on_sigterm<H: Harness>(h: &H) {
     let dir = TempDir::new("cli");
     let url = h.url();
-    let a = json(&url, &dir, &["enqueue", "capstan.noop", "--args", r#"{"x":1}"#, "--json"]);
-    let m = json(&url, &dir, &["enqueue", "capstan.noop", "--queue", "mail", "--json"]);
+    let a = json(
+        &url,
+        &dir,
+        &["enqueue", "capstan.noop", "--args", r#"{"x":1}"#, "--json"],
+    );
+    let m = json(
+        &url,
+        &dir,
+        &["enqueue", "capstan.noop", "--queue", "mail", "--json"],
+    );
     // capstan.toml in the working directory is read: a short grace period.
     write(&dir, "capstan.toml", "shutdown_grace = \"300ms\"\n");
-    let mut node = serve(&url, &dir, &["--queues", "default,mail", "--concurrency", "4", "--node-id", "cli-node"]);
-    let done = json(&url, &dir, &["jobs", "wait", &id_of(&a), "--timeout", "30s", "--json"]);
+    let mut node = serve(
+        &url,
+        &dir,
+        &[
+            "--queues",
+            "default,mail",
+            "--concurrency",
+            "4",
+            "--node-id",
+            "cli-node",
+        ],
+    );
+    let done = json(
+        &url,
+        &dir,
+        &["jobs", "wait", &id_of(&a), "--timeout", "30s", "--json"],
+    );
     assert_eq!(done["state"], "completed");
     assert_eq!(done["result"], serde_json::json!({"x": 1}));
-    json(&url, &dir, &["jobs", "wait", &id_of(&m), "--timeout", "30s", "--json"]);
+    json(
+        &url,
+        &dir,
+        &["jobs", "wait", &id_of(&m), "--timeout", "30s", "--json"],
+    );
     // A long job is running when SIGTERM arrives: it is handed back, not lost.
-    let long = json(&url, &dir, &["enqueue", "capstan.sleep", "--args", r#"{"ms":600000}"#, "--json"]);
+    let long = json(
+        &url,
+        &dir,
+        &[
+            "enqueue",
+            "capstan.sleep",
+            "--args",
+            r#"{"ms":600000}"#,
+            "--json",
+        ],
+    );
     loop {
         let j = json(&url, &dir, &["jobs", "show", &id_of(&long), "--json"]);
         if j["state"] == "running" {
@@ -168,18 +320,49 @@ pub(crate) async fn wait_exit_codes_tell_the_outcome<H: Harness>(h: &H) {
     let dir = TempDir::new("cli");
     let url = h.url();
     let ok = json(&url, &dir, &["enqueue", "capstan.noop", "--json"]);
-    let bad = json(&url, &dir, &["enqueue", "capstan.fail", "--args", r#"{"message":"boom","permanent":true}"#, "--json"]);
+    let bad = json(
+        &url,
+        &dir,
+        &[
+            "enqueue",
+            "capstan.fail",
+            "--args",
+            r#"{"message":"boom","permanent":true}"#,
+            "--json",
+        ],
+    );
     let never = json(&url, &dir, &["enqueue", "nobody.handles.this", "--json"]);
     let mut node = serve(&url, &dir, &[]);
-    assert_eq!(run(&url, &dir, &["jobs", "wait", &id_of(&ok), "--timeout", "30s"]).status.code(), Some(0));
-    let failed = run(&url, &dir, &["jobs", "wait", &id_of(&bad), "--timeout", "30s", "--json"]);
+    assert_eq!(
+        run(
+            &url,
+            &dir,
+            &["jobs", "wait", &id_of(&ok), "--timeout", "30s"]
+        )
+        .status
+        .code(),
+        Some(0)
+    );
+    let failed = run(
+        &url,
+        &dir,
+        &["jobs", "wait", &id_of(&bad), "--timeout", "30s", "--json"],
+    );
     assert_eq!(failed.status.code(), Some(1));
     let v: Value = serde_json::from_slice(&failed.stdout).unwrap();
     assert_eq!(v["errors"][0]["message"], "boom");
-    let timed_out = run(&url, &dir, &["jobs", "wait", &id_of(&never), "--timeout", "300ms"]);
+    let timed_out = run(
+        &url,
+        &dir,
+        &["jobs", "wait", &id_of(&never), "--timeout", "300ms"],
+    );
     assert_eq!(timed_out.status.code(), Some(3));
     signal(&node, "INT");
-    assert!(wait_exit(&mut node, Duration::from_secs(30)).await.success());
+    assert!(
+        wait_exit(&mut node, Duration::from_secs(30))
+            .await
+            .success()
+    );
 }
 
 pub(crate) async fn errors_are_one_line_with_the_right_exit_code<H: Harness>(h: &H) {
@@ -188,12 +371,24 @@ pub(crate) async fn errors_are_one_line_with_the_right_exit_code<H: Harness>(h: 
     for usage in [
         vec!["enqueue", "k", "--args", "{not json"],
         vec!["enqueue", "k", "--delay", "soon"],
-        vec!["enqueue", "k", "--delay", "1s", "--run-at", "2030-01-01T00:00:00Z"],
+        vec![
+            "enqueue",
+            "k",
+            "--delay",
+            "1s",
+            "--run-at",
+            "2030-01-01T00:00:00Z",
+        ],
         vec!["jobs", "list", "--state", "pending"],
         vec!["frobnicate"],
     ] {
         let out = run(&url, &dir, &usage);
-        assert_eq!(out.status.code(), Some(2), "{usage:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{usage:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     for (args, needle) in [
         (vec!["jobs", "show", "424242"], "not found"),
@@ -205,7 +400,10 @@ pub(crate) async fn errors_are_one_line_with_the_right_exit_code<H: Harness>(h: 
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
         assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
-        assert!(err.starts_with("error: ") && err.contains(needle), "{args:?}: {err}");
+        assert!(
+            err.starts_with("error: ") && err.contains(needle),
+            "{args:?}: {err}"
+        );
     }
     let out = crate::support::capstan("postgres://nobody@127.0.0.1:1/none", &dir)
         .args(["queues"])
@@ -223,8 +421,21 @@ pub(crate) async fn bench_prints_its_report<H: Harness>(h: &H) {
     let dir = TempDir::new("cli");
     let url = h.url();
     json(&url, &dir, &["enqueue", "k", "--json"]);
-    let r = json(&url, &dir, &["bench", "--jobs", "300", "--concurrency", "10", "--json"]);
-    for key in ["backend", "jobs", "concurrency", "enqueue_per_s", "bulk_enqueue_per_s", "drain_per_s", "pickup_p50_ms", "pickup_p99_ms"] {
+    let r = json(
+        &url,
+        &dir,
+        &["bench", "--jobs", "300", "--concurrency", "10", "--json"],
+    );
+    for key in [
+        "backend",
+        "jobs",
+        "concurrency",
+        "enqueue_per_s",
+        "bulk_enqueue_per_s",
+        "drain_per_s",
+        "pickup_p50_ms",
+        "pickup_p99_ms",
+    ] {
         assert!(r.get(key).is_some(), "missing {key}: {r}");
     }
     assert_eq!(r["jobs"], 300);

@@ -7,30 +7,7 @@ mod contract;
 mod crash;
 mod support;
 
-macro_rules! on_both_backends {
-    ($($module:ident :: $case:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    let h = <capstan_store_conformance::SqliteHarness as capstan_store_conformance::Harness>::new(stringify!($case)).await;
-                    crate::$module::$case(&h).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    let h = <capstan_store_conformance::PgHarness as capstan_store_conformance::Harness>::new(stringify!($case)).await;
-                    crate::$module::$case(&h).await;
-                }
-            )*
-        }
-    };
-}
-
-on_both_backends!(
+capstan_store_conformance::on_both_backends!(
     contract::migrate_is_idempotent,
     contract::enqueue_prints_the_job_and_honours_keys,
     contract::batch_enqueue_is_all_or_nothing,

@@ -160,11 +160,15 @@ mod tests {
 
     #[test]
     fn nonsense_policies_are_refused() {
-        let mut p = RetryPolicy::default();
-        p.multiplier = 0.5;
+        let p = RetryPolicy {
+            multiplier: 0.5,
+            ..RetryPolicy::default()
+        };
         assert!(p.validate().is_err());
-        let mut p = RetryPolicy::default();
-        p.jitter = 2.0;
+        let p = RetryPolicy {
+            jitter: 2.0,
+            ..RetryPolicy::default()
+        };
         assert!(p.validate().is_err());
         RetryPolicy::default().validate().unwrap();
     }

@@ -250,12 +250,14 @@ mod tests {
     fn defaults_are_valid_and_kind_policy_wins_over_queue() {
         let mut c = Config::default();
         c.validate().unwrap();
-        c.retry
-            .by_queue
-            .insert("mail".into(), RetryPolicy::exponential(3, Duration::from_secs(1), 2.0));
-        c.retry
-            .by_kind
-            .insert("ai".into(), RetryPolicy::exponential(4, Duration::from_secs(2), 2.0));
+        c.retry.by_queue.insert(
+            "mail".into(),
+            RetryPolicy::exponential(3, Duration::from_secs(1), 2.0),
+        );
+        c.retry.by_kind.insert(
+            "ai".into(),
+            RetryPolicy::exponential(4, Duration::from_secs(2), 2.0),
+        );
         assert_eq!(c.retry.for_job("ai", "mail").max_attempts, 4);
         assert_eq!(c.retry.for_job("x", "mail").max_attempts, 3);
         assert_eq!(c.retry.for_job("x", "y").max_attempts, 20);
@@ -267,9 +269,19 @@ mod tests {
             node_timeout: Duration::from_secs(1),
             ..Config::default()
         };
-        assert!(c.validate().unwrap_err().to_string().contains("node_timeout"));
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("node_timeout")
+        );
         let c = Config::default().with_queues(vec![QueueConfig::new("a").with_concurrency(0)]);
-        assert!(c.validate().unwrap_err().to_string().contains("concurrency"));
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("concurrency")
+        );
         let c = Config::default().with_queues(vec![QueueConfig::new("bad queue")]);
         assert!(c.validate().is_err());
     }

@@ -32,7 +32,11 @@ enum Ended {
     ShutDown(Option<Result<Value, JobError>>),
 }
 
-pub(crate) async fn execute<S: Store>(shared: Arc<Shared<S>>, job: Job, permit: OwnedSemaphorePermit) {
+pub(crate) async fn execute<S: Store>(
+    shared: Arc<Shared<S>>,
+    job: Job,
+    permit: OwnedSemaphorePermit,
+) {
     let config = &shared.client.config;
     let timeout = job
         .timeout_ms
@@ -280,24 +284,53 @@ mod tests {
     #[test]
     fn each_error_class_leads_where_it_should() {
         let p = policies();
-        let o = outcome(&job(1, 4), Ended::Returned(Err(JobError::retryable("503"))), &p);
+        let o = outcome(
+            &job(1, 4),
+            Ended::Returned(Err(JobError::retryable("503"))),
+            &p,
+        );
         assert!(matches!(o, Outcome::Retry { delay, .. } if delay == Duration::from_secs(2)));
-        let o = outcome(&job(3, 4), Ended::Returned(Err(JobError::retryable("503"))), &p);
+        let o = outcome(
+            &job(3, 4),
+            Ended::Returned(Err(JobError::retryable("503"))),
+            &p,
+        );
         assert!(matches!(o, Outcome::Retry { delay, .. } if delay == Duration::from_secs(8)));
-        let o = outcome(&job(4, 4), Ended::Returned(Err(JobError::retryable("503"))), &p);
+        let o = outcome(
+            &job(4, 4),
+            Ended::Returned(Err(JobError::retryable("503"))),
+            &p,
+        );
         assert!(matches!(o, Outcome::Fail { .. }), "out of attempts");
-        let o = outcome(&job(1, 4), Ended::Returned(Err(JobError::permanent("401"))), &p);
+        let o = outcome(
+            &job(1, 4),
+            Ended::Returned(Err(JobError::permanent("401"))),
+            &p,
+        );
         assert!(matches!(o, Outcome::Fail { error } if error.class == ErrorClass::Permanent));
         let e = JobError::retry_after("429", Duration::from_secs(17));
         let o = outcome(&job(1, 4), Ended::Returned(Err(e)), &p);
         assert!(matches!(o, Outcome::Retry { delay, .. } if delay == Duration::from_secs(17)));
         let o = outcome(&job(1, 4), Ended::TimedOut(Duration::from_secs(1)), &p);
         assert!(matches!(o, Outcome::Retry { error, .. } if error.class == ErrorClass::Timeout));
-        let o = outcome(&job(1, 4), Ended::Returned(Err(JobError::snooze(Duration::from_secs(5)))), &p);
+        let o = outcome(
+            &job(1, 4),
+            Ended::Returned(Err(JobError::snooze(Duration::from_secs(5)))),
+            &p,
+        );
         assert!(matches!(o, Outcome::Snooze { delay } if delay == Duration::from_secs(5)));
-        assert!(matches!(outcome(&job(1, 4), Ended::Cancelled(None), &p), Outcome::Cancel { .. }));
-        assert!(matches!(outcome(&job(1, 4), Ended::ShutDown(None), &p), Outcome::HandBack));
+        assert!(matches!(
+            outcome(&job(1, 4), Ended::Cancelled(None), &p),
+            Outcome::Cancel { .. }
+        ));
+        assert!(matches!(
+            outcome(&job(1, 4), Ended::ShutDown(None), &p),
+            Outcome::HandBack
+        ));
         let done = Ended::ShutDown(Some(Ok(Value::Bool(true))));
-        assert!(matches!(outcome(&job(1, 4), done, &p), Outcome::Complete { .. }), "finished work is kept");
+        assert!(
+            matches!(outcome(&job(1, 4), done, &p), Outcome::Complete { .. }),
+            "finished work is kept"
+        );
     }
 }

@@ -94,14 +94,20 @@ impl<S: Store> Node<S> {
             ));
         }
         if client.config.queues.is_empty() {
-            return Err(RuntimeError::Config("a node needs at least one queue to serve".into()));
+            return Err(RuntimeError::Config(
+                "a node needs at least one queue to serve".into(),
+            ));
         }
         let id = client
             .config
             .node_id
             .clone()
             .unwrap_or_else(|| NodeId::generate(&host_name()));
-        Ok(Node { client, workers, id })
+        Ok(Node {
+            client,
+            workers,
+            id,
+        })
     }
 
     /// This node's id.
@@ -124,7 +130,11 @@ impl<S: Store> Node<S> {
         shutdown: impl Future<Output = ()> + Send,
         crash: CancellationToken,
     ) -> Result<(), RuntimeError> {
-        let Node { client, workers, id } = self;
+        let Node {
+            client,
+            workers,
+            id,
+        } = self;
         let config = client.config.clone();
         let store = client.store.clone();
         let queues: Vec<String> = config.queues.iter().map(|q| q.name.clone()).collect();
@@ -193,7 +203,11 @@ impl<S: Store> Node<S> {
             stop_all.clone(),
         ));
         services.spawn(heartbeat::run(shared.clone(), stop_all.clone()));
-        services.spawn(scheduler::run(client.clone(), scheduler_wake, stop_claiming.clone()));
+        services.spawn(scheduler::run(
+            client.clone(),
+            scheduler_wake,
+            stop_claiming.clone(),
+        ));
         services.spawn(rescuer::run(client.clone(), stop_claiming.clone()));
         services.spawn(cleaner::run(client.clone(), stop_claiming.clone()));
         tracing::info!(node = %id, queues = ?queues, kinds = ?shared.workers.kinds(), backend = store.capabilities().backend, "node started");

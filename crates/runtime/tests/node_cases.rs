@@ -36,23 +36,32 @@ pub(crate) async fn each_job_runs_exactly_once_with_8_concurrent_nodes<H: Harnes
     const PER_NODE: usize = 5_000;
     let enqueuer = client(h, config());
     for chunk in 0..(NODES * PER_NODE / 2_000) {
-        let jobs = (0..2_000).map(|i| NewJob::new("count", json!({ "i": chunk * 2_000 + i }))).collect();
+        let jobs = (0..2_000)
+            .map(|i| NewJob::new("count", json!({ "i": chunk * 2_000 + i })))
+            .collect();
         enqueuer.enqueue_many(jobs).await.unwrap();
     }
     let calls: Calls = Arc::default();
     let mut nodes = Vec::new();
     for n in 0..NODES {
         let store = h.connect_again().await;
-        let c = Client::with_config(store, config().with_node_id(NodeId(format!("node-{n}")))).unwrap();
+        let c =
+            Client::with_config(store, config().with_node_id(NodeId(format!("node-{n}")))).unwrap();
         nodes.push(c.node(counting_workers(calls.clone())).unwrap().start());
     }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     loop {
         let counts = enqueuer.queue_counts().await.unwrap();
-        if counts.first().is_some_and(|c| c.completed == (NODES * PER_NODE) as u64) {
+        if counts
+            .first()
+            .is_some_and(|c| c.completed == (NODES * PER_NODE) as u64)
+        {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "not drained: {counts:?}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not drained: {counts:?}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     for n in nodes {
@@ -66,16 +75,28 @@ pub(crate) async fn each_job_runs_exactly_once_with_8_concurrent_nodes<H: Harnes
 
 pub(crate) async fn jobs_of_kinds_without_a_handler_wait_for_one<H: Harness>(h: &H) {
     let c = client(h, config());
-    let other = c.enqueue(NewJob::new("report.build", json!({}))).await.unwrap().id;
-    let noop = c.enqueue(NewJob::new("capstan.noop", json!({"x": 1}))).await.unwrap().id;
+    let other = c
+        .enqueue(NewJob::new("report.build", json!({})))
+        .await
+        .unwrap()
+        .id;
+    let noop = c
+        .enqueue(NewJob::new("capstan.noop", json!({"x": 1})))
+        .await
+        .unwrap()
+        .id;
     let node = c.node(Workers::new()).unwrap().start();
     let done = wait_for_state(&c, noop, JobState::Completed).await;
     assert_eq!(done.result, Some(json!({"x": 1})), "noop returns its args");
     node.shutdown().await.unwrap();
-    assert_eq!(c.job(other).await.unwrap().unwrap().state, JobState::Available);
+    assert_eq!(
+        c.job(other).await.unwrap().unwrap().state,
+        JobState::Available
+    );
     // A node that has the handler runs it.
     let mut w = Workers::empty();
-    w.register_fn("report.build", |_ctx, _args| async { Ok(json!("built")) }).unwrap();
+    w.register_fn("report.build", |_ctx, _args| async { Ok(json!("built")) })
+        .unwrap();
     let node = c.node(w).unwrap().start();
     wait_for_state(&c, other, JobState::Completed).await;
     node.shutdown().await.unwrap();
@@ -107,7 +128,11 @@ pub(crate) async fn a_crashed_nodes_job_is_rescued_and_run_elsewhere<H: Harness>
     a.abort().await; // a crash: no hand-back, no deregistration, no more heartbeats
     h.clock().advance(Duration::from_secs(26)); // past node_timeout (25 s)
     let b = client(h, config().with_node_id(NodeId("b".into())))
-        .node(blocking_workers(Arc::new(Notify::new()), release.clone(), "b"))
+        .node(blocking_workers(
+            Arc::new(Notify::new()),
+            release.clone(),
+            "b",
+        ))
         .unwrap()
         .start();
     let j = wait_for_job(&c, id, Duration::from_secs(20), |j| {
@@ -129,20 +154,33 @@ pub(crate) async fn a_stale_holder_cannot_finish_a_rescued_job<H: Harness>(h: &H
     let (a_started, a_release) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
     // `slow` has a clock of its own that stands still: from the moment the
     // shared clock moves on, its heartbeats look 60 s old, as a stuck node's would.
-    let frozen = Arc::new(capstan_core::ManualClock::new(capstan_core::Clock::now(h.clock())));
-    let a = Client::with_config(h.store().clone(), config().with_node_id(NodeId("slow".into())))
-        .unwrap()
-        .with_clock(frozen)
-        .node(blocking_workers(a_started.clone(), a_release.clone(), "slow"))
-        .unwrap()
-        .start();
+    let frozen = Arc::new(capstan_core::ManualClock::new(capstan_core::Clock::now(
+        h.clock(),
+    )));
+    let a = Client::with_config(
+        h.store().clone(),
+        config().with_node_id(NodeId("slow".into())),
+    )
+    .unwrap()
+    .with_clock(frozen)
+    .node(blocking_workers(
+        a_started.clone(),
+        a_release.clone(),
+        "slow",
+    ))
+    .unwrap()
+    .start();
     a_started.notified().await;
     h.clock().advance(Duration::from_secs(60));
     let report = c.run_rescuer_once().await.unwrap();
     assert_eq!(report.retried, vec![id]);
     let (b_started, b_release) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
     let b = client(h, config().with_node_id(NodeId("fast".into())))
-        .node(blocking_workers(b_started.clone(), b_release.clone(), "fast"))
+        .node(blocking_workers(
+            b_started.clone(),
+            b_release.clone(),
+            "fast",
+        ))
         .unwrap()
         .start();
     b_started.notified().await;
@@ -193,11 +231,18 @@ pub(crate) async fn idle_node_wakes_on_enqueue_without_polling<H: Harness>(h: &H
         .await
         .unwrap()
         .id;
-    wait_for_job(&c, id, Duration::from_secs(10), |j| j.state == JobState::Completed).await;
+    wait_for_job(&c, id, Duration::from_secs(10), |j| {
+        j.state == JobState::Completed
+    })
+    .await;
     node.shutdown().await.unwrap();
 }
 
 #[allow(dead_code)]
 fn _assert_send<S: Store>(c: Client<S>) -> impl Send {
-    async move { c.enqueue(NewJob::new("k", Value::Null)).await.map_err(|e| JobError::retryable(e.to_string())) }
+    async move {
+        c.enqueue(NewJob::new("k", Value::Null))
+            .await
+            .map_err(|e| JobError::retryable(e.to_string()))
+    }
 }

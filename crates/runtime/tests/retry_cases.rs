@@ -21,7 +21,8 @@ pub(crate) async fn timeout_cancels_the_handler_and_retries<H: Harness>(h: &H) {
     let c = client(h, immediate_retries(2));
     let id = c
         .enqueue(
-            NewJob::new("capstan.sleep", json!({"ms": 60_000})).with_timeout(Duration::from_millis(300)),
+            NewJob::new("capstan.sleep", json!({"ms": 60_000}))
+                .with_timeout(Duration::from_millis(300)),
         )
         .await
         .unwrap()
@@ -29,11 +30,18 @@ pub(crate) async fn timeout_cancels_the_handler_and_retries<H: Harness>(h: &H) {
     let started = tokio::time::Instant::now();
     let node = c.node(Workers::new()).unwrap().start();
     let j = wait_for_state(&c, id, JobState::Failed).await;
-    assert!(started.elapsed() < Duration::from_secs(10), "the 60 s sleeps were cut short");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the 60 s sleeps were cut short"
+    );
     assert_eq!(j.attempt, 2);
     let classes: Vec<_> = j.errors.iter().map(|e| e.class).collect();
     assert_eq!(classes, vec![ErrorClass::Timeout, ErrorClass::Timeout]);
-    assert!(j.errors[0].message.contains("300 ms"), "{}", j.errors[0].message);
+    assert!(
+        j.errors[0].message.contains("300 ms"),
+        "{}",
+        j.errors[0].message
+    );
     node.shutdown().await.unwrap();
 }
 
@@ -69,7 +77,10 @@ pub(crate) async fn each_error_class_is_recorded_and_acted_on<H: Harness>(h: &H)
         .unwrap()
         .id;
     let permanent = c
-        .enqueue(NewJob::new("capstan.fail", json!({"message": "HTTP 401", "permanent": true})))
+        .enqueue(NewJob::new(
+            "capstan.fail",
+            json!({"message": "HTTP 401", "permanent": true}),
+        ))
         .await
         .unwrap()
         .id;
@@ -80,15 +91,29 @@ pub(crate) async fn each_error_class_is_recorded_and_acted_on<H: Harness>(h: &H)
         .id;
     let node = c.node(Workers::new()).unwrap().start();
     let r = wait_for_state(&c, retryable, JobState::Failed).await;
-    assert_eq!(r.attempt, 2, "retryable errors are retried until attempts run out");
-    assert!(r.errors.iter().all(|e| e.class == ErrorClass::Retryable && e.message == "HTTP 503"));
-    assert_eq!(r.errors.iter().map(|e| e.attempt).collect::<Vec<_>>(), vec![1, 2]);
+    assert_eq!(
+        r.attempt, 2,
+        "retryable errors are retried until attempts run out"
+    );
+    assert!(
+        r.errors
+            .iter()
+            .all(|e| e.class == ErrorClass::Retryable && e.message == "HTTP 503")
+    );
+    assert_eq!(
+        r.errors.iter().map(|e| e.attempt).collect::<Vec<_>>(),
+        vec![1, 2]
+    );
     let p = wait_for_state(&c, permanent, JobState::Failed).await;
     assert_eq!(p.attempt, 1, "permanent errors are not retried");
     assert_eq!(p.errors[0].class, ErrorClass::Permanent);
     let b = wait_for_state(&c, bad_args, JobState::Failed).await;
     assert_eq!(b.attempt, 1);
-    assert!(b.errors[0].message.contains("invalid args"), "{}", b.errors[0].message);
+    assert!(
+        b.errors[0].message.contains("invalid args"),
+        "{}",
+        b.errors[0].message
+    );
     node.shutdown().await.unwrap();
 }
 
@@ -102,15 +127,30 @@ pub(crate) async fn retry_after_is_honoured_exactly<H: Harness>(h: &H) {
         Ok(Value::Null)
     })
     .unwrap();
-    let id = c.enqueue(NewJob::new("rate-limited", json!({}))).await.unwrap().id;
+    let id = c
+        .enqueue(NewJob::new("rate-limited", json!({})))
+        .await
+        .unwrap()
+        .id;
     let node = c.node(w).unwrap().start();
     let j = wait_for_state(&c, id, JobState::Retryable).await;
     let e = &j.errors[0];
-    assert_eq!((e.class, e.message.as_str()), (ErrorClass::Retryable, "HTTP 429"));
-    assert_eq!(j.run_at - e.at, chrono::Duration::seconds(17), "not the 1 s default backoff");
+    assert_eq!(
+        (e.class, e.message.as_str()),
+        (ErrorClass::Retryable, "HTTP 429")
+    );
+    assert_eq!(
+        j.run_at - e.at,
+        chrono::Duration::seconds(17),
+        "not the 1 s default backoff"
+    );
     h.clock().advance(Duration::from_secs(16));
     tokio::time::sleep(Duration::from_millis(150)).await;
-    assert_eq!(c.job(id).await.unwrap().unwrap().state, JobState::Retryable, "not before 17 s");
+    assert_eq!(
+        c.job(id).await.unwrap().unwrap().state,
+        JobState::Retryable,
+        "not before 17 s"
+    );
     h.clock().advance(Duration::from_secs(1));
     wait_for_state(&c, id, JobState::Completed).await;
     node.shutdown().await.unwrap();
@@ -118,15 +158,22 @@ pub(crate) async fn retry_after_is_honoured_exactly<H: Harness>(h: &H) {
 
 pub(crate) async fn backoff_follows_the_policy_on_the_injected_clock<H: Harness>(h: &H) {
     let mut cfg = config();
-    cfg.retry
-        .by_kind
-        .insert("flaky".into(), RetryPolicy::exponential(4, Duration::from_secs(2), 2.0));
+    cfg.retry.by_kind.insert(
+        "flaky".into(),
+        RetryPolicy::exponential(4, Duration::from_secs(2), 2.0),
+    );
     let c = client(h, cfg);
     let mut w = Workers::empty();
-    w.register_fn("flaky", |_ctx, _args| async { Err::<Value, _>(JobError::retryable("HTTP 503")) })
-        .unwrap();
+    w.register_fn("flaky", |_ctx, _args| async {
+        Err::<Value, _>(JobError::retryable("HTTP 503"))
+    })
+    .unwrap();
     let id = c.enqueue(NewJob::new("flaky", json!({}))).await.unwrap().id;
-    assert_eq!(c.job(id).await.unwrap().unwrap().max_attempts, 4, "the kind's policy sets attempts");
+    assert_eq!(
+        c.job(id).await.unwrap().unwrap().max_attempts,
+        4,
+        "the kind's policy sets attempts"
+    );
     let node = c.node(w).unwrap().start();
     for (attempt, delay) in [(1, 2), (2, 4), (3, 8)] {
         let j = wait_for_job(&c, id, Duration::from_secs(20), |j| {
@@ -134,7 +181,11 @@ pub(crate) async fn backoff_follows_the_policy_on_the_injected_clock<H: Harness>
         })
         .await;
         let e = j.errors.last().unwrap();
-        assert_eq!(j.run_at - e.at, chrono::Duration::seconds(delay), "after attempt {attempt}");
+        assert_eq!(
+            j.run_at - e.at,
+            chrono::Duration::seconds(delay),
+            "after attempt {attempt}"
+        );
         h.clock().advance(Duration::from_secs(delay as u64));
     }
     let j = wait_for_state(&c, id, JobState::Failed).await;
@@ -154,7 +205,11 @@ pub(crate) async fn panicking_handler_is_retried<H: Harness>(h: &H) {
         Ok(json!("recovered"))
     })
     .unwrap();
-    let id = c.enqueue(NewJob::new("fragile", json!({}))).await.unwrap().id;
+    let id = c
+        .enqueue(NewJob::new("fragile", json!({})))
+        .await
+        .unwrap()
+        .id;
     let node = c.node(w).unwrap().start();
     let j = wait_for_state(&c, id, JobState::Completed).await;
     assert_eq!(j.errors[0].class, ErrorClass::Panicked);

@@ -11,10 +11,21 @@ use serde_json::json;
 use crate::support::{client, config, wait_for_state};
 
 pub(crate) async fn graceful_shutdown_hands_jobs_back_without_burning_attempts<H: Harness>(h: &H) {
-    let c = client(h, Config { shutdown_grace: Duration::from_millis(200), ..config() });
+    let c = client(
+        h,
+        Config {
+            shutdown_grace: Duration::from_millis(200),
+            ..config()
+        },
+    );
     let mut ids = Vec::new();
     for _ in 0..3 {
-        ids.push(c.enqueue(NewJob::new("capstan.sleep", json!({"ms": 60_000}))).await.unwrap().id);
+        ids.push(
+            c.enqueue(NewJob::new("capstan.sleep", json!({"ms": 60_000})))
+                .await
+                .unwrap()
+                .id,
+        );
     }
     let node = c.node(Workers::new()).unwrap().start();
     for id in &ids {
@@ -22,7 +33,11 @@ pub(crate) async fn graceful_shutdown_hands_jobs_back_without_burning_attempts<H
     }
     let started = tokio::time::Instant::now();
     node.shutdown().await.unwrap();
-    assert!(started.elapsed() < Duration::from_secs(5), "shutdown took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "shutdown took {:?}",
+        started.elapsed()
+    );
     for id in ids {
         let j = c.job(id).await.unwrap().unwrap();
         assert_eq!(j.state, JobState::Available);
@@ -30,12 +45,19 @@ pub(crate) async fn graceful_shutdown_hands_jobs_back_without_burning_attempts<H
         assert!(j.errors.is_empty());
         assert!(j.node_id.is_none());
     }
-    assert!(h.store().list_nodes().await.unwrap().is_empty(), "the node deregistered");
+    assert!(
+        h.store().list_nodes().await.unwrap().is_empty(),
+        "the node deregistered"
+    );
 }
 
 pub(crate) async fn jobs_finishing_within_the_grace_period_complete<H: Harness>(h: &H) {
     let c = client(h, config());
-    let id = c.enqueue(NewJob::new("capstan.sleep", json!({"ms": 300}))).await.unwrap().id;
+    let id = c
+        .enqueue(NewJob::new("capstan.sleep", json!({"ms": 300})))
+        .await
+        .unwrap()
+        .id;
     let node = c.node(Workers::new()).unwrap().start();
     wait_for_state(&c, id, JobState::Running).await;
     node.shutdown().await.unwrap();
@@ -48,14 +70,20 @@ pub(crate) async fn cleaner_deletes_finished_jobs_after_retention<H: Harness>(h:
     let mut cfg = config();
     cfg.retry.default.max_attempts = 1;
     let c = client(h, cfg);
-    let done = c.enqueue(NewJob::new("capstan.noop", json!({}))).await.unwrap().id;
+    let done = c
+        .enqueue(NewJob::new("capstan.noop", json!({})))
+        .await
+        .unwrap()
+        .id;
     let failed = c
         .enqueue(NewJob::new("capstan.fail", json!({"permanent": true})))
         .await
         .unwrap()
         .id;
     let waiting = c
-        .enqueue(NewJob::new("capstan.noop", json!({})).with_delay(Duration::from_secs(30 * 24 * 3600)))
+        .enqueue(
+            NewJob::new("capstan.noop", json!({})).with_delay(Duration::from_secs(30 * 24 * 3600)),
+        )
         .await
         .unwrap()
         .id;
@@ -67,9 +95,16 @@ pub(crate) async fn cleaner_deletes_finished_jobs_after_retention<H: Harness>(h:
     h.clock().advance(Duration::from_secs(24 * 3600 + 1));
     assert_eq!(c.run_cleaner_once().await.unwrap(), 1);
     assert!(c.job(done).await.unwrap().is_none(), "completed: kept 24 h");
-    assert!(c.job(failed).await.unwrap().is_some(), "failed: kept 7 days");
+    assert!(
+        c.job(failed).await.unwrap().is_some(),
+        "failed: kept 7 days"
+    );
     h.clock().advance(Duration::from_secs(6 * 24 * 3600));
     assert_eq!(c.run_cleaner_once().await.unwrap(), 1);
     assert!(c.job(failed).await.unwrap().is_none());
-    assert_eq!(c.job(waiting).await.unwrap().unwrap().state, JobState::Scheduled, "waiting jobs are never cleaned");
+    assert_eq!(
+        c.job(waiting).await.unwrap().unwrap().state,
+        JobState::Scheduled,
+        "waiting jobs are never cleaned"
+    );
 }

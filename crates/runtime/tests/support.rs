@@ -53,6 +53,10 @@ pub(crate) async fn wait_for_job<S: Store>(
 }
 
 /// Wait until `job` is in `state`.
-pub(crate) async fn wait_for_state<S: Store>(client: &Client<S>, id: JobId, state: JobState) -> Job {
+pub(crate) async fn wait_for_state<S: Store>(
+    client: &Client<S>,
+    id: JobId,
+    state: JobState,
+) -> Job {
     wait_for_job(client, id, Duration::from_secs(20), |j| j.state == state).await
 }

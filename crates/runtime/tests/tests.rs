@@ -9,30 +9,7 @@ mod node_cases;
 mod retry_cases;
 mod shutdown_cases;
 
-macro_rules! on_both_backends {
-    ($($module:ident :: $case:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    let h = <capstan_store_conformance::SqliteHarness as capstan_store_conformance::Harness>::new(stringify!($case)).await;
-                    crate::$module::$case(&h).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    let h = <capstan_store_conformance::PgHarness as capstan_store_conformance::Harness>::new(stringify!($case)).await;
-                    crate::$module::$case(&h).await;
-                }
-            )*
-        }
-    };
-}
-
-on_both_backends!(
+capstan_store_conformance::on_both_backends!(
     node_cases::each_job_runs_exactly_once_with_8_concurrent_nodes,
     node_cases::jobs_of_kinds_without_a_handler_wait_for_one,
     node_cases::a_crashed_nodes_job_is_rescued_and_run_elsewhere,

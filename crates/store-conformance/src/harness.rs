@@ -57,10 +57,7 @@ impl TempDir {
             .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
             .take(40)
             .collect();
-        let path = std::env::temp_dir().join(format!(
-            "capstan-{safe}-{}-{n}",
-            std::process::id()
-        ));
+        let path = std::env::temp_dir().join(format!("capstan-{safe}-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&path);
         std::fs::create_dir_all(&path)
             .unwrap_or_else(|e| panic!("cannot create {}: {e}", path.display()));

@@ -108,3 +108,32 @@ macro_rules! __conformance_cases {
         )*
     };
 }
+
+/// Run test cases of another crate on both backends:
+/// `on_both_backends!(cases::a_case, other::b_case)` makes `sqlite::a_case`,
+/// `postgres::a_case`, … each a `#[tokio::test]` that builds a fresh harness
+/// and calls `crate::cases::a_case(&harness)`.
+#[macro_export]
+#[allow(clippy::crate_in_macro_def)] // `crate::` is meant to be the calling crate
+macro_rules! on_both_backends {
+    ($($module:ident :: $case:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let h = <$crate::SqliteHarness as $crate::Harness>::new(stringify!($case)).await;
+                    crate::$module::$case(&h).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let h = <$crate::PgHarness as $crate::Harness>::new(stringify!($case)).await;
+                    crate::$module::$case(&h).await;
+                }
+            )*
+        }
+    };
+}

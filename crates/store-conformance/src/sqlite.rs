@@ -50,7 +50,11 @@ impl Harness for SqliteHarness {
             .unwrap_or_else(|e| panic!("open {}: {e}", self.url))
     }
 
-    async fn insert_in_transaction(&self, p: &InsertMany, commit: bool) -> StoreResult<Vec<Inserted>> {
+    async fn insert_in_transaction(
+        &self,
+        p: &InsertMany,
+        commit: bool,
+    ) -> StoreResult<Vec<Inserted>> {
         let mut tx = self
             .store
             .writer()

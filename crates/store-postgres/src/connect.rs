@@ -31,8 +31,9 @@ impl PgConfig {
         if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
             return Err(StoreError::Connect {
                 url: redact(url),
-                message: "not a PostgreSQL URL: expected postgres://user:password@host:port/database"
-                    .into(),
+                message:
+                    "not a PostgreSQL URL: expected postgres://user:password@host:port/database"
+                        .into(),
             });
         }
         Ok(PgConfig {

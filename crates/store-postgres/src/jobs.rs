@@ -7,7 +7,7 @@ use capstan_core::{Job, JobId, JobState};
 use capstan_store::{
     CancelJob, CancelOutcome, Claim, DeleteFinished, ExtendLease, FinishMany, FinishReport,
     InsertMany, InsertRow, Inserted, JobStore, ListJobs, PromoteDue, PromoteReport, Rescue,
-    RescueReport, RetryJob, StoreError, StoreResult, finish_rows_json,
+    RescueReport, RetryJob, StoreError, StoreResult, finish_rows_json, sort_in_claim_order,
 };
 use sqlx::{PgConnection, Row};
 
@@ -92,7 +92,8 @@ impl PgStore {
             .map(|o| {
                 o.ok_or_else(|| StoreError::Database {
                     operation: "insert_many",
-                    source: "a job's idempotency or dedupe key kept changing hands; try again".into(),
+                    source: "a job's idempotency or dedupe key kept changing hands; try again"
+                        .into(),
                 })
             })
             .collect()
@@ -121,12 +122,7 @@ impl JobStore for PgStore {
             .await
             .map_err(db("claim"))?;
         let mut jobs = rows.iter().map(row::job).collect::<StoreResult<Vec<_>>>()?;
-        jobs.sort_by(|a, b| {
-            b.priority
-                .cmp(&a.priority)
-                .then(a.run_at.cmp(&b.run_at))
-                .then(a.id.cmp(&b.id))
-        });
+        sort_in_claim_order(&mut jobs);
         Ok(jobs)
     }
 
@@ -146,15 +142,7 @@ impl JobStore for PgStore {
             .map(|r| r.try_get::<i64, _>(0))
             .collect::<Result<_, _>>()
             .map_err(db("finish_many"))?;
-        let mut report = FinishReport::default();
-        for f in &p.finishes {
-            if done.contains(&f.id.0) {
-                report.finished.push(f.id);
-            } else {
-                report.fenced.push(f.id);
-            }
-        }
-        Ok(report)
+        Ok(FinishReport::from_written(&p.finishes, &done))
     }
 
     async fn extend_lease(&self, p: &ExtendLease) -> StoreResult<()> {
@@ -210,21 +198,17 @@ impl JobStore for PgStore {
             .await
             .map_err(db("rescue"))?
             .rows_affected();
-        let mut report = RescueReport {
-            removed_nodes: removed,
-            ..RescueReport::default()
-        };
-        let mut queues = BTreeSet::new();
-        for r in &rows {
-            let id = JobId(r.try_get("id").map_err(db("rescue"))?);
-            if row::state(r)? == JobState::Failed {
-                report.failed.push(id);
-            } else {
-                report.retried.push(id);
-                queues.insert(r.try_get::<String, _>("queue").map_err(db("rescue"))?);
-            }
-        }
-        report.queues = queues.into_iter().collect();
+        let rows = rows
+            .iter()
+            .map(|r| {
+                Ok((
+                    JobId(r.try_get("id").map_err(db("rescue"))?),
+                    row::state(r)?,
+                    r.try_get::<String, _>("queue").map_err(db("rescue"))?,
+                ))
+            })
+            .collect::<StoreResult<Vec<_>>>()?;
+        let report = RescueReport::from_rows(rows, removed);
         Ok(report)
     }
 
@@ -292,14 +276,8 @@ impl JobStore for PgStore {
                 .fetch_optional(&mut *tx)
                 .await
                 .map_err(db("cancel_job"))?;
-            return Err(match found {
-                None => StoreError::NotFound { job_id: p.id },
-                Some(r) => StoreError::InvalidTransition {
-                    job_id: p.id,
-                    state: row::state(&r)?,
-                    action: "cancel",
-                },
-            });
+            let state = found.map(|r| row::state(&r)).transpose()?;
+            return Err(StoreError::refused(p.id, state, "cancel"));
         };
         tx.commit().await.map_err(db("cancel_job"))?;
         Ok(outcome)
@@ -314,14 +292,10 @@ impl JobStore for PgStore {
             .map_err(db("retry_job"))?;
         match updated {
             Some(r) => row::job(&r),
-            None => Err(match self.get_job(p.id).await? {
-                None => StoreError::NotFound { job_id: p.id },
-                Some(j) => StoreError::InvalidTransition {
-                    job_id: p.id,
-                    state: j.state,
-                    action: "retry",
-                },
-            }),
+            None => {
+                let state = self.get_job(p.id).await?.map(|j| j.state);
+                Err(StoreError::refused(p.id, state, "retry"))
+            }
         }
     }
 }

@@ -14,7 +14,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{CONTROL_CHANNEL, JOBS_CHANNEL};
 
-pub(crate) async fn spawn(pool: PgPool, hub: WakeupHub, stop: CancellationToken) -> StoreResult<()> {
+pub(crate) async fn spawn(
+    pool: PgPool,
+    hub: WakeupHub,
+    stop: CancellationToken,
+) -> StoreResult<()> {
     let mut listener = PgListener::connect_with(&pool)
         .await
         .map_err(|e| StoreError::database("subscribe", e))?;
@@ -25,6 +29,7 @@ pub(crate) async fn spawn(pool: PgPool, hub: WakeupHub, stop: CancellationToken)
     tokio::spawn(async move {
         loop {
             let next = tokio::select! {
+                biased;
                 () = stop.cancelled() => break,
                 n = listener.try_recv() => n,
             };
@@ -33,6 +38,7 @@ pub(crate) async fn spawn(pool: PgPool, hub: WakeupHub, stop: CancellationToken)
                 // The connection dropped; the next try_recv reconnects. Hints
                 // sent meanwhile are lost, so everyone looks again.
                 Ok(None) => hub.send(Wakeup::All),
+                Err(_) if stop.is_cancelled() => break,
                 Err(e) => {
                     tracing::warn!(error = %e, "LISTEN connection failed; retrying in 1 s");
                     hub.send(Wakeup::All);
@@ -49,10 +55,7 @@ pub(crate) async fn spawn(pool: PgPool, hub: WakeupHub, stop: CancellationToken)
 
 fn dispatch(hub: &WakeupHub, channel: &str, payload: &str) {
     if channel == CONTROL_CHANNEL {
-        if let Some(id) = payload
-            .strip_prefix("cancel:")
-            .and_then(|s| s.parse().ok())
-        {
+        if let Some(id) = payload.strip_prefix("cancel:").and_then(|s| s.parse().ok()) {
             hub.send(Wakeup::Cancel(JobId(id)));
         }
         return;

@@ -1,3 +1,6 @@
+-- `+j.node_id` and `+j.state` keep the planner off the running-jobs index:
+-- the batch drives the join (one rowid look-up per finish) instead of
+-- scanning the batch once per running job.
 UPDATE capstan_jobs AS j
 SET state = f.state,
     result = CASE WHEN f.state = 'completed' THEN f.result ELSE j.result END,
@@ -21,5 +24,5 @@ FROM (
            value ->> '$.refund' AS refund
     FROM json_each(?1)
 ) AS f
-WHERE j.id = f.id AND j.attempt = f.attempt AND j.node_id = ?4 AND j.state = 'running'
+WHERE j.id = f.id AND j.attempt = f.attempt AND +j.node_id = ?4 AND +j.state = 'running'
 RETURNING id

@@ -1,6 +1,24 @@
-INSERT INTO capstan_jobs (queue, kind, args, priority, state, max_attempts, run_at, timeout_ms,
+-- One statement for the whole batch. Ids are assigned by the caller (?2 is the
+-- last id ever given, read inside the same write transaction), so the rows
+-- that RETURNING leaves out are exactly the ones that hit a key.
+INSERT INTO capstan_jobs (id, queue, kind, args, priority, state, max_attempts, run_at, timeout_ms,
                           tags, idempotency_key, dedupe_key, dedupe_open, created_at)
-VALUES (?1, ?2, ?3, ?4, CASE WHEN ?5 > ?11 THEN 'scheduled' ELSE 'available' END, ?6, ?5, ?7,
-        ?8, ?9, ?10, ?10 IS NOT NULL, ?11)
+SELECT ?2 + key + 1,
+       value ->> '$.queue',
+       value ->> '$.kind',
+       value -> '$.args',
+       value ->> '$.priority',
+       CASE WHEN value ->> '$.run_at' > ?3 THEN 'scheduled' ELSE 'available' END,
+       value ->> '$.max_attempts',
+       value ->> '$.run_at',
+       value ->> '$.timeout_ms',
+       value -> '$.tags',
+       value ->> '$.idempotency_key',
+       value ->> '$.dedupe_key',
+       value ->> '$.dedupe_key' IS NOT NULL,
+       ?3
+FROM json_each(?1)
+WHERE true
+ORDER BY key
 ON CONFLICT DO NOTHING
 RETURNING id, state

@@ -8,12 +8,28 @@ use capstan_core::{Job, JobId, JobState};
 use capstan_store::{
     CancelJob, CancelOutcome, Claim, DeleteFinished, ExtendLease, FinishMany, FinishReport,
     InsertMany, Inserted, JobStore, ListJobs, PromoteDue, PromoteReport, Rescue, RescueReport,
-    RetryJob, StoreError, StoreResult, Wakeup, finish_rows_json,
+    RetryJob, StoreError, StoreResult, Wakeup, finish_rows_json, sort_in_claim_order,
 };
-use sqlx::{Row, SqliteConnection};
+use serde::Serialize;
+use sqlx::{Row as _, SqliteConnection};
 
 use crate::SqliteStore;
 use crate::row::{self, db, micros, now_or_system, rfc3339};
+
+/// One job of an insert batch, as `queries/insert.sql` reads it.
+#[derive(Serialize)]
+struct Row<'a> {
+    queue: &'a str,
+    kind: &'a str,
+    args: &'a serde_json::Value,
+    priority: i16,
+    run_at: i64,
+    max_attempts: i32,
+    timeout_ms: Option<i64>,
+    tags: &'a [String],
+    idempotency_key: Option<&'a str>,
+    dedupe_key: Option<&'a str>,
+}
 
 pub(crate) fn ms(d: Duration) -> i64 {
     d.as_millis().min(i64::MAX as u128) as i64
@@ -35,46 +51,77 @@ impl SqliteStore {
         for job in &p.jobs {
             job.validate()?;
         }
+        if p.jobs.is_empty() {
+            return Ok(Vec::new());
+        }
         let now = now_or_system(p.now);
+        let rows: Vec<Row<'_>> = p
+            .jobs
+            .iter()
+            .map(|job| {
+                let run_at = job.run_at.unwrap_or_else(|| {
+                    now + chrono::Duration::from_std(job.delay.unwrap_or_default())
+                        .unwrap_or_default()
+                });
+                Row {
+                    queue: &job.queue,
+                    kind: &job.kind,
+                    args: &job.args,
+                    priority: job.priority,
+                    run_at: micros(run_at),
+                    max_attempts: job.max_attempts.unwrap_or(p.default_max_attempts),
+                    timeout_ms: job.timeout.map(ms),
+                    tags: &job.tags,
+                    idempotency_key: job.idempotency_key.as_deref(),
+                    dedupe_key: job.dedupe_key.as_deref(),
+                }
+            })
+            .collect();
+        let last: i64 = sqlx::query_scalar(include_str!("../queries/last_job_id.sql"))
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(db("insert_many"))?;
+        let payload = serde_json::to_string(&rows).map_err(|e| StoreError::Corrupt {
+            table: "capstan_jobs",
+            message: format!("cannot encode jobs: {e}"),
+        })?;
+        let written = sqlx::query(include_str!("../queries/insert.sql"))
+            .bind(payload)
+            .bind(last)
+            .bind(micros(now))
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(db("insert_many"))?;
+        let mut states = std::collections::HashMap::with_capacity(written.len());
+        for r in &written {
+            states.insert(
+                r.try_get::<i64, _>("id").map_err(db("insert_many"))?,
+                row::state(r)?,
+            );
+        }
         let mut out = Vec::with_capacity(p.jobs.len());
-        for job in &p.jobs {
-            let run_at = job.run_at.unwrap_or_else(|| {
-                now + chrono::Duration::from_std(job.delay.unwrap_or_default())
-                    .unwrap_or_default()
-            });
-            let args = serde_json::to_string(&job.args).unwrap_or_else(|_| "null".into());
-            let tags = serde_json::to_string(&job.tags).unwrap_or_else(|_| "[]".into());
-            let inserted = sqlx::query(include_str!("../queries/insert.sql"))
-                .bind(&job.queue)
-                .bind(&job.kind)
-                .bind(args)
-                .bind(job.priority as i64)
-                .bind(micros(run_at))
-                .bind(job.max_attempts.unwrap_or(p.default_max_attempts) as i64)
-                .bind(job.timeout.map(ms))
-                .bind(tags)
+        for (i, job) in p.jobs.iter().enumerate() {
+            let id = last + i as i64 + 1;
+            if let Some(state) = states.get(&id) {
+                out.push(Inserted {
+                    id: JobId(id),
+                    state: *state,
+                    existing: false,
+                });
+                continue;
+            }
+            // It hit a key: answer with the job that holds it (which may be
+            // one inserted earlier in this very batch).
+            let r = sqlx::query(include_str!("../queries/insert_existing.sql"))
                 .bind(job.idempotency_key.as_deref())
                 .bind(job.dedupe_key.as_deref())
-                .bind(micros(now))
-                .fetch_optional(&mut *conn)
+                .fetch_one(&mut *conn)
                 .await
                 .map_err(db("insert_many"))?;
-            let (row, existing) = match inserted {
-                Some(row) => (row, false),
-                None => {
-                    let row = sqlx::query(include_str!("../queries/insert_existing.sql"))
-                        .bind(job.idempotency_key.as_deref())
-                        .bind(job.dedupe_key.as_deref())
-                        .fetch_one(&mut *conn)
-                        .await
-                        .map_err(db("insert_many"))?;
-                    (row, true)
-                }
-            };
             out.push(Inserted {
-                id: JobId(row.try_get("id").map_err(db("insert_many"))?),
-                state: row::state(&row)?,
-                existing,
+                id: JobId(r.try_get("id").map_err(db("insert_many"))?),
+                state: row::state(&r)?,
+                existing: true,
             });
         }
         Ok(out)
@@ -149,13 +196,7 @@ impl JobStore for SqliteStore {
             .await
             .map_err(db("claim"))?;
         let mut jobs = rows.iter().map(row::job).collect::<StoreResult<Vec<_>>>()?;
-        // RETURNING order is unspecified: hand jobs out in claim order.
-        jobs.sort_by(|a, b| {
-            b.priority
-                .cmp(&a.priority)
-                .then(a.run_at.cmp(&b.run_at))
-                .then(a.id.cmp(&b.id))
-        });
+        sort_in_claim_order(&mut jobs);
         Ok(jobs)
     }
 
@@ -177,18 +218,12 @@ impl JobStore for SqliteStore {
             .map(|r| r.try_get::<i64, _>(0))
             .collect::<Result<_, _>>()
             .map_err(db("finish_many"))?;
-        let mut report = FinishReport::default();
-        let mut woke_all = false;
-        for f in &p.finishes {
-            if done.contains(&f.id.0) {
-                report.finished.push(f.id);
-                // A retry or hand-back made the job runnable again.
-                woke_all |= !matches!(f.outcome, capstan_store::Outcome::Complete { .. });
-            } else {
-                report.fenced.push(f.id);
-            }
-        }
-        if woke_all {
+        let report = FinishReport::from_written(&p.finishes, &done);
+        // A retry or hand-back may have made a job runnable again.
+        if p.finishes
+            .iter()
+            .any(|f| !matches!(f.outcome, capstan_store::Outcome::Complete { .. }))
+        {
             self.hub().send(Wakeup::All);
         }
         Ok(report)
@@ -267,24 +302,20 @@ impl JobStore for SqliteStore {
             .map_err(db("rescue"))?
             .rows_affected();
         tx.commit().await.map_err(db("rescue"))?;
-        let mut report = RescueReport {
-            removed_nodes: removed,
-            ..RescueReport::default()
-        };
-        let mut queues = BTreeSet::new();
-        for r in &rows {
-            let id = JobId(r.try_get("id").map_err(db("rescue"))?);
-            if row::state(r)? == JobState::Failed {
-                report.failed.push(id);
-            } else {
-                report.retried.push(id);
-                queues.insert(r.try_get::<String, _>("queue").map_err(db("rescue"))?);
-            }
-        }
-        for q in &queues {
+        let rows = rows
+            .iter()
+            .map(|r| {
+                Ok((
+                    JobId(r.try_get("id").map_err(db("rescue"))?),
+                    row::state(r)?,
+                    r.try_get::<String, _>("queue").map_err(db("rescue"))?,
+                ))
+            })
+            .collect::<StoreResult<Vec<_>>>()?;
+        let report = RescueReport::from_rows(rows, removed);
+        for q in &report.queues {
             self.hub().send(Wakeup::Queue(q.clone()));
         }
-        report.queues = queues.into_iter().collect();
         Ok(report)
     }
 
@@ -353,14 +384,8 @@ impl JobStore for SqliteStore {
                 .fetch_optional(&mut *tx)
                 .await
                 .map_err(db("cancel_job"))?;
-            return Err(match found {
-                None => StoreError::NotFound { job_id: p.id },
-                Some(r) => StoreError::InvalidTransition {
-                    job_id: p.id,
-                    state: row::state(&r)?,
-                    action: "cancel",
-                },
-            });
+            let state = found.map(|r| row::state(&r)).transpose()?;
+            return Err(StoreError::refused(p.id, state, "cancel"));
         };
         tx.commit().await.map_err(db("cancel_job"))?;
         if let CancelOutcome::Requested(_) = outcome {
@@ -383,14 +408,10 @@ impl JobStore for SqliteStore {
                 self.hub().send(Wakeup::Queue(job.queue.clone()));
                 Ok(job)
             }
-            None => Err(match self.fetch_job(p.id).await? {
-                None => StoreError::NotFound { job_id: p.id },
-                Some(j) => StoreError::InvalidTransition {
-                    job_id: p.id,
-                    state: j.state,
-                    action: "retry",
-                },
-            }),
+            None => {
+                let state = self.fetch_job(p.id).await?.map(|j| j.state);
+                Err(StoreError::refused(p.id, state, "retry"))
+            }
         }
     }
 }

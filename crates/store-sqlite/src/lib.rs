@@ -108,9 +108,7 @@ impl Store for SqliteStore {
         let rx = self.inner.hub.subscribe();
         self.inner
             .watcher
-            .get_or_try_init(|| async {
-                watch::spawn(&self.inner).await
-            })
+            .get_or_try_init(|| async { watch::spawn(&self.inner).await })
             .await?;
         Ok(rx)
     }

@@ -88,9 +88,7 @@ impl NodeStore for SqliteStore {
                         message: format!("queues: {e}"),
                     })?,
                     started_at: from_micros(r.try_get("started_at").map_err(db("list_nodes"))?),
-                    heartbeat_at: from_micros(
-                        r.try_get("heartbeat_at").map_err(db("list_nodes"))?,
-                    ),
+                    heartbeat_at: from_micros(r.try_get("heartbeat_at").map_err(db("list_nodes"))?),
                 })
             })
             .collect()

@@ -1,9 +1,6 @@
 //! [`QueueStore`] on SQLite.
 
-use std::collections::BTreeMap;
-
-use capstan_core::JobState;
-use capstan_store::{QueueCounts, QueueStore, StoreError, StoreResult};
+use capstan_store::{QueueCounts, QueueStore, StoreResult};
 use sqlx::Row;
 
 use crate::SqliteStore;
@@ -15,24 +12,12 @@ impl QueueStore for SqliteStore {
             .fetch_all(&self.inner.reader)
             .await
             .map_err(db("queue_counts"))?;
-        let mut by_queue: BTreeMap<String, QueueCounts> = BTreeMap::new();
-        for r in &rows {
-            let queue: String = r.try_get("queue").map_err(db("queue_counts"))?;
-            let state: String = r.try_get("state").map_err(db("queue_counts"))?;
-            let n: i64 = r.try_get("n").map_err(db("queue_counts"))?;
-            let state: JobState = state.parse().map_err(|e| StoreError::Corrupt {
-                table: "capstan_jobs",
-                message: format!("state: {e}"),
-            })?;
-            by_queue
-                .entry(queue.clone())
-                .or_insert_with(|| QueueCounts {
-                    queue,
-                    ..QueueCounts::default()
-                })
-                .add(state, n as u64);
-        }
-        Ok(by_queue.into_values().collect())
+        let rows = rows
+            .iter()
+            .map(|r| Ok((r.try_get("queue")?, r.try_get("state")?, r.try_get("n")?)))
+            .collect::<Result<Vec<(String, String, i64)>, sqlx::Error>>()
+            .map_err(db("queue_counts"))?;
+        QueueCounts::from_rows(rows)
     }
 
     async fn delete_queue(&self, queue: &str) -> StoreResult<u64> {

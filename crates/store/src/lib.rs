@@ -16,6 +16,7 @@ mod batch;
 mod capabilities;
 mod error;
 mod params;
+mod report;
 mod traits;
 mod wakeup;
 
@@ -23,6 +24,7 @@ pub use batch::{FinishRow, InsertRow, finish_rows_json};
 pub use capabilities::Capabilities;
 pub use error::{StoreError, StoreResult};
 pub use params::*;
+pub use report::sort_in_claim_order;
 pub use traits::{JobStore, NodeStore, QueueStore, Store};
 pub use wakeup::{Wakeup, WakeupHub, Wakeups};
 

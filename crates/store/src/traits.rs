@@ -19,8 +19,10 @@ pub trait JobStore: Send + Sync {
     /// Insert many jobs in one round trip, honouring idempotency and dedupe
     /// keys. On PostgreSQL one NOTIFY per call wakes idle workers of every
     /// queue that got an available job.
-    fn insert_many(&self, p: &InsertMany)
-    -> impl Future<Output = StoreResult<Vec<Inserted>>> + Send;
+    fn insert_many(
+        &self,
+        p: &InsertMany,
+    ) -> impl Future<Output = StoreResult<Vec<Inserted>>> + Send;
 
     /// Claim a batch of available jobs for a node (see [`Claim`]).
     fn claim(&self, p: &Claim) -> impl Future<Output = StoreResult<Vec<Job>>> + Send;
@@ -36,15 +38,16 @@ pub trait JobStore: Send + Sync {
     fn extend_lease(&self, p: &ExtendLease) -> impl Future<Output = StoreResult<()>> + Send;
 
     /// Move due scheduled and retryable jobs to available.
-    fn promote_due(&self, p: &PromoteDue)
-    -> impl Future<Output = StoreResult<PromoteReport>> + Send;
+    fn promote_due(
+        &self,
+        p: &PromoteDue,
+    ) -> impl Future<Output = StoreResult<PromoteReport>> + Send;
 
     /// Rescue running jobs of dead nodes and expired leases.
     fn rescue(&self, p: &Rescue) -> impl Future<Output = StoreResult<RescueReport>> + Send;
 
     /// Delete finished jobs past retention; returns how many were deleted.
-    fn delete_finished(&self, p: &DeleteFinished)
-    -> impl Future<Output = StoreResult<u64>> + Send;
+    fn delete_finished(&self, p: &DeleteFinished) -> impl Future<Output = StoreResult<u64>> + Send;
 
     /// One job by id.
     fn get_job(&self, id: JobId) -> impl Future<Output = StoreResult<Option<Job>>> + Send;
@@ -53,8 +56,7 @@ pub trait JobStore: Send + Sync {
     fn list_jobs(&self, p: &ListJobs) -> impl Future<Output = StoreResult<Vec<Job>>> + Send;
 
     /// Cancel a waiting job, or ask the holder of a running job to stop it.
-    fn cancel_job(&self, p: &CancelJob)
-    -> impl Future<Output = StoreResult<CancelOutcome>> + Send;
+    fn cancel_job(&self, p: &CancelJob) -> impl Future<Output = StoreResult<CancelOutcome>> + Send;
 
     /// Make a job available now (a failed, cancelled, completed or waiting job).
     fn retry_job(&self, p: &RetryJob) -> impl Future<Output = StoreResult<Job>> + Send;
@@ -69,8 +71,10 @@ pub trait NodeStore: Send + Sync {
     ) -> impl Future<Output = StoreResult<RegisterReport>> + Send;
 
     /// Record a node's heartbeat; returns the cancel requests for its jobs.
-    fn heartbeat_node(&self, p: &HeartbeatNode)
-    -> impl Future<Output = StoreResult<NodeBeat>> + Send;
+    fn heartbeat_node(
+        &self,
+        p: &HeartbeatNode,
+    ) -> impl Future<Output = StoreResult<NodeBeat>> + Send;
 
     /// Remove a node that stopped cleanly.
     fn deregister_node(&self, node: &NodeId) -> impl Future<Output = StoreResult<()>> + Send;

@@ -24,15 +24,12 @@ const DOCUMENTS: [&str; 3] = ["doc-ok", "doc-flaky", "doc-unauthorized"];
 async fn main() -> Result<(), Box<dyn Error>> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )
         .init();
     let Some(url) = parse_args()? else {
-        let dir = std::env::temp_dir().join(format!(
-            "capstan-document-pipeline-{}",
-            std::process::id()
-        ));
+        let dir =
+            std::env::temp_dir().join(format!("capstan-document-pipeline-{}", std::process::id()));
         std::fs::create_dir_all(&dir)?;
         let result = run(format!("sqlite://{}", dir.join("capstan.db").display())).await;
         let _ = std::fs::remove_dir_all(dir);
@@ -83,7 +80,10 @@ async fn run(url: String) -> Result<(), Box<dyn Error>> {
     let mut workers = Workers::empty();
     workers.register(ProcessDocument::new()?)?;
     let node = client.node(workers)?.start();
-    println!("processing {} documents (doc-flaky takes about 6 s)…\n", DOCUMENTS.len());
+    println!(
+        "processing {} documents (doc-flaky takes about 6 s)…\n",
+        DOCUMENTS.len()
+    );
     let mut finished = Vec::new();
     for (doc, e) in DOCUMENTS.iter().zip(&enqueued) {
         finished.push((*doc, client.wait(e.id, Duration::from_secs(60)).await?));
@@ -106,7 +106,12 @@ fn print_job(doc: &str, job: &Job, calls: usize) {
         job.max_attempts
     );
     for e in &job.errors {
-        println!("    attempt {}: {:<9} {}", e.attempt, e.class.as_str(), e.message);
+        println!(
+            "    attempt {}: {:<9} {}",
+            e.attempt,
+            e.class.as_str(),
+            e.message
+        );
     }
     if let Some(result) = &job.result {
         println!("    result: {result}");

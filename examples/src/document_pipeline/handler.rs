@@ -125,7 +125,7 @@ pub fn error_for_status(status: u16, retry_after: Option<Duration>, detail: &str
     match (status, retry_after) {
         (429 | 500..=599, Some(after)) => JobError::retry_after(message, after),
         (429 | 500..=599, None) => JobError::retryable(message),
-        _ => JobError::retryable(message),
+        _ => JobError::permanent(message),
     }
 }
 

@@ -72,11 +72,20 @@ pub(crate) async fn run(settings: &Settings, args: BenchArgs) -> anyhow::Result<
         println!("{}", serde_json::to_string(&report)?);
     } else {
         println!("backend             {}", report.backend);
-        println!("jobs                {} (concurrency {})", report.jobs, report.concurrency);
+        println!(
+            "jobs                {} (concurrency {})",
+            report.jobs, report.concurrency
+        );
         println!("enqueue (single)    {:>10.0} jobs/s", report.enqueue_per_s);
-        println!("enqueue (bulk)      {:>10.0} jobs/s", report.bulk_enqueue_per_s);
+        println!(
+            "enqueue (bulk)      {:>10.0} jobs/s",
+            report.bulk_enqueue_per_s
+        );
         println!("drain               {:>10.0} jobs/s", report.drain_per_s);
-        println!("pickup p50 / p99    {:>6.2} / {:.2} ms", report.pickup_p50_ms, report.pickup_p99_ms);
+        println!(
+            "pickup p50 / p99    {:>6.2} / {:.2} ms",
+            report.pickup_p50_ms, report.pickup_p99_ms
+        );
     }
     store.close().await;
     Ok(ExitCode::SUCCESS)
@@ -165,9 +174,9 @@ fn progress(show: bool, len: usize, what: &str) -> indicatif::ProgressBar {
         return indicatif::ProgressBar::hidden();
     }
     let bar = indicatif::ProgressBar::new(len as u64);
-    if let Ok(style) = indicatif::ProgressStyle::with_template(
-        "{msg:24} [{bar:40}] {pos}/{len} ({per_sec})",
-    ) {
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("{msg:24} [{bar:40}] {pos}/{len} ({per_sec})")
+    {
         bar.set_style(style.progress_chars("=> "));
     }
     bar.set_message(what.to_owned());

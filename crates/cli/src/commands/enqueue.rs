@@ -26,7 +26,12 @@ pub(crate) async fn run(settings: &Settings, args: EnqueueArgs) -> anyhow::Resul
     let Some(kind) = args.kind.clone() else {
         bail!("give a job kind, or --batch FILE");
     };
-    let mut job = NewJob::new(kind, args.args.clone().unwrap_or(Value::Object(Default::default())));
+    let mut job = NewJob::new(
+        kind,
+        args.args
+            .clone()
+            .unwrap_or(Value::Object(Default::default())),
+    );
     if let Some(q) = args.queue {
         job.queue = q;
     }
@@ -50,9 +55,15 @@ pub(crate) async fn run(settings: &Settings, args: EnqueueArgs) -> anyhow::Resul
         v["existing"] = Value::Bool(enqueued.existing);
         println!("{v}");
     } else if enqueued.existing {
-        println!("job {} already exists ({}, {}); nothing enqueued", job.id, job.kind, job.state);
+        println!(
+            "job {} already exists ({}, {}); nothing enqueued",
+            job.id, job.kind, job.state
+        );
     } else {
-        println!("enqueued job {} ({} in queue {}, {})", job.id, job.kind, job.queue, job.state);
+        println!(
+            "enqueued job {} ({} in queue {}, {})",
+            job.id, job.kind, job.queue, job.state
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -80,14 +91,20 @@ struct Line {
 
 impl Line {
     fn into_job(self) -> anyhow::Result<NewJob> {
-        let dur = |s: Option<String>, ms: Option<u64>, name: &str| -> anyhow::Result<Option<Duration>> {
-            match (s, ms) {
-                (Some(_), Some(_)) => bail!("give {name} or {name}_ms, not both"),
-                (Some(s), None) => Ok(Some(parse_duration(&s).map_err(|e| anyhow::anyhow!("{name}: {e}"))?)),
-                (None, ms) => Ok(ms.map(Duration::from_millis)),
-            }
-        };
-        let mut job = NewJob::new(self.kind, self.args.unwrap_or(Value::Object(Default::default())));
+        let dur =
+            |s: Option<String>, ms: Option<u64>, name: &str| -> anyhow::Result<Option<Duration>> {
+                match (s, ms) {
+                    (Some(_), Some(_)) => bail!("give {name} or {name}_ms, not both"),
+                    (Some(s), None) => Ok(Some(
+                        parse_duration(&s).map_err(|e| anyhow::anyhow!("{name}: {e}"))?,
+                    )),
+                    (None, ms) => Ok(ms.map(Duration::from_millis)),
+                }
+            };
+        let mut job = NewJob::new(
+            self.kind,
+            self.args.unwrap_or(Value::Object(Default::default())),
+        );
         if let Some(q) = self.queue {
             job.queue = q;
         }
@@ -123,7 +140,10 @@ fn read_jobs(path: &Path) -> anyhow::Result<Vec<NewJob>> {
             .map_err(anyhow::Error::from)
             .and_then(Line::into_job)
             .with_context(|| {
-                format!("{} line {n} is not a valid job; nothing was enqueued", path.display())
+                format!(
+                    "{} line {n} is not a valid job; nothing was enqueued",
+                    path.display()
+                )
             })?;
         jobs.push(job);
     }
@@ -146,7 +166,10 @@ async fn run_batch(settings: &Settings, path: &Path, json: bool) -> anyhow::Resu
     bar.finish_and_clear();
     let new = inserted.iter().filter(|i| !i.existing).count();
     if json {
-        println!("{}", serde_json::json!({ "enqueued": new, "existing": total - new }));
+        println!(
+            "{}",
+            serde_json::json!({ "enqueued": new, "existing": total - new })
+        );
     } else {
         println!("enqueued {new} jobs ({} already existed)", total - new);
     }

@@ -14,8 +14,21 @@ use crate::table;
 pub(crate) async fn run(settings: &Settings, args: JobsArgs) -> anyhow::Result<ExitCode> {
     let client = Client::with_config(settings.open().await?, settings.config.clone())?;
     match args.command {
-        JobsCommand::List { queue, state, kind, limit, json } => {
-            let jobs = client.list_jobs(&ListJobs { queue, state, kind, limit }).await?;
+        JobsCommand::List {
+            queue,
+            state,
+            kind,
+            limit,
+            json,
+        } => {
+            let jobs = client
+                .list_jobs(&ListJobs {
+                    queue,
+                    state,
+                    kind,
+                    limit,
+                })
+                .await?;
             if json {
                 println!("{}", serde_json::to_string(&jobs)?);
             } else {
@@ -32,7 +45,10 @@ pub(crate) async fn run(settings: &Settings, args: JobsArgs) -> anyhow::Result<E
                         ]
                     })
                     .collect();
-                table::print(&["ID", "QUEUE", "KIND", "STATE", "ATTEMPT", "RUN AT"], &rows);
+                table::print(
+                    &["ID", "QUEUE", "KIND", "STATE", "ATTEMPT", "RUN AT"],
+                    &rows,
+                );
             }
         }
         JobsCommand::Show { id, json } => {
@@ -56,7 +72,10 @@ pub(crate) async fn run(settings: &Settings, args: JobsArgs) -> anyhow::Result<E
         },
         JobsCommand::Retry { id } => {
             let j = client.retry(JobId(id)).await?;
-            println!("job {} is {} again (attempt {}/{})", j.id, j.state, j.attempt, j.max_attempts);
+            println!(
+                "job {} is {} again (attempt {}/{})",
+                j.id, j.state, j.attempt, j.max_attempts
+            );
         }
         JobsCommand::Wait { id, timeout, json } => {
             let limit = timeout.unwrap_or(Duration::from_secs(100 * 365 * 24 * 3600));
@@ -73,7 +92,11 @@ pub(crate) async fn run(settings: &Settings, args: JobsArgs) -> anyhow::Result<E
                         ExitCode::from(1)
                     })
                 }
-                Err(RuntimeError::WaitTimeout { job_id, waited, state }) => {
+                Err(RuntimeError::WaitTimeout {
+                    job_id,
+                    waited,
+                    state,
+                }) => {
                     eprintln!(
                         "error: job {job_id} is still {state} after {}; wait longer with --timeout",
                         humantime::format_duration(waited)
@@ -88,7 +111,9 @@ pub(crate) async fn run(settings: &Settings, args: JobsArgs) -> anyhow::Result<E
 }
 
 fn show(j: &Job) {
-    let opt = |t: Option<chrono::DateTime<chrono::Utc>>| t.map(|t| t.to_rfc3339()).unwrap_or_else(|| "-".into());
+    let opt = |t: Option<chrono::DateTime<chrono::Utc>>| {
+        t.map(|t| t.to_rfc3339()).unwrap_or_else(|| "-".into())
+    };
     println!("job {}  {}  queue {}  {}", j.id, j.kind, j.queue, j.state);
     println!("  attempt       {}/{}", j.attempt, j.max_attempts);
     println!("  priority      {}", j.priority);
@@ -98,7 +123,10 @@ fn show(j: &Job) {
     println!("  attempted at  {}", opt(j.attempted_at));
     println!("  finished at   {}", opt(j.finished_at));
     if let Some(n) = &j.node_id {
-        println!("  held by       {n} (lease until {})", opt(j.lease_expires_at));
+        println!(
+            "  held by       {n} (lease until {})",
+            opt(j.lease_expires_at)
+        );
     }
     if let Some(k) = &j.idempotency_key {
         println!("  idempotency   {k}");
@@ -118,7 +146,13 @@ fn show(j: &Job) {
     if !j.errors.is_empty() {
         println!("  errors:");
         for e in &j.errors {
-            println!("    #{} {} [{}] {}", e.attempt, e.at.to_rfc3339(), e.class, e.message);
+            println!(
+                "    #{} {} [{}] {}",
+                e.attempt,
+                e.at.to_rfc3339(),
+                e.class,
+                e.message
+            );
         }
     }
 }

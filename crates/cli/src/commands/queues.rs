@@ -20,7 +20,12 @@ pub(crate) async fn run(settings: &Settings, args: QueuesArgs) -> anyhow::Result
             .iter()
             .map(|c| {
                 [
-                    c.scheduled, c.available, c.running, c.retryable, c.completed, c.failed,
+                    c.scheduled,
+                    c.available,
+                    c.running,
+                    c.retryable,
+                    c.completed,
+                    c.failed,
                     c.cancelled,
                 ]
                 .iter()
@@ -32,7 +37,16 @@ pub(crate) async fn run(settings: &Settings, args: QueuesArgs) -> anyhow::Result
             })
             .collect();
         table::print(
-            &["QUEUE", "SCHEDULED", "AVAILABLE", "RUNNING", "RETRYABLE", "COMPLETED", "FAILED", "CANCELLED"],
+            &[
+                "QUEUE",
+                "SCHEDULED",
+                "AVAILABLE",
+                "RUNNING",
+                "RETRYABLE",
+                "COMPLETED",
+                "FAILED",
+                "CANCELLED",
+            ],
             &rows,
         );
     }

@@ -43,10 +43,17 @@ pub async fn cancel_of_a_running_job_is_requested_from_its_holder<H: Harness>(h:
         CancelOutcome::Requested(j) => assert!(j.cancel_requested),
         other => panic!("expected Requested, got {other:?}"),
     }
-    assert_eq!(get(h, id).await.state, JobState::Running, "the holder decides");
+    assert_eq!(
+        get(h, id).await.state,
+        JobState::Running,
+        "the holder decides"
+    );
     let beat = h
         .store()
-        .heartbeat_node(&HeartbeatNode { node: n.clone(), now: now(h) })
+        .heartbeat_node(&HeartbeatNode {
+            node: n.clone(),
+            now: now(h),
+        })
         .await
         .unwrap();
     let attempt = claimed.iter().find(|j| j.id == id).unwrap().attempt;
@@ -58,7 +65,9 @@ pub async fn cancel_of_a_running_job_is_requested_from_its_holder<H: Harness>(h:
         vec![Finish {
             id,
             attempt,
-            outcome: Outcome::Cancel { error: error(ErrorClass::Cancelled, "cancelled while running") },
+            outcome: Outcome::Cancel {
+                error: error(ErrorClass::Cancelled, "cancelled while running"),
+            },
         }],
     )
     .await;
@@ -70,7 +79,13 @@ pub async fn cancel_of_a_finished_or_unknown_job_is_refused<H: Harness>(h: &H) {
     cancel(h, id).await.unwrap();
     let err = cancel(h, id).await.unwrap_err();
     assert!(
-        matches!(err, StoreError::InvalidTransition { state: JobState::Cancelled, .. }),
+        matches!(
+            err,
+            StoreError::InvalidTransition {
+                state: JobState::Cancelled,
+                ..
+            }
+        ),
         "{err}"
     );
     assert!(err.to_string().contains("cancelled"), "{err}");
@@ -86,10 +101,20 @@ pub async fn retry_runs_a_failed_job_again<H: Harness>(h: &H) {
     finish(
         h,
         &n,
-        vec![Finish { id, attempt: j.attempt, outcome: Outcome::Fail { error: error(ErrorClass::Permanent, "no") } }],
+        vec![Finish {
+            id,
+            attempt: j.attempt,
+            outcome: Outcome::Fail {
+                error: error(ErrorClass::Permanent, "no"),
+            },
+        }],
     )
     .await;
-    let j = h.store().retry_job(&RetryJob { id, now: now(h) }).await.unwrap();
+    let j = h
+        .store()
+        .retry_job(&RetryJob { id, now: now(h) })
+        .await
+        .unwrap();
     assert_eq!(j.state, JobState::Available);
     assert!(j.finished_at.is_none());
     assert!(j.max_attempts > j.attempt, "a retried job gets an attempt");
@@ -103,37 +128,95 @@ pub async fn retry_of_a_running_job_is_refused<H: Harness>(h: &H) {
     let n = node("n1");
     register(h, &n).await;
     claim(h, "default", 1, &n).await;
-    let err = h.store().retry_job(&RetryJob { id, now: now(h) }).await.unwrap_err();
-    assert!(matches!(err, StoreError::InvalidTransition { state: JobState::Running, .. }), "{err}");
-    let err = h.store().retry_job(&RetryJob { id: JobId(424_242), now: now(h) }).await.unwrap_err();
+    let err = h
+        .store()
+        .retry_job(&RetryJob { id, now: now(h) })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::InvalidTransition {
+                state: JobState::Running,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let err = h
+        .store()
+        .retry_job(&RetryJob {
+            id: JobId(424_242),
+            now: now(h),
+        })
+        .await
+        .unwrap_err();
     assert!(matches!(err, StoreError::NotFound { .. }), "{err}");
 }
 
 pub async fn list_filters_by_queue_state_and_kind<H: Harness>(h: &H) {
     let ids = enqueue(
         h,
-        vec![job("a"), job("b"), job("a").with_queue("q2"), job("a").with_delay(Duration::from_secs(9))],
+        vec![
+            job("a"),
+            job("b"),
+            job("a").with_queue("q2"),
+            job("a").with_delay(Duration::from_secs(9)),
+        ],
     )
     .await;
     let list = |p: ListJobs| async move { h.store().list_jobs(&p).await.unwrap() };
-    let all = list(ListJobs { limit: 100, ..Default::default() }).await;
+    let all = list(ListJobs {
+        limit: 100,
+        ..Default::default()
+    })
+    .await;
     let got: Vec<JobId> = all.iter().map(|j| j.id).collect();
     let mut want: Vec<JobId> = ids.iter().map(|i| i.id).collect();
     want.reverse();
     assert_eq!(got, want, "newest first");
-    let a = list(ListJobs { kind: Some("a".into()), limit: 100, ..Default::default() }).await;
+    let a = list(ListJobs {
+        kind: Some("a".into()),
+        limit: 100,
+        ..Default::default()
+    })
+    .await;
     assert_eq!(a.len(), 3);
-    let q2 = list(ListJobs { queue: Some("q2".into()), limit: 100, ..Default::default() }).await;
+    let q2 = list(ListJobs {
+        queue: Some("q2".into()),
+        limit: 100,
+        ..Default::default()
+    })
+    .await;
     assert_eq!(q2.len(), 1);
-    let sched =
-        list(ListJobs { state: Some(JobState::Scheduled), limit: 100, ..Default::default() }).await;
+    let sched = list(ListJobs {
+        state: Some(JobState::Scheduled),
+        limit: 100,
+        ..Default::default()
+    })
+    .await;
     assert_eq!(sched.len(), 1);
-    assert_eq!(list(ListJobs { limit: 2, ..Default::default() }).await.len(), 2);
+    assert_eq!(
+        list(ListJobs {
+            limit: 2,
+            ..Default::default()
+        })
+        .await
+        .len(),
+        2
+    );
 }
 
 pub async fn queue_counts_by_state<H: Harness>(h: &H) {
     enqueue(h, (0..4).map(|_| job("k")).collect()).await;
-    enqueue(h, vec![job("k").with_delay(Duration::from_secs(60)), job("k").with_queue("b")]).await;
+    enqueue(
+        h,
+        vec![
+            job("k").with_delay(Duration::from_secs(60)),
+            job("k").with_queue("b"),
+        ],
+    )
+    .await;
     let n = node("n1");
     register(h, &n).await;
     let c = claim(h, "default", 2, &n).await;
@@ -143,7 +226,15 @@ pub async fn queue_counts_by_state<H: Harness>(h: &H) {
     let d = counts.iter().find(|c| c.queue == "default").unwrap();
     assert_eq!(d.queue, "default");
     assert_eq!(
-        (d.scheduled, d.available, d.running, d.completed, d.failed, d.cancelled, d.retryable),
+        (
+            d.scheduled,
+            d.available,
+            d.running,
+            d.completed,
+            d.failed,
+            d.cancelled,
+            d.retryable
+        ),
         (1, 2, 1, 1, 0, 0, 0)
     );
     let b = counts.iter().find(|c| c.queue == "b").unwrap();
@@ -151,7 +242,15 @@ pub async fn queue_counts_by_state<H: Harness>(h: &H) {
 }
 
 pub async fn delete_queue_removes_only_that_queue<H: Harness>(h: &H) {
-    enqueue(h, vec![job("k").with_queue("bench"), job("k").with_queue("bench"), job("k")]).await;
+    enqueue(
+        h,
+        vec![
+            job("k").with_queue("bench"),
+            job("k").with_queue("bench"),
+            job("k"),
+        ],
+    )
+    .await;
     assert_eq!(h.store().delete_queue("bench").await.unwrap(), 2);
     let counts = h.store().queue_counts().await.unwrap();
     assert_eq!(counts.len(), 1);
@@ -163,7 +262,13 @@ pub async fn nodes_register_heartbeat_and_deregister<H: Harness>(h: &H) {
     register(h, &n).await;
     let t0 = capstan_core::Clock::now(h.clock());
     h.clock().advance(Duration::from_secs(5));
-    h.store().heartbeat_node(&HeartbeatNode { node: n.clone(), now: now(h) }).await.unwrap();
+    h.store()
+        .heartbeat_node(&HeartbeatNode {
+            node: n.clone(),
+            now: now(h),
+        })
+        .await
+        .unwrap();
     let nodes = h.store().list_nodes().await.unwrap();
     assert_eq!(nodes.len(), 1);
     assert_eq!(nodes[0].id, n);

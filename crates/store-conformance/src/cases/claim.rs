@@ -20,7 +20,11 @@ pub async fn claim_takes_highest_priority_then_oldest_first<H: Harness>(h: &H) {
     let low_new = enqueue_one(h, job("k").with_run_at(ago(2))).await;
     let n = node("n1");
     register(h, &n).await;
-    let order: Vec<JobId> = claim(h, "default", 10, &n).await.iter().map(|j| j.id).collect();
+    let order: Vec<JobId> = claim(h, "default", 10, &n)
+        .await
+        .iter()
+        .map(|j| j.id)
+        .collect();
     assert_eq!(order, vec![high_old, high_new, low_old, low_new]);
     // Equal priority and run_at: lowest id first, across claims.
     let same: Vec<JobId> = enqueue(h, (0..5).map(|_| job("k")).collect())
@@ -62,7 +66,10 @@ pub async fn claim_only_takes_requested_kinds<H: Harness>(h: &H) {
     p.kinds = Some(vec!["zzz".into()]);
     assert!(h.store().claim(&p).await.unwrap().is_empty());
     let left = h.store().queue_counts().await.unwrap();
-    assert_eq!(left[0].available, 1, "the `b` job waits for a worker that handles it");
+    assert_eq!(
+        left[0].available, 1,
+        "the `b` job waits for a worker that handles it"
+    );
 }
 
 pub async fn claim_sets_holder_attempt_and_lease<H: Harness>(h: &H) {
@@ -80,8 +87,14 @@ pub async fn claim_sets_holder_attempt_and_lease<H: Harness>(h: &H) {
         assert_eq!(j.attempted_at, Some(t0));
     }
     // Lease = timeout (own or default 60 s) + grace (10 s).
-    assert_eq!(get(h, plain).await.lease_expires_at, Some(t0 + chrono::Duration::seconds(70)));
-    assert_eq!(get(h, own).await.lease_expires_at, Some(t0 + chrono::Duration::seconds(15)));
+    assert_eq!(
+        get(h, plain).await.lease_expires_at,
+        Some(t0 + chrono::Duration::seconds(70))
+    );
+    assert_eq!(
+        get(h, own).await.lease_expires_at,
+        Some(t0 + chrono::Duration::seconds(15))
+    );
 }
 
 pub async fn scheduled_jobs_wait_for_promotion<H: Harness>(h: &H) {
@@ -89,7 +102,10 @@ pub async fn scheduled_jobs_wait_for_promotion<H: Harness>(h: &H) {
     let n = node("n1");
     register(h, &n).await;
     assert!(claim(h, "default", 10, &n).await.is_empty());
-    let promote = || PromoteDue { limit: 100, now: now(h) };
+    let promote = || PromoteDue {
+        limit: 100,
+        now: now(h),
+    };
     let r = h.store().promote_due(&promote()).await.unwrap();
     assert_eq!(r.promoted, 0);
     h.clock().advance(Duration::from_secs(10));
@@ -109,7 +125,11 @@ pub async fn concurrent_claimers_never_share_a_job<H: Harness>(h: &H) {
             .map(|i| NewJob::new("k", json!({ "i": chunk * 1000 + i })))
             .collect();
         h.store()
-            .insert_many(&InsertMany { jobs, default_max_attempts: 3, now: now(h) })
+            .insert_many(&InsertMany {
+                jobs,
+                default_max_attempts: 3,
+                now: now(h),
+            })
             .await
             .unwrap();
     }

@@ -22,7 +22,11 @@ pub async fn insert_many_returns_one_result_per_job_in_order<H: Harness>(h: &H) 
     for (i, ins) in inserted.iter().enumerate() {
         assert!(!ins.existing);
         assert_eq!(ins.state, JobState::Available);
-        assert_eq!(get(h, ins.id).await.args, json!({ "i": i }), "result {i} is job {i}");
+        assert_eq!(
+            get(h, ins.id).await.args,
+            json!({ "i": i }),
+            "result {i} is job {i}"
+        );
     }
     assert!(enqueue(h, vec![]).await.is_empty());
 }
@@ -84,7 +88,10 @@ pub async fn invalid_job_is_refused_and_nothing_is_written<H: Harness>(h: &H) {
         .unwrap_err();
     assert!(matches!(err, StoreError::Invalid(_)), "{err}");
     assert!(err.to_string().contains("queue"), "{err}");
-    assert!(h.store().queue_counts().await.unwrap().is_empty(), "nothing written");
+    assert!(
+        h.store().queue_counts().await.unwrap().is_empty(),
+        "nothing written"
+    );
 }
 
 pub async fn idempotency_key_returns_the_existing_job_in_any_state<H: Harness>(h: &H) {
@@ -126,8 +133,19 @@ pub async fn concurrent_enqueues_with_one_idempotency_key_make_one_job<H: Harnes
     }
     let ids: BTreeSet<_> = results.iter().map(|r| r.id).collect();
     assert_eq!(ids.len(), 1, "one job for 16 concurrent enqueues");
-    assert_eq!(results.iter().filter(|r| !r.existing).count(), 1, "exactly one created it");
-    let all = h.store().list_jobs(&ListJobs { limit: 100, ..Default::default() }).await.unwrap();
+    assert_eq!(
+        results.iter().filter(|r| !r.existing).count(),
+        1,
+        "exactly one created it"
+    );
+    let all = h
+        .store()
+        .list_jobs(&ListJobs {
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     assert_eq!(all.len(), 1);
 }
 
@@ -139,13 +157,24 @@ pub async fn dedupe_key_coalesces_into_the_waiting_job<H: Harness>(h: &H) {
     let other = enqueue(h, vec![job("refresh").with_dedupe_key("ticker:AAPL")]).await[0];
     assert!(!other.existing);
     // A scheduled job holds its key too.
-    let s1 = enqueue(h, vec![job("r").with_dedupe_key("later").with_delay(Duration::from_secs(60))]).await[0];
+    let s1 = enqueue(
+        h,
+        vec![
+            job("r")
+                .with_dedupe_key("later")
+                .with_delay(Duration::from_secs(60)),
+        ],
+    )
+    .await[0];
     let s2 = enqueue(h, vec![job("r").with_dedupe_key("later")]).await[0];
     assert_eq!(s2.id, s1.id);
     assert!(s2.existing);
     // A cancelled job gives its key back.
     h.store()
-        .cancel_job(&capstan_store::CancelJob { id: first.id, now: now(h) })
+        .cancel_job(&capstan_store::CancelJob {
+            id: first.id,
+            now: now(h),
+        })
         .await
         .unwrap();
     let third = enqueue(h, vec![job("refresh").with_dedupe_key("ticker:NVDA")]).await[0];

@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use capstan_core::{Clock, ErrorClass, JobState};
 use capstan_store::{
-    ExtendLease, Finish, HeartbeatNode, JobStore, NodeStore, Outcome, PromoteDue, Rescue, StoreError,
+    ExtendLease, Finish, HeartbeatNode, JobStore, NodeStore, Outcome, PromoteDue, Rescue,
+    StoreError,
 };
 use serde_json::json;
 
@@ -32,7 +33,10 @@ pub async fn retry_records_the_error_and_waits_for_its_backoff<H: Harness>(h: &H
     let id = enqueue_one(h, job("k")).await;
     let n = node("n1");
     register(h, &n).await;
-    let promote = |h: &H| PromoteDue { limit: 10, now: now(h) };
+    let promote = |h: &H| PromoteDue {
+        limit: 10,
+        now: now(h),
+    };
     for (attempt, delay) in [(1, 2), (2, 4)] {
         let j = claim(h, "default", 1, &n).await.remove(0);
         assert_eq!(j.attempt, attempt);
@@ -44,7 +48,10 @@ pub async fn retry_records_the_error_and_waits_for_its_backoff<H: Harness>(h: &H
                 id,
                 attempt,
                 outcome: Outcome::Retry {
-                    error: error(ErrorClass::Retryable, &format!("HTTP 503 on attempt {attempt}")),
+                    error: error(
+                        ErrorClass::Retryable,
+                        &format!("HTTP 503 on attempt {attempt}"),
+                    ),
                     delay: Duration::from_secs(delay),
                 },
             }],
@@ -52,18 +59,28 @@ pub async fn retry_records_the_error_and_waits_for_its_backoff<H: Harness>(h: &H
         .await;
         let j = get(h, id).await;
         assert_eq!(j.state, JobState::Retryable);
-        assert_eq!(j.run_at, failed_at + chrono::Duration::seconds(delay as i64));
+        assert_eq!(
+            j.run_at,
+            failed_at + chrono::Duration::seconds(delay as i64)
+        );
         let last = j.errors.last().unwrap();
         assert_eq!((last.attempt, last.class), (attempt, ErrorClass::Retryable));
         assert_eq!(last.message, format!("HTTP 503 on attempt {attempt}"));
         assert_eq!(last.at, failed_at);
         // Not before its time…
-        h.clock().advance(Duration::from_secs(delay) - Duration::from_millis(1));
-        assert_eq!(h.store().promote_due(&promote(h)).await.unwrap().promoted, 0);
+        h.clock()
+            .advance(Duration::from_secs(delay) - Duration::from_millis(1));
+        assert_eq!(
+            h.store().promote_due(&promote(h)).await.unwrap().promoted,
+            0
+        );
         assert!(claim(h, "default", 1, &n).await.is_empty());
         // …and right on it.
         h.clock().advance(Duration::from_millis(1));
-        assert_eq!(h.store().promote_due(&promote(h)).await.unwrap().promoted, 1);
+        assert_eq!(
+            h.store().promote_due(&promote(h)).await.unwrap().promoted,
+            1
+        );
     }
     assert_eq!(get(h, id).await.errors.len(), 2);
 }
@@ -86,7 +103,11 @@ pub async fn fail_is_final_and_keeps_every_error<H: Harness>(h: &H) {
         }],
     )
     .await;
-    assert_eq!(get(h, id).await.state, JobState::Available, "a zero delay is available at once");
+    assert_eq!(
+        get(h, id).await.state,
+        JobState::Available,
+        "a zero delay is available at once"
+    );
     let j = claim(h, "default", 1, &n).await.remove(0);
     finish(
         h,
@@ -94,7 +115,9 @@ pub async fn fail_is_final_and_keeps_every_error<H: Harness>(h: &H) {
         vec![Finish {
             id,
             attempt: j.attempt,
-            outcome: Outcome::Fail { error: error(ErrorClass::Permanent, "HTTP 401") },
+            outcome: Outcome::Fail {
+                error: error(ErrorClass::Permanent, "HTTP 401"),
+            },
         }],
     )
     .await;
@@ -113,7 +136,16 @@ pub async fn snooze_gives_the_attempt_back<H: Harness>(h: &H) {
     let j = claim(h, "default", 1, &n).await.remove(0);
     let snoozed_at = h.clock().now();
     let delay = Duration::from_secs(30);
-    let r = finish(h, &n, vec![Finish { id, attempt: j.attempt, outcome: Outcome::Snooze { delay } }]).await;
+    let r = finish(
+        h,
+        &n,
+        vec![Finish {
+            id,
+            attempt: j.attempt,
+            outcome: Outcome::Snooze { delay },
+        }],
+    )
+    .await;
     assert_eq!(r.finished, vec![id]);
     let j = get(h, id).await;
     assert_eq!(j.state, JobState::Scheduled);
@@ -123,14 +155,25 @@ pub async fn snooze_gives_the_attempt_back<H: Harness>(h: &H) {
 }
 
 pub async fn hand_back_gives_the_attempt_back<H: Harness>(h: &H) {
-    let ids: Vec<_> = super::enqueue(h, vec![job("k"), job("k")]).await.iter().map(|i| i.id).collect();
+    let ids: Vec<_> = super::enqueue(h, vec![job("k"), job("k")])
+        .await
+        .iter()
+        .map(|i| i.id)
+        .collect();
     let n = node("n1");
     register(h, &n).await;
     let claimed = claim(h, "default", 2, &n).await;
     let r = finish(
         h,
         &n,
-        claimed.iter().map(|j| Finish { id: j.id, attempt: j.attempt, outcome: Outcome::HandBack }).collect(),
+        claimed
+            .iter()
+            .map(|j| Finish {
+                id: j.id,
+                attempt: j.attempt,
+                outcome: Outcome::HandBack,
+            })
+            .collect(),
     )
     .await;
     assert_eq!(r.finished.len(), 2);
@@ -176,7 +219,11 @@ pub async fn complete_after_rescue_is_fenced<H: Harness>(h: &H) {
     register(h, &fast).await;
     let r = h
         .store()
-        .rescue(&Rescue { node_timeout: Duration::from_secs(30), limit: 100, now: now(h) })
+        .rescue(&Rescue {
+            node_timeout: Duration::from_secs(30),
+            limit: 100,
+            now: now(h),
+        })
         .await
         .unwrap();
     assert_eq!(r.retried, vec![id]);
@@ -189,7 +236,10 @@ pub async fn complete_after_rescue_is_fenced<H: Harness>(h: &H) {
     assert_eq!(j.state, JobState::Running);
     assert_eq!(j.node_id.as_ref(), Some(&fast));
     // The new holder's completion counts.
-    assert_eq!(finish(h, &fast, vec![complete(&fresh)]).await.finished, vec![id]);
+    assert_eq!(
+        finish(h, &fast, vec![complete(&fresh)]).await.finished,
+        vec![id]
+    );
 }
 
 pub async fn heartbeat_extends_the_lease_and_records_progress<H: Harness>(h: &H) {
@@ -210,18 +260,28 @@ pub async fn heartbeat_extends_the_lease_and_records_progress<H: Harness>(h: &H)
         .await
         .unwrap();
     let j = get(h, id).await;
-    assert_eq!(j.lease_expires_at, Some(h.clock().now() + chrono::Duration::seconds(70)));
+    assert_eq!(
+        j.lease_expires_at,
+        Some(h.clock().now() + chrono::Duration::seconds(70))
+    );
     assert_eq!(j.progress, Some(json!({"pages": 3})));
     // Past the original lease (70 s) but within the extended one, a live
     // node keeps its job.
     h.clock().advance(Duration::from_secs(25));
     h.store()
-        .heartbeat_node(&HeartbeatNode { node: n.clone(), now: now(h) })
+        .heartbeat_node(&HeartbeatNode {
+            node: n.clone(),
+            now: now(h),
+        })
         .await
         .unwrap();
     let r = h
         .store()
-        .rescue(&Rescue { node_timeout: Duration::from_secs(30), limit: 100, now: now(h) })
+        .rescue(&Rescue {
+            node_timeout: Duration::from_secs(30),
+            limit: 100,
+            now: now(h),
+        })
         .await
         .unwrap();
     assert!(r.retried.is_empty() && r.failed.is_empty());
@@ -235,7 +295,11 @@ pub async fn heartbeat_after_rescue_is_fenced<H: Harness>(h: &H) {
     let j = claim(h, "default", 1, &n).await.remove(0);
     h.clock().advance(Duration::from_secs(31));
     h.store()
-        .rescue(&Rescue { node_timeout: Duration::from_secs(30), limit: 100, now: now(h) })
+        .rescue(&Rescue {
+            node_timeout: Duration::from_secs(30),
+            limit: 100,
+            now: now(h),
+        })
         .await
         .unwrap();
     let err = h
@@ -250,6 +314,9 @@ pub async fn heartbeat_after_rescue_is_fenced<H: Harness>(h: &H) {
         })
         .await
         .unwrap_err();
-    assert!(matches!(err, StoreError::Fenced { job_id } if job_id == id), "{err}");
+    assert!(
+        matches!(err, StoreError::Fenced { job_id } if job_id == id),
+        "{err}"
+    );
     assert!(err.to_string().contains("no longer held"), "{err}");
 }

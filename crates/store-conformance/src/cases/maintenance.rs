@@ -11,7 +11,11 @@ use crate::Harness;
 pub async fn migrate_twice_is_a_no_op<H: Harness>(h: &H) {
     let id = enqueue_one(h, job("k")).await;
     h.store().migrate().await.expect("second migrate");
-    h.connect_again().await.migrate().await.expect("migrate from another connection");
+    h.connect_again()
+        .await
+        .migrate()
+        .await
+        .expect("migrate from another connection");
     assert_eq!(get(h, id).await.state, JobState::Available, "data kept");
 }
 
@@ -26,7 +30,10 @@ pub async fn promote_reports_the_next_due_time<H: Harness>(h: &H) {
         ],
     )
     .await;
-    let p = |h: &H| PromoteDue { limit: 100, now: now(h) };
+    let p = |h: &H| PromoteDue {
+        limit: 100,
+        now: now(h),
+    };
     let r = h.store().promote_due(&p(h)).await.unwrap();
     assert_eq!(r.promoted, 0);
     assert_eq!(r.next_due, Some(t0 + chrono::Duration::seconds(5)));
@@ -46,7 +53,10 @@ pub async fn cleaner_deletes_only_jobs_past_retention_in_batches<H: Harness>(h: 
     finish(h, &n, done.iter().map(complete).collect()).await;
     let failed = enqueue_one(h, job("k")).await;
     h.store()
-        .cancel_job(&capstan_store::CancelJob { id: failed, now: now(h) })
+        .cancel_job(&capstan_store::CancelJob {
+            id: failed,
+            now: now(h),
+        })
         .await
         .unwrap();
     let waiting = enqueue_one(h, job("k")).await;
@@ -78,7 +88,10 @@ pub async fn cleaner_deletes_only_jobs_past_retention_in_batches<H: Harness>(h: 
 }
 
 async fn next_wakeup(w: &mut capstan_store::Wakeups) -> Option<Wakeup> {
-    tokio::time::timeout(Duration::from_secs(10), w.recv()).await.ok().flatten()
+    tokio::time::timeout(Duration::from_secs(10), w.recv())
+        .await
+        .ok()
+        .flatten()
 }
 
 pub async fn enqueue_wakes_subscribers<H: Harness>(h: &H) {

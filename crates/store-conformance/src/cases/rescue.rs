@@ -10,14 +10,21 @@ use crate::Harness;
 
 async fn rescue<H: Harness>(h: &H) -> RescueReport {
     h.store()
-        .rescue(&Rescue { node_timeout: Duration::from_secs(30), limit: 1000, now: now(h) })
+        .rescue(&Rescue {
+            node_timeout: Duration::from_secs(30),
+            limit: 1000,
+            now: now(h),
+        })
         .await
         .expect("rescue")
 }
 
 async fn beat<H: Harness>(h: &H, n: &capstan_core::NodeId) {
     h.store()
-        .heartbeat_node(&HeartbeatNode { node: n.clone(), now: now(h) })
+        .heartbeat_node(&HeartbeatNode {
+            node: n.clone(),
+            now: now(h),
+        })
         .await
         .expect("heartbeat");
 }
@@ -31,7 +38,11 @@ pub async fn jobs_of_a_dead_node_are_rescued<H: Harness>(h: &H) {
     assert!(rescue(h).await.retried.is_empty(), "not dead yet at 29 s");
     h.clock().advance(Duration::from_secs(2));
     let r = rescue(h).await;
-    assert_eq!(r.retried, vec![id], "rescued within ~30 s whatever its own 1 h timeout");
+    assert_eq!(
+        r.retried,
+        vec![id],
+        "rescued within ~30 s whatever its own 1 h timeout"
+    );
     assert_eq!(r.queues, vec!["default".to_owned()]);
     assert_eq!(r.removed_nodes, 1);
     let j = get(h, id).await;
@@ -95,7 +106,11 @@ pub async fn restarted_node_reclaims_its_previous_jobs<H: Harness>(h: &H) {
     // The process is killed and started again with the same node id.
     let report = h
         .store()
-        .register_node(&capstan_store::RegisterNode { node: n.clone(), queues: vec![], now: now(h) })
+        .register_node(&capstan_store::RegisterNode {
+            node: n.clone(),
+            queues: vec![],
+            now: now(h),
+        })
         .await
         .unwrap();
     assert_eq!(report.reclaimed, 2);

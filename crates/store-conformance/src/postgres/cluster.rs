@@ -53,7 +53,11 @@ fn server() -> &'static Server {
 fn external(url: &str) -> Result<Server, String> {
     let (base, db) = match url.rfind('/') {
         Some(i) if i > "postgres://".len() => (url[..i].to_owned(), url[i + 1..].to_owned()),
-        _ => return Err(format!("{URL_VAR}={url} is not a postgres://user@host:port/database URL")),
+        _ => {
+            return Err(format!(
+                "{URL_VAR}={url} is not a postgres://user@host:port/database URL"
+            ));
+        }
     };
     let db = db.split('?').next().unwrap_or("postgres").to_owned();
     Ok(Server {
@@ -86,7 +90,13 @@ impl TestDatabase {
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let slug: String = test
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else {
+                    '_'
+                }
+            })
             .collect();
         let mut name = format!("t{}_{n}_{slug}", std::process::id());
         name.truncate(63);
@@ -117,7 +127,9 @@ impl Drop for TestDatabase {
         if self.owned_cluster {
             return;
         }
-        let Some(Ok(server)) = SERVER.get() else { return };
+        let Some(Ok(server)) = SERVER.get() else {
+            return;
+        };
         let admin_url = format!("{}/{}", server.base, server.admin_db);
         let name = self.name.clone();
         // Drop runs inside the test's runtime: use a thread with its own.
@@ -238,10 +250,15 @@ fn start_cluster() -> Result<Server, String> {
     let data = dir.join("data");
     let log = dir.join("server.log");
     let mut initdb = command(root, &bin.join("initdb"));
-    initdb
-        .arg("-D")
-        .arg(&data)
-        .args(["-U", "postgres", "--auth=trust", "--no-sync", "-E", "UTF8", "--locale=C"]);
+    initdb.arg("-D").arg(&data).args([
+        "-U",
+        "postgres",
+        "--auth=trust",
+        "--no-sync",
+        "-E",
+        "UTF8",
+        "--locale=C",
+    ]);
     run(initdb, "initdb of the test cluster", None)?;
 
     // Start the guardian first, so the directory goes away whatever happens next.

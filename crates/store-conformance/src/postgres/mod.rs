@@ -53,7 +53,11 @@ impl Harness for PgHarness {
             .unwrap_or_else(|e| panic!("connect to test database: {e}"))
     }
 
-    async fn insert_in_transaction(&self, p: &InsertMany, commit: bool) -> StoreResult<Vec<Inserted>> {
+    async fn insert_in_transaction(
+        &self,
+        p: &InsertMany,
+        commit: bool,
+    ) -> StoreResult<Vec<Inserted>> {
         let mut tx = self
             .store
             .pool()

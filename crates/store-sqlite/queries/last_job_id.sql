@@ -1,0 +1,1 @@
+SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'capstan_jobs'), 0)
