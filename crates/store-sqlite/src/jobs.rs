@@ -31,6 +31,30 @@ struct Row<'a> {
     dedupe_key: Option<&'a str>,
 }
 
+impl<'a> Row<'a> {
+    fn new(
+        job: &'a capstan_core::NewJob,
+        now: capstan_core::Timestamp,
+        default_max_attempts: i32,
+    ) -> Self {
+        let run_at = job.run_at.unwrap_or_else(|| {
+            now + chrono::Duration::from_std(job.delay.unwrap_or_default()).unwrap_or_default()
+        });
+        Row {
+            queue: &job.queue,
+            kind: &job.kind,
+            args: &job.args,
+            priority: job.priority,
+            run_at: micros(run_at),
+            max_attempts: job.max_attempts.unwrap_or(default_max_attempts),
+            timeout_ms: job.timeout.map(ms),
+            tags: &job.tags,
+            idempotency_key: job.idempotency_key.as_deref(),
+            dedupe_key: job.dedupe_key.as_deref(),
+        }
+    }
+}
+
 pub(crate) fn ms(d: Duration) -> i64 {
     d.as_millis().min(i64::MAX as u128) as i64
 }
@@ -58,24 +82,7 @@ impl SqliteStore {
         let rows: Vec<Row<'_>> = p
             .jobs
             .iter()
-            .map(|job| {
-                let run_at = job.run_at.unwrap_or_else(|| {
-                    now + chrono::Duration::from_std(job.delay.unwrap_or_default())
-                        .unwrap_or_default()
-                });
-                Row {
-                    queue: &job.queue,
-                    kind: &job.kind,
-                    args: &job.args,
-                    priority: job.priority,
-                    run_at: micros(run_at),
-                    max_attempts: job.max_attempts.unwrap_or(p.default_max_attempts),
-                    timeout_ms: job.timeout.map(ms),
-                    tags: &job.tags,
-                    idempotency_key: job.idempotency_key.as_deref(),
-                    dedupe_key: job.dedupe_key.as_deref(),
-                }
-            })
+            .map(|job| Row::new(job, now, p.default_max_attempts))
             .collect();
         let last: i64 = sqlx::query_scalar(include_str!("../queries/last_job_id.sql"))
             .fetch_one(&mut *conn)
@@ -127,6 +134,64 @@ impl SqliteStore {
         Ok(out)
     }
 
+    /// One job in one autocommit statement (plus a look-up when it hits a key).
+    async fn insert_one(
+        &self,
+        job: &capstan_core::NewJob,
+        p: &InsertMany,
+    ) -> StoreResult<Inserted> {
+        let now = now_or_system(p.now);
+        let row = Row::new(job, now, p.default_max_attempts);
+        let args = serde_json::to_string(row.args).unwrap_or_else(|_| "null".into());
+        let tags = serde_json::to_string(row.tags).unwrap_or_else(|_| "[]".into());
+        let mut conn = self
+            .inner
+            .writer
+            .acquire()
+            .await
+            .map_err(db("insert_many"))?;
+        for _ in 0..3 {
+            let inserted = sqlx::query(include_str!("../queries/insert_one.sql"))
+                .bind(row.queue)
+                .bind(row.kind)
+                .bind(&args)
+                .bind(i64::from(row.priority))
+                .bind(row.run_at)
+                .bind(i64::from(row.max_attempts))
+                .bind(row.timeout_ms)
+                .bind(&tags)
+                .bind(row.idempotency_key)
+                .bind(row.dedupe_key)
+                .bind(micros(now))
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(db("insert_many"))?;
+            let (r, existing) = match inserted {
+                Some(r) => (r, false),
+                None => match sqlx::query(include_str!("../queries/insert_existing.sql"))
+                    .bind(row.idempotency_key)
+                    .bind(row.dedupe_key)
+                    .fetch_optional(&mut *conn)
+                    .await
+                    .map_err(db("insert_many"))?
+                {
+                    Some(r) => (r, true),
+                    // The key's holder vanished in between (deleted, claimed): again.
+                    None => continue,
+                },
+            };
+            return Ok(Inserted {
+                id: JobId(r.try_get("id").map_err(db("insert_many"))?),
+                state: row::state(&r)?,
+                existing,
+            });
+        }
+        Err(StoreError::Database {
+            operation: "insert_many",
+            source: "a job's idempotency or dedupe key kept changing hands; try again".into(),
+        })
+    }
+
     fn wake_inserted(&self, jobs: &InsertMany, inserted: &[Inserted]) {
         let queues: BTreeSet<&str> = jobs
             .jobs
@@ -162,6 +227,11 @@ impl JobStore for SqliteStore {
     async fn insert_many(&self, p: &InsertMany) -> StoreResult<Vec<Inserted>> {
         for job in &p.jobs {
             job.validate()?;
+        }
+        if let [job] = p.jobs.as_slice() {
+            let inserted = vec![self.insert_one(job, p).await?];
+            self.wake_inserted(p, &inserted);
+            return Ok(inserted);
         }
         let mut tx = self
             .inner
