@@ -70,9 +70,15 @@ impl<S: Store> Completer<S> {
             now: self.clock.pinned(),
         };
         let mut pause = Duration::from_millis(50);
+        let started = std::time::Instant::now();
         for attempt in 1..=WRITE_ATTEMPTS {
             match self.store.finish_many(&p).await {
                 Ok(report) => {
+                    tracing::trace!(
+                        finishes = p.finishes.len(),
+                        micros = started.elapsed().as_micros() as u64,
+                        "finish batch written"
+                    );
                     for id in &report.fenced {
                         tracing::warn!(job_id = %id, node = %self.node, "finish rejected: this node no longer holds the job (it was rescued); the result is discarded");
                     }

@@ -108,3 +108,39 @@ pub(crate) async fn cleaner_deletes_finished_jobs_after_retention<H: Harness>(h:
         "waiting jobs are never cleaned"
     );
 }
+
+pub(crate) async fn a_buffered_job_that_waits_too_long_is_handed_back_not_run_late<H: Harness>(
+    h: &H,
+) {
+    let mut cfg = Config {
+        lease_grace: Duration::from_millis(100),
+        ..config()
+    };
+    cfg.queues[0].concurrency = 1;
+    // The real clock: left in the buffer, the quick job's 300 ms lease would
+    // expire and the rescuer (every 100 ms) would record it as rescued.
+    let c = capstan_runtime::Client::with_config(h.store().clone(), cfg).unwrap();
+    let slow = c
+        .enqueue(NewJob::new("capstan.sleep", json!({"ms": 1_500})).with_priority(1))
+        .await
+        .unwrap()
+        .id;
+    // Lease 300 ms: it may wait in the local buffer 150 ms at most.
+    let quick = c
+        .enqueue(NewJob::new("capstan.noop", json!({})).with_timeout(Duration::from_millis(200)))
+        .await
+        .unwrap()
+        .id;
+    let node = c.node(Workers::new()).unwrap().start();
+    let q = wait_for_state(&c, quick, JobState::Completed).await;
+    let s = c.job(slow).await.unwrap().unwrap();
+    assert_eq!(
+        s.state,
+        JobState::Completed,
+        "the quick job ran only after the slow one"
+    );
+    assert!(q.finished_at.unwrap() >= s.finished_at.unwrap());
+    assert_eq!(q.attempt, 1, "hand-backs from the buffer burn no attempt");
+    assert!(q.errors.is_empty(), "never rescued: {:?}", q.errors);
+    node.shutdown().await.unwrap();
+}

@@ -25,4 +25,5 @@ capstan_store_conformance::on_both_backends!(
     shutdown_cases::graceful_shutdown_hands_jobs_back_without_burning_attempts,
     shutdown_cases::jobs_finishing_within_the_grace_period_complete,
     shutdown_cases::cleaner_deletes_finished_jobs_after_retention,
+    shutdown_cases::a_buffered_job_that_waits_too_long_is_handed_back_not_run_late,
 );
