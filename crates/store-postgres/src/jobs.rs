@@ -6,98 +6,16 @@ use std::time::Duration;
 use capstan_core::{Job, JobId, JobState};
 use capstan_store::{
     CancelJob, CancelOutcome, Claim, DeleteFinished, ExtendLease, FinishMany, FinishReport,
-    InsertMany, InsertRow, Inserted, JobStore, ListJobs, PromoteDue, PromoteReport, Rescue,
-    RescueReport, RetryJob, StoreError, StoreResult, finish_rows_json, sort_in_claim_order,
+    InsertMany, Inserted, JobStore, ListJobs, PromoteDue, PromoteReport, Rescue, RescueReport,
+    RetryJob, StoreError, StoreResult, finish_rows_json, sort_in_claim_order,
 };
-use sqlx::{PgConnection, Row};
+use sqlx::Row;
 
 use crate::PgStore;
 use crate::row::{self, db};
 
 fn ms(d: Duration) -> i64 {
     d.as_millis().min(i64::MAX as u128) as i64
-}
-
-/// How many times a conflicting insert whose twin vanished (deleted or
-/// claimed between the insert and the look-up) is tried again.
-const INSERT_RETRIES: usize = 5;
-
-impl PgStore {
-    /// Insert jobs on a connection inside your own transaction: they exist only
-    /// if it commits, and the NOTIFY that wakes workers is sent at that commit.
-    ///
-    /// # Errors
-    /// [`StoreError::Invalid`] for a bad job (nothing is written);
-    /// [`StoreError::Database`] when the database fails.
-    pub async fn insert_many_in(
-        conn: &mut PgConnection,
-        p: &InsertMany,
-    ) -> StoreResult<Vec<Inserted>> {
-        for job in &p.jobs {
-            job.validate()?;
-        }
-        let mut out: Vec<Option<Inserted>> = vec![None; p.jobs.len()];
-        let mut pending: Vec<usize> = (0..p.jobs.len()).collect();
-        for _ in 0..INSERT_RETRIES {
-            if pending.is_empty() {
-                break;
-            }
-            let rows: Vec<InsertRow<'_>> = pending
-                .iter()
-                .map(|&i| InsertRow::new(&p.jobs[i], p.default_max_attempts))
-                .collect();
-            let payload = serde_json::to_value(&rows).unwrap_or_default();
-            let results = sqlx::query(include_str!("../queries/insert.sql"))
-                .bind(payload)
-                .bind(p.now)
-                .fetch_all(&mut *conn)
-                .await
-                .map_err(db("insert_many"))?;
-            let mut conflicts = Vec::new();
-            for (&i, r) in pending.iter().zip(&results) {
-                let inserted: bool = r.try_get("inserted").map_err(db("insert_many"))?;
-                if inserted {
-                    out[i] = Some(Inserted {
-                        id: JobId(r.try_get("id").map_err(db("insert_many"))?),
-                        state: row::state(r)?,
-                        existing: false,
-                    });
-                } else {
-                    conflicts.push(i);
-                }
-            }
-            let mut again = Vec::new();
-            for i in conflicts {
-                let job = &p.jobs[i];
-                let existing = sqlx::query(include_str!("../queries/insert_existing.sql"))
-                    .bind(job.idempotency_key.as_deref())
-                    .bind(job.dedupe_key.as_deref())
-                    .fetch_optional(&mut *conn)
-                    .await
-                    .map_err(db("insert_many"))?;
-                match existing {
-                    Some(r) => {
-                        out[i] = Some(Inserted {
-                            id: JobId(r.try_get("id").map_err(db("insert_many"))?),
-                            state: row::state(&r)?,
-                            existing: true,
-                        })
-                    }
-                    None => again.push(i),
-                }
-            }
-            pending = again;
-        }
-        out.into_iter()
-            .map(|o| {
-                o.ok_or_else(|| StoreError::Database {
-                    operation: "insert_many",
-                    source: "a job's idempotency or dedupe key kept changing hands; try again"
-                        .into(),
-                })
-            })
-            .collect()
-    }
 }
 
 impl JobStore for PgStore {

@@ -9,6 +9,7 @@
 //! lock at commit.
 
 mod connect;
+mod insert;
 mod jobs;
 mod listen;
 mod nodes;

@@ -2,7 +2,6 @@
 //! transaction on the single writer connection.
 
 use std::collections::BTreeSet;
-use std::time::Duration;
 
 use capstan_core::{Job, JobId, JobState};
 use capstan_store::{
@@ -10,208 +9,12 @@ use capstan_store::{
     InsertMany, Inserted, JobStore, ListJobs, PromoteDue, PromoteReport, Rescue, RescueReport,
     RetryJob, StoreError, StoreResult, Wakeup, finish_rows_json, sort_in_claim_order,
 };
-use serde::Serialize;
-use sqlx::{Row as _, SqliteConnection};
+use sqlx::Row as _;
 
 use crate::SqliteStore;
-use crate::row::{self, db, micros, now_or_system, rfc3339};
-
-/// One job of an insert batch, as `queries/insert.sql` reads it.
-#[derive(Serialize)]
-struct Row<'a> {
-    queue: &'a str,
-    kind: &'a str,
-    args: &'a serde_json::Value,
-    priority: i16,
-    run_at: i64,
-    max_attempts: i32,
-    timeout_ms: Option<i64>,
-    tags: &'a [String],
-    idempotency_key: Option<&'a str>,
-    dedupe_key: Option<&'a str>,
-}
-
-impl<'a> Row<'a> {
-    fn new(
-        job: &'a capstan_core::NewJob,
-        now: capstan_core::Timestamp,
-        default_max_attempts: i32,
-    ) -> Self {
-        let run_at = job.run_at.unwrap_or_else(|| {
-            now + chrono::Duration::from_std(job.delay.unwrap_or_default()).unwrap_or_default()
-        });
-        Row {
-            queue: &job.queue,
-            kind: &job.kind,
-            args: &job.args,
-            priority: job.priority,
-            run_at: micros(run_at),
-            max_attempts: job.max_attempts.unwrap_or(default_max_attempts),
-            timeout_ms: job.timeout.map(ms),
-            tags: &job.tags,
-            idempotency_key: job.idempotency_key.as_deref(),
-            dedupe_key: job.dedupe_key.as_deref(),
-        }
-    }
-}
-
-pub(crate) fn ms(d: Duration) -> i64 {
-    d.as_millis().min(i64::MAX as u128) as i64
-}
+use crate::row::{self, db, micros, ms, now_or_system, rfc3339};
 
 impl SqliteStore {
-    /// Insert jobs on a connection inside your own transaction: they exist only
-    /// if it commits. Call [`capstan_store::Store::wake`] after the commit so
-    /// idle workers of this process start at once (other processes notice the
-    /// commit on their own within their watch interval).
-    ///
-    /// # Errors
-    /// [`StoreError::Invalid`] for a bad job (nothing is written);
-    /// [`StoreError::Database`] when the database fails.
-    pub async fn insert_many_in(
-        conn: &mut SqliteConnection,
-        p: &InsertMany,
-    ) -> StoreResult<Vec<Inserted>> {
-        for job in &p.jobs {
-            job.validate()?;
-        }
-        if p.jobs.is_empty() {
-            return Ok(Vec::new());
-        }
-        let now = now_or_system(p.now);
-        let rows: Vec<Row<'_>> = p
-            .jobs
-            .iter()
-            .map(|job| Row::new(job, now, p.default_max_attempts))
-            .collect();
-        let last: i64 = sqlx::query_scalar(include_str!("../queries/last_job_id.sql"))
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(db("insert_many"))?;
-        let payload = serde_json::to_string(&rows).map_err(|e| StoreError::Corrupt {
-            table: "capstan_jobs",
-            message: format!("cannot encode jobs: {e}"),
-        })?;
-        let written = sqlx::query(include_str!("../queries/insert.sql"))
-            .bind(payload)
-            .bind(last)
-            .bind(micros(now))
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(db("insert_many"))?;
-        let mut states = std::collections::HashMap::with_capacity(written.len());
-        for r in &written {
-            states.insert(
-                r.try_get::<i64, _>("id").map_err(db("insert_many"))?,
-                row::state(r)?,
-            );
-        }
-        let mut out = Vec::with_capacity(p.jobs.len());
-        for (i, job) in p.jobs.iter().enumerate() {
-            let id = last + i as i64 + 1;
-            if let Some(state) = states.get(&id) {
-                out.push(Inserted {
-                    id: JobId(id),
-                    state: *state,
-                    existing: false,
-                });
-                continue;
-            }
-            // It hit a key: answer with the job that holds it (which may be
-            // one inserted earlier in this very batch).
-            let r = sqlx::query(include_str!("../queries/insert_existing.sql"))
-                .bind(job.idempotency_key.as_deref())
-                .bind(job.dedupe_key.as_deref())
-                .fetch_one(&mut *conn)
-                .await
-                .map_err(db("insert_many"))?;
-            out.push(Inserted {
-                id: JobId(r.try_get("id").map_err(db("insert_many"))?),
-                state: row::state(&r)?,
-                existing: true,
-            });
-        }
-        Ok(out)
-    }
-
-    /// One job in one autocommit statement (plus a look-up when it hits a key).
-    async fn insert_one(
-        &self,
-        job: &capstan_core::NewJob,
-        p: &InsertMany,
-    ) -> StoreResult<Inserted> {
-        let now = now_or_system(p.now);
-        let row = Row::new(job, now, p.default_max_attempts);
-        let args = serde_json::to_string(row.args).unwrap_or_else(|_| "null".into());
-        let tags = serde_json::to_string(row.tags).unwrap_or_else(|_| "[]".into());
-        let mut conn = self
-            .inner
-            .writer
-            .acquire()
-            .await
-            .map_err(db("insert_many"))?;
-        for _ in 0..3 {
-            let inserted = sqlx::query(include_str!("../queries/insert_one.sql"))
-                .bind(row.queue)
-                .bind(row.kind)
-                .bind(&args)
-                .bind(i64::from(row.priority))
-                .bind(row.run_at)
-                .bind(i64::from(row.max_attempts))
-                .bind(row.timeout_ms)
-                .bind(&tags)
-                .bind(row.idempotency_key)
-                .bind(row.dedupe_key)
-                .bind(micros(now))
-                .fetch_optional(&mut *conn)
-                .await
-                .map_err(db("insert_many"))?;
-            let (r, existing) = match inserted {
-                Some(r) => (r, false),
-                None => match sqlx::query(include_str!("../queries/insert_existing.sql"))
-                    .bind(row.idempotency_key)
-                    .bind(row.dedupe_key)
-                    .fetch_optional(&mut *conn)
-                    .await
-                    .map_err(db("insert_many"))?
-                {
-                    Some(r) => (r, true),
-                    // The key's holder vanished in between (deleted, claimed): again.
-                    None => continue,
-                },
-            };
-            return Ok(Inserted {
-                id: JobId(r.try_get("id").map_err(db("insert_many"))?),
-                state: row::state(&r)?,
-                existing,
-            });
-        }
-        Err(StoreError::Database {
-            operation: "insert_many",
-            source: "a job's idempotency or dedupe key kept changing hands; try again".into(),
-        })
-    }
-
-    fn wake_inserted(&self, jobs: &InsertMany, inserted: &[Inserted]) {
-        let queues: BTreeSet<&str> = jobs
-            .jobs
-            .iter()
-            .zip(inserted)
-            .filter(|(_, i)| !i.existing && i.state == JobState::Available)
-            .map(|(j, _)| j.queue.as_str())
-            .collect();
-        for q in queues {
-            self.hub().send(Wakeup::Queue(q.to_owned()));
-        }
-        if inserted
-            .iter()
-            .any(|i| !i.existing && i.state == JobState::Scheduled)
-        {
-            // A scheduler sleeping until the next due job must look again.
-            self.hub().send(Wakeup::All);
-        }
-    }
-
     async fn fetch_job(&self, id: JobId) -> StoreResult<Option<Job>> {
         sqlx::query(include_str!("../queries/get_job.sql"))
             .bind(id.0)
@@ -225,24 +28,7 @@ impl SqliteStore {
 
 impl JobStore for SqliteStore {
     async fn insert_many(&self, p: &InsertMany) -> StoreResult<Vec<Inserted>> {
-        for job in &p.jobs {
-            job.validate()?;
-        }
-        if let [job] = p.jobs.as_slice() {
-            let inserted = vec![self.insert_one(job, p).await?];
-            self.wake_inserted(p, &inserted);
-            return Ok(inserted);
-        }
-        let mut tx = self
-            .inner
-            .writer
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(db("insert_many"))?;
-        let inserted = Self::insert_many_in(&mut tx, p).await?;
-        tx.commit().await.map_err(db("insert_many"))?;
-        self.wake_inserted(p, &inserted);
-        Ok(inserted)
+        self.insert(p).await
     }
 
     async fn claim(&self, p: &Claim) -> StoreResult<Vec<Job>> {

@@ -11,6 +11,7 @@
 //! batch, one `UPDATE … WHERE id IN (SELECT … LIMIT n)` claims one.
 
 mod connect;
+mod insert;
 mod jobs;
 mod nodes;
 mod queues;

@@ -7,6 +7,11 @@ use serde::de::DeserializeOwned;
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
+/// A duration in whole milliseconds, as stored.
+pub(crate) fn ms(d: std::time::Duration) -> i64 {
+    d.as_millis().min(i64::MAX as u128) as i64
+}
+
 pub(crate) fn micros(t: Timestamp) -> i64 {
     t.timestamp_micros()
 }
