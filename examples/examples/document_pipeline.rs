@@ -2,7 +2,7 @@
 //! local fake AI API through Capstan jobs, on the real clock.
 //!
 //! ```text
-//! cargo run -p capstan-examples --bin document_pipeline [-- --database-url URL]
+//! cargo run -p capstan-examples --example document_pipeline [-- --database-url URL]
 //! ```
 //!
 //! Without a URL, the jobs live in a SQLite file in a temp directory, removed
