@@ -76,6 +76,12 @@ impl SqliteStore {
     /// idle workers of this process start at once (other processes notice the
     /// commit on their own within their watch interval).
     ///
+    /// Begin the transaction with `BEGIN IMMEDIATE`
+    /// (`store.writer().begin_with("BEGIN IMMEDIATE")`): the new jobs' ids
+    /// follow the last id given, which only a write transaction holds still.
+    /// Under a plain `BEGIN`, a concurrent writer makes this fail with
+    /// `SQLITE_BUSY` rather than corrupt anything.
+    ///
     /// # Errors
     /// [`StoreError::Invalid`] for a bad job (nothing is written);
     /// [`StoreError::Database`] when the database fails.
