@@ -246,3 +246,58 @@ fn _assert_send<S: Store>(c: Client<S>) -> impl Send {
             .map_err(|e| JobError::retryable(e.to_string()))
     }
 }
+
+/// Each queue runs at most its own concurrency at once on a node, and
+/// reaches it when there is work.
+pub(crate) async fn each_queue_runs_at_most_its_concurrency<H: Harness>(h: &H) {
+    let cfg = Config {
+        queues: vec![
+            capstan_runtime::QueueConfig::new("narrow").with_concurrency(2),
+            capstan_runtime::QueueConfig::new("wide").with_concurrency(6),
+        ],
+        ..config()
+    };
+    let c = client(h, cfg);
+    let gauges: Arc<Mutex<HashMap<String, (usize, usize)>>> = Arc::default();
+    let mut w = Workers::empty();
+    {
+        let gauges = gauges.clone();
+        w.register_fn("gauge", move |ctx, _args| {
+            let gauges = gauges.clone();
+            async move {
+                let queue = ctx.queue().to_owned();
+                {
+                    let mut g = gauges.lock().unwrap();
+                    let e = g.entry(queue.clone()).or_default();
+                    e.0 += 1;
+                    e.1 = e.1.max(e.0);
+                }
+                tokio::time::sleep(Duration::from_millis(30)).await;
+                gauges.lock().unwrap().get_mut(&queue).unwrap().0 -= 1;
+                Ok(Value::Null)
+            }
+        })
+        .unwrap();
+    }
+    let mut jobs = Vec::new();
+    for q in ["narrow", "wide"] {
+        for _ in 0..24 {
+            jobs.push(NewJob::new("gauge", json!({})).with_queue(q));
+        }
+    }
+    let ids: Vec<JobId> = c
+        .enqueue_many(jobs)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.id)
+        .collect();
+    let node = c.node(w).unwrap().start();
+    for id in ids {
+        wait_for_state(&c, id, JobState::Completed).await;
+    }
+    node.shutdown().await.unwrap();
+    let g = gauges.lock().unwrap();
+    assert_eq!(g["narrow"].1, 2, "narrow peaked at {}", g["narrow"].1);
+    assert_eq!(g["wide"].1, 6, "wide peaked at {}", g["wide"].1);
+}

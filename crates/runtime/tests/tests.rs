@@ -16,6 +16,7 @@ capstan_store_conformance::on_both_backends!(
     node_cases::a_stale_holder_cannot_finish_a_rescued_job,
     node_cases::cancel_stops_a_running_handler,
     node_cases::idle_node_wakes_on_enqueue_without_polling,
+    node_cases::each_queue_runs_at_most_its_concurrency,
     retry_cases::timeout_cancels_the_handler_and_retries,
     retry_cases::heartbeat_keeps_a_long_handler_alive,
     retry_cases::each_error_class_is_recorded_and_acted_on,
