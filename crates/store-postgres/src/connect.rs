@@ -70,6 +70,10 @@ pub(crate) async fn open_pool(config: &PgConfig) -> StoreResult<PgPool> {
     };
     let opts = PgConnectOptions::from_str(&config.url).map_err(|e| connect_err(e.to_string()))?;
     PgPoolOptions::new()
+        // No ping before each use: it would double the round trips of every
+        // claim and finish. A broken connection fails its query, is dropped
+        // by the pool, and the caller's retry gets a fresh one.
+        .test_before_acquire(false)
         .max_connections(config.max_connections)
         .acquire_timeout(config.acquire_timeout)
         .connect_with(opts)

@@ -84,7 +84,10 @@ pub(crate) async fn open_pools(config: &SqliteConfig) -> StoreResult<(SqlitePool
         url: config.path.display().to_string(),
         message: format!("{e} (check that the directory exists and is writable)"),
     };
+    // No ping before each use (a round trip to the connection's thread):
+    // a local file connection does not go stale.
     let writer = SqlitePoolOptions::new()
+        .test_before_acquire(false)
         .max_connections(1)
         .min_connections(1)
         .acquire_timeout(Duration::from_secs(120))
@@ -92,6 +95,7 @@ pub(crate) async fn open_pools(config: &SqliteConfig) -> StoreResult<(SqlitePool
         .await
         .map_err(connect_err)?;
     let reader = SqlitePoolOptions::new()
+        .test_before_acquire(false)
         .max_connections(config.readers.max(1))
         .acquire_timeout(Duration::from_secs(60))
         .connect_with(opts)
