@@ -117,15 +117,15 @@ pub(crate) async fn a_buffered_job_that_waits_too_long_is_handed_back_not_run_la
         ..config()
     };
     cfg.queues[0].concurrency = 1;
-    // The real clock: left in the buffer, the quick job's 300 ms lease would
+    // The real clock: left in the buffer, the quick job's 600 ms lease would
     // expire and the rescuer (every 100 ms) would record it as rescued.
     let c = capstan_runtime::Client::with_config(h.store().clone(), cfg).unwrap();
     let slow = c
-        .enqueue(NewJob::new("capstan.sleep", json!({"ms": 1_500})).with_priority(1))
+        .enqueue(NewJob::new("capstan.sleep", json!({"ms": 2_000})).with_priority(1))
         .await
         .unwrap()
         .id;
-    // Lease 300 ms: it may wait in the local buffer 150 ms at most.
+    // Lease 600 ms: it may wait in the local buffer 300 ms at most.
     let quick = c
         .enqueue(NewJob::new("capstan.noop", json!({})).with_timeout(Duration::from_millis(200)))
         .await
