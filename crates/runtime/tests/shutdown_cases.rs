@@ -113,7 +113,7 @@ pub(crate) async fn a_buffered_job_that_waits_too_long_is_handed_back_not_run_la
     h: &H,
 ) {
     let mut cfg = Config {
-        lease_grace: Duration::from_millis(100),
+        lease_grace: Duration::from_millis(400),
         ..config()
     };
     cfg.queues[0].concurrency = 1;
