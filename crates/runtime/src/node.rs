@@ -87,7 +87,7 @@ pub struct Node<S: Store> {
 
 impl<S: Store> Node<S> {
     pub(crate) fn new(client: Client<S>, workers: Workers) -> Result<Self, RuntimeError> {
-        client.config.validate()?;
+        // The client's config was validated when the client was built.
         if workers.kinds().is_empty() {
             return Err(RuntimeError::Config(
                 "a node needs at least one handler: register one with Workers::register".into(),

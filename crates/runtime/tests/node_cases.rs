@@ -6,8 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use capstan_core::{ErrorClass, JobId, JobState, NewJob, NodeId};
-use capstan_runtime::{Client, Config, JobError, Workers};
-use capstan_store::Store;
+use capstan_runtime::{Client, Config, Workers};
 use capstan_store_conformance::Harness;
 use serde_json::{Value, json};
 use tokio::sync::Notify;
@@ -236,15 +235,6 @@ pub(crate) async fn idle_node_wakes_on_enqueue_without_polling<H: Harness>(h: &H
     })
     .await;
     node.shutdown().await.unwrap();
-}
-
-#[allow(dead_code)]
-fn _assert_send<S: Store>(c: Client<S>) -> impl Send {
-    async move {
-        c.enqueue(NewJob::new("k", Value::Null))
-            .await
-            .map_err(|e| JobError::retryable(e.to_string()))
-    }
 }
 
 /// Each queue runs at most its own concurrency at once on a node, and

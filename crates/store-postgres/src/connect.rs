@@ -30,7 +30,7 @@ impl PgConfig {
     pub fn from_url(url: &str) -> StoreResult<Self> {
         if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
             return Err(StoreError::Connect {
-                url: redact(url),
+                url: redact_url(url),
                 message:
                     "not a PostgreSQL URL: expected postgres://user:password@host:port/database"
                         .into(),
@@ -44,8 +44,8 @@ impl PgConfig {
     }
 }
 
-/// `url` with its password replaced by `***`, for messages.
-pub(crate) fn redact(url: &str) -> String {
+/// `url` with its password replaced by `***`, for messages and logs.
+pub fn redact_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
             let creds = &url[scheme + 3..at];
@@ -65,7 +65,7 @@ pub(crate) fn redact(url: &str) -> String {
 
 pub(crate) async fn open_pool(config: &PgConfig) -> StoreResult<PgPool> {
     let connect_err = |message: String| StoreError::Connect {
-        url: redact(&config.url),
+        url: redact_url(&config.url),
         message,
     };
     let opts = PgConnectOptions::from_str(&config.url).map_err(|e| connect_err(e.to_string()))?;

@@ -23,7 +23,7 @@ use sqlx::PgPool;
 use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
 
-pub use connect::PgConfig;
+pub use connect::{PgConfig, redact_url};
 
 /// The NOTIFY channel for "jobs became available"; the payload is a
 /// comma-separated list of queues, or `*` for all.

@@ -9,19 +9,8 @@ pub(crate) async fn run(settings: &Settings) -> anyhow::Result<ExitCode> {
     println!(
         "migrated {} database {}",
         capstan::Store::capabilities(&store).backend,
-        redact(&settings.url)
+        capstan::postgres::redact_url(&settings.url)
     );
     capstan::Store::close(&store).await;
     Ok(ExitCode::SUCCESS)
-}
-
-/// The URL with any password hidden.
-pub(crate) fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => match url[s + 3..at].find(':') {
-            Some(c) => format!("{}:***{}", &url[..s + 3 + c], &url[at..]),
-            None => url.to_owned(),
-        },
-        _ => url.to_owned(),
-    }
 }

@@ -6,7 +6,6 @@ use anyhow::Context;
 use capstan::{Client, NodeId, QueueConfig, Workers};
 
 use crate::args::ServeArgs;
-use crate::commands::migrate::redact;
 use crate::settings::Settings;
 use crate::shutdown;
 
@@ -37,7 +36,7 @@ pub(crate) async fn run(settings: &Settings, args: ServeArgs) -> anyhow::Result<
     let store = settings.open().await?;
     let client = Client::with_config(store, config).context("cannot start the node")?;
     let node = client.node(Workers::new())?;
-    tracing::info!(node = %node.id(), database = %redact(&settings.url), "serving; stop with ctrl-c or SIGTERM");
+    tracing::info!(node = %node.id(), database = %capstan::postgres::redact_url(&settings.url), "serving; stop with ctrl-c or SIGTERM");
     node.run(shutdown::signal()).await?;
     Ok(ExitCode::SUCCESS)
 }
