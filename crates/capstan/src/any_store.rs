@@ -2,12 +2,13 @@
 //! generic over [`Store`] (static dispatch); this enum erases the choice once,
 //! at the edge (the CLI, or an application that reads its URL from config).
 
-use capstan_core::{Job, JobId, NodeId};
+use capstan_core::{Job, JobId};
 use capstan_store::{
-    CancelJob, CancelOutcome, Capabilities, Claim, DeleteFinished, ExtendLease, FinishMany,
-    FinishReport, HeartbeatNode, InsertMany, Inserted, JobStore, ListJobs, NodeBeat, NodeInfo,
-    NodeStore, PromoteDue, PromoteReport, QueueCounts, QueueStore, RegisterNode, RegisterReport,
-    Rescue, RescueReport, RetryJob, Store, StoreError, StoreResult, Wakeup, Wakeups,
+    CancelJob, CancelOutcome, Capabilities, Claim, DeleteFinished, DeregisterNode, ExtendLeases,
+    FinishMany, HeartbeatNode, InsertMany, Inserted, JobStore, LeaseReport, ListJobs,
+    MarkUnhandled, NodeBeat, NodeInfo, NodeStore, PromoteDue, PromoteReport, QueueCounts,
+    QueueStore, RegisterNode, RegisterReport, Rescue, RescueReport, RetryJob, Store, StoreError,
+    StoreResult, Wakeup, Wakeups,
 };
 use capstan_store_postgres::PgStore;
 use capstan_store_sqlite::SqliteStore;
@@ -103,17 +104,20 @@ impl JobStore for AnyStore {
     async fn claim(&self, p: &Claim) -> StoreResult<Vec<Job>> {
         forward!(self, s => s.claim(p))
     }
-    async fn finish_many(&self, p: &FinishMany) -> StoreResult<FinishReport> {
+    async fn finish_many(&self, p: &FinishMany) -> StoreResult<LeaseReport> {
         forward!(self, s => s.finish_many(p))
     }
-    async fn extend_lease(&self, p: &ExtendLease) -> StoreResult<()> {
-        forward!(self, s => s.extend_lease(p))
+    async fn extend_leases(&self, p: &ExtendLeases) -> StoreResult<LeaseReport> {
+        forward!(self, s => s.extend_leases(p))
     }
     async fn promote_due(&self, p: &PromoteDue) -> StoreResult<PromoteReport> {
         forward!(self, s => s.promote_due(p))
     }
     async fn rescue(&self, p: &Rescue) -> StoreResult<RescueReport> {
         forward!(self, s => s.rescue(p))
+    }
+    async fn mark_unhandled(&self, p: &MarkUnhandled) -> StoreResult<u64> {
+        forward!(self, s => s.mark_unhandled(p))
     }
     async fn delete_finished(&self, p: &DeleteFinished) -> StoreResult<u64> {
         forward!(self, s => s.delete_finished(p))
@@ -139,8 +143,8 @@ impl NodeStore for AnyStore {
     async fn heartbeat_node(&self, p: &HeartbeatNode) -> StoreResult<NodeBeat> {
         forward!(self, s => s.heartbeat_node(p))
     }
-    async fn deregister_node(&self, node: &NodeId) -> StoreResult<()> {
-        forward!(self, s => s.deregister_node(node))
+    async fn deregister_node(&self, p: &DeregisterNode) -> StoreResult<()> {
+        forward!(self, s => s.deregister_node(p))
     }
     async fn list_nodes(&self) -> StoreResult<Vec<NodeInfo>> {
         forward!(self, s => s.list_nodes())

@@ -21,7 +21,8 @@ mod any_store;
 pub use any_store::AnyStore;
 pub use capstan_core as core;
 pub use capstan_core::{
-    Clock, ErrorClass, Job, JobId, JobState, ManualClock, NewJob, NodeId, RetryPolicy, SystemClock,
+    Clock, ErrorClass, Job, JobId, JobState, Lease, LeaseToken, ManualClock, NewJob, NodeId,
+    RetryPolicy, SystemClock,
 };
 pub use capstan_runtime as runtime;
 pub use capstan_runtime::{

@@ -245,7 +245,7 @@ pub(crate) async fn queues_prints_counts_per_state<H: Harness>(h: &H) {
     let q = json(&url, &dir, &["queues", "--json"]);
     assert_eq!(
         q,
-        serde_json::json!([{"queue":"default","scheduled":1,"available":1,"running":0,"retryable":0,"completed":0,"failed":0,"cancelled":0}])
+        serde_json::json!([{"queue":"default","scheduled":1,"available":1,"unhandled":0,"running":0,"retryable":0,"completed":0,"failed":0,"cancelled":0}])
     );
 }
 

@@ -70,7 +70,7 @@ pub(crate) async fn serve_killed_mid_run_loses_no_job<H: Harness>(h: &H) {
     let q = json(&url, &dir, &["queues", "--json"]);
     assert_eq!(
         q,
-        serde_json::json!([{"queue":"default","scheduled":0,"available":0,"running":0,"retryable":0,"completed":JOBS,"failed":0,"cancelled":0}])
+        serde_json::json!([{"queue":"default","scheduled":0,"available":0,"unhandled":0,"running":0,"retryable":0,"completed":JOBS,"failed":0,"cancelled":0}])
     );
     let list = json(&url, &dir, &["jobs", "list", "--limit", "1000", "--json"]);
     let rescued = list

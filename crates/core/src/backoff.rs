@@ -31,7 +31,8 @@ impl IdleBackoff {
     pub fn next_wait(&mut self) -> Duration {
         let wait = self.current;
         let grown = self.current.as_secs_f64() * self.multiplier;
-        self.current = Duration::from_secs_f64(grown.min(self.max.as_secs_f64()));
+        self.current =
+            Duration::try_from_secs_f64(grown.min(self.max.as_secs_f64())).unwrap_or(self.max);
         wait
     }
 

@@ -25,6 +25,10 @@ pub enum ErrorClass {
     /// The holder lost the job: its node stopped heartbeating or its lease
     /// expired, and a rescuer took it back. Counts as an attempt.
     Rescued,
+    /// A class this version does not know (written by a newer version): the
+    /// history stays readable.
+    #[serde(other)]
+    Unknown,
 }
 
 impl ErrorClass {
@@ -37,6 +41,7 @@ impl ErrorClass {
             ErrorClass::Panicked => "panicked",
             ErrorClass::Cancelled => "cancelled",
             ErrorClass::Rescued => "rescued",
+            ErrorClass::Unknown => "unknown",
         }
     }
 }

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::{ErrorClass, JobId, JobState, NodeId, Timestamp};
+use crate::{ErrorClass, JobId, JobState, Lease, LeaseToken, NodeId, Timestamp};
 
 /// One attempt's error, as kept in a job's history.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -62,8 +62,24 @@ pub struct Job {
     pub finished_at: Option<Timestamp>,
     /// The node that holds it while running.
     pub node_id: Option<NodeId>,
+    /// While running: the token of the claim that holds it (see [`Lease`]).
+    pub lease_token: Option<LeaseToken>,
     /// While running: when the holder's lease runs out unless it heartbeats.
     pub lease_expires_at: Option<Timestamp>,
-    /// A user asked to cancel it while it ran.
+    /// A user asked to cancel it while it ran: it ends `cancelled` rather
+    /// than running again.
     pub cancel_requested: bool,
+    /// Available, but no live node serving its queue has a handler for its
+    /// kind: it waits outside the claim order until one registers.
+    pub unhandled: bool,
+}
+
+impl Job {
+    /// The lease it is held under, while running.
+    pub fn lease(&self) -> Option<Lease> {
+        self.lease_token.clone().map(|token| Lease {
+            job_id: self.id,
+            token,
+        })
+    }
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::limits::{self, MAX_ARGS_BYTES, MAX_DELAY, MAX_TIMEOUT};
 use crate::{Timestamp, ValidationError};
 
 /// The queue a job goes to when none is named.
@@ -124,7 +125,11 @@ impl NewJob {
         self
     }
 
-    /// Check every field; the first bad one is reported.
+    /// Check every field; the first bad one is reported. Bounds (see
+    /// [`crate::limits`]): timeout more than zero and at most 1 year; delay at
+    /// most 100 years; `run_at` between 1970 and 100 years from now; args at
+    /// most 1 MiB as JSON, nested at most 100 deep, without U+0000; at most
+    /// 100 tags of 1 to 200 characters.
     ///
     /// # Errors
     /// A [`ValidationError`] naming the field and what it accepts.
@@ -138,8 +143,20 @@ impl NewJob {
         {
             return Err(ValidationError::MaxAttempts(n));
         }
-        if self.timeout.is_some_and(|t| t.is_zero()) {
-            return Err(ValidationError::Timeout);
+        if let Some(t) = self.timeout
+            && (t.is_zero() || t > MAX_TIMEOUT)
+        {
+            return Err(ValidationError::Timeout(t));
+        }
+        if let Some(d) = self.delay {
+            limits::check_duration("delay", d, MAX_DELAY)?;
+        }
+        if let Some(at) = self.run_at {
+            let latest =
+                chrono::Utc::now() + chrono::Duration::from_std(MAX_DELAY).unwrap_or_default();
+            if at.timestamp() < 0 || at > latest {
+                return Err(ValidationError::RunAt(at));
+            }
         }
         for (field, key) in [
             ("idempotency_key", &self.idempotency_key),
@@ -151,7 +168,15 @@ impl NewJob {
                 return Err(ValidationError::Key { field });
             }
         }
-        Ok(())
+        if self.tags.len() > 100
+            || self
+                .tags
+                .iter()
+                .any(|t| t.is_empty() || t.chars().count() > 200)
+        {
+            return Err(ValidationError::Tags);
+        }
+        limits::check_json("args", &self.args, MAX_ARGS_BYTES, true)
     }
 }
 
@@ -222,5 +247,59 @@ mod tests {
             .validate()
             .unwrap_err();
         assert!(err.to_string().contains("dedupe_key"));
+    }
+
+    #[test]
+    fn durations_and_times_past_their_bounds_are_refused() {
+        let job = || NewJob::new("k", json!(null));
+        for bad in [
+            Duration::ZERO,
+            Duration::MAX,
+            MAX_TIMEOUT + Duration::from_secs(1),
+        ] {
+            let err = job().with_timeout(bad).validate().unwrap_err();
+            assert!(
+                matches!(err, ValidationError::Timeout(t) if t == bad),
+                "{err}"
+            );
+        }
+        job().with_timeout(MAX_TIMEOUT).validate().unwrap();
+        let err = job().with_delay(Duration::MAX).validate().unwrap_err();
+        assert!(err.to_string().contains("delay"), "{err}");
+        job().with_delay(MAX_DELAY).validate().unwrap();
+        let far = chrono::Utc::now() + chrono::Duration::days(101 * 365);
+        assert!(matches!(
+            job().with_run_at(far).validate(),
+            Err(ValidationError::RunAt(_))
+        ));
+        let before_1970 = chrono::DateTime::from_timestamp(-1, 0).unwrap();
+        assert!(job().with_run_at(before_1970).validate().is_err());
+        job()
+            .with_run_at(chrono::DateTime::from_timestamp(0, 0).unwrap())
+            .validate()
+            .unwrap();
+    }
+
+    #[test]
+    fn args_and_tags_past_their_bounds_are_refused() {
+        let err = NewJob::new("k", json!({"s": "a\u{0}b"}))
+            .validate()
+            .unwrap_err();
+        assert!(err.to_string().contains("args"), "{err}");
+        let big = json!("x".repeat(MAX_ARGS_BYTES));
+        assert!(NewJob::new("k", big).validate().is_err());
+        assert!(
+            NewJob::new("k", json!(null))
+                .with_tags([""])
+                .validate()
+                .is_err()
+        );
+        let many: Vec<String> = (0..101).map(|i| i.to_string()).collect();
+        assert!(
+            NewJob::new("k", json!(null))
+                .with_tags(many)
+                .validate()
+                .is_err()
+        );
     }
 }

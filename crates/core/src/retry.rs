@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::ValidationError;
+use crate::limits::{self, MAX_DELAY};
 
 /// How a job is retried. Set per queue and per kind in the runtime.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -80,6 +81,7 @@ impl RetryPolicy {
                 self.jitter
             )));
         }
+        limits::check_duration("max_delay", self.max_delay, MAX_DELAY)?;
         if self.max_delay < self.base_delay {
             return Err(ValidationError::RetryPolicy(
                 "max_delay must not be shorter than base_delay".into(),
@@ -94,7 +96,7 @@ impl RetryPolicy {
         let exp = (attempt.max(1) - 1).min(200);
         let secs = self.base_delay.as_secs_f64() * self.multiplier.powi(exp);
         let capped = secs.min(self.max_delay.as_secs_f64());
-        Duration::from_secs_f64(capped.max(0.0))
+        Duration::try_from_secs_f64(capped.max(0.0)).unwrap_or(self.max_delay)
     }
 
     /// The delay before the next attempt after attempt `attempt` failed, with
@@ -103,7 +105,8 @@ impl RetryPolicy {
     pub fn delay_after(&self, attempt: i32, unit: f64) -> Duration {
         let base = self.base_delay_after(attempt).as_secs_f64();
         let spread = 1.0 + self.jitter * (2.0 * unit.clamp(0.0, 1.0) - 1.0);
-        Duration::from_secs_f64((base * spread).min(self.max_delay.as_secs_f64()))
+        Duration::try_from_secs_f64((base * spread).min(self.max_delay.as_secs_f64()))
+            .unwrap_or(self.max_delay)
     }
 }
 
@@ -146,6 +149,17 @@ mod tests {
     }
 
     #[test]
+    fn each_delay_is_the_last_times_the_multiplier() {
+        // Multiplier 3, so that an exponential schedule cannot be mistaken for
+        // a linear one (with 2, both give 2, 4 for the first two retries).
+        let p = RetryPolicy::exponential(10, Duration::from_secs(1), 3.0);
+        let delays: Vec<u64> = (1..=4).map(|n| p.delay_after(n, 0.5).as_secs()).collect();
+        assert_eq!(delays, vec![1, 3, 9, 27]);
+        let p = RetryPolicy::exponential(10, Duration::from_secs(2), 2.0);
+        assert_eq!(p.delay_after(5, 0.5), Duration::from_secs(32));
+    }
+
+    #[test]
     fn delays_are_capped_and_jitter_stays_in_bounds() {
         let p = RetryPolicy::exponential(50, Duration::from_secs(1), 2.0)
             .with_max_delay(Duration::from_secs(60))
@@ -170,6 +184,9 @@ mod tests {
             ..RetryPolicy::default()
         };
         assert!(p.validate().is_err());
+        let p = RetryPolicy::default().with_max_delay(Duration::MAX);
+        let e = p.validate().unwrap_err();
+        assert!(e.to_string().contains("max_delay"), "{e}");
         RetryPolicy::default().validate().unwrap();
     }
 }

@@ -1,7 +1,11 @@
 //! Validation of user input at the domain level: a bad job is refused with a
 //! message that names the field and says what is allowed, before any I/O.
 
+use std::time::Duration;
+
 use thiserror::Error;
+
+use crate::Timestamp;
 
 /// A value given by a user that Capstan cannot accept.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -15,9 +19,34 @@ pub enum ValidationError {
     /// `max_attempts` must be at least 1.
     #[error("invalid max_attempts {0}: a job needs at least 1 attempt (and at most 1000)")]
     MaxAttempts(i32),
-    /// A timeout of zero would cancel every handler at once.
-    #[error("invalid timeout: a job timeout must be more than zero")]
-    Timeout,
+    /// A timeout of zero would cancel every handler at once; one over
+    /// [`crate::limits::MAX_TIMEOUT`] is refused too.
+    #[error("invalid timeout {0:?}: a job timeout is more than zero and at most 1 year (365 days)")]
+    Timeout(Duration),
+    /// A duration past its bound (see [`crate::limits`]).
+    #[error("invalid {name} {value:?}: at most {max:?} ({} days) is accepted", max.as_secs() / 86_400)]
+    Duration {
+        /// Which duration (field or setting).
+        name: &'static str,
+        /// The value given.
+        value: Duration,
+        /// The bound.
+        max: Duration,
+    },
+    /// A `run_at` before 1970 or more than 100 years ahead.
+    #[error("invalid run_at {0}: give a time between 1970-01-01 and 100 years from now")]
+    RunAt(Timestamp),
+    /// A JSON payload too big, too deep, or holding U+0000.
+    #[error("invalid {field}: it {reason}")]
+    Json {
+        /// `args`, `result` or `progress`.
+        field: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A tag that is empty or too long, or too many tags.
+    #[error("invalid tags: at most 100 tags of 1 to 200 characters each")]
+    Tags,
     /// An idempotency or dedupe key that is empty or too long.
     #[error("invalid {field}: a key is 1 to 500 characters")]
     Key {

@@ -223,7 +223,40 @@ impl<S: Store> Client<S> {
     /// # Errors
     /// The database's error.
     pub async fn run_rescuer_once(&self) -> Result<capstan_store::RescueReport, RuntimeError> {
-        Ok(crate::maintenance::rescuer::run_once(self).await?)
+        Ok(crate::maintenance::rescuer::run_once(self, None).await?)
+    }
+
+    /// Set aside, once, the jobs at the head of this client's queues that no
+    /// live node has a handler for (what a node's parker does on its
+    /// interval); returns how many.
+    ///
+    /// # Errors
+    /// The database's error.
+    pub async fn run_parker_once(&self) -> Result<u64, RuntimeError> {
+        Ok(crate::maintenance::parker::run_once(self).await?)
+    }
+
+    /// Every registered node (live or not yet removed).
+    ///
+    /// # Errors
+    /// The database's error.
+    pub async fn nodes(&self) -> Result<Vec<capstan_store::NodeInfo>, RuntimeError> {
+        Ok(self.store.list_nodes().await?)
+    }
+
+    /// True when a live node serves `queue` with a handler for `kind`: a job
+    /// of that kind in that queue will run. Live is judged on this client's
+    /// clock, against each node's own expiry.
+    ///
+    /// # Errors
+    /// The database's error.
+    pub async fn is_handled(&self, queue: &str, kind: &str) -> Result<bool, RuntimeError> {
+        let now = self.clock.now();
+        Ok(self
+            .nodes()
+            .await?
+            .iter()
+            .any(|n| n.handles(queue, kind, now)))
     }
 
     /// Delete one batch of finished jobs past retention (what the cleaner

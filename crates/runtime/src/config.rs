@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use capstan_core::limits::{MAX_DELAY, MAX_TIMEOUT};
 use capstan_core::{DEFAULT_QUEUE, NodeId, RetryPolicy, validate_queue};
 
 use crate::RuntimeError;
@@ -188,10 +189,36 @@ impl Config {
             ("poll_initial", self.poll_initial),
             ("poll_max", self.poll_max),
             ("clean_interval", self.clean_interval),
+            ("lease_grace", self.lease_grace),
+            ("shutdown_grace", self.shutdown_grace),
+            ("cancel_grace", self.cancel_grace),
+            ("retain_completed", self.retain_completed),
+            ("retain_failed", self.retain_failed),
         ] {
-            if d.is_zero() {
+            // Retention may be long; every other duration is at most a year.
+            let max = if name.starts_with("retain_") {
+                MAX_DELAY
+            } else {
+                MAX_TIMEOUT
+            };
+            if d > max {
+                return bad(format!(
+                    "{name} = {} is too long: at most {} is accepted",
+                    humanize(d),
+                    humanize(max)
+                ));
+            }
+            let may_be_zero = matches!(name, "shutdown_grace" | "cancel_grace");
+            if d.is_zero() && !may_be_zero {
                 return bad(format!("{name} must be more than zero"));
             }
+        }
+        if self.lease_grace <= self.cancel_grace {
+            return bad(format!(
+                "lease_grace ({}) must be longer than cancel_grace ({}): a stopped handler may take cancel_grace to return, and must not outlive its lease",
+                humanize(self.lease_grace),
+                humanize(self.cancel_grace)
+            ));
         }
         if self.node_timeout <= self.heartbeat_interval {
             return bad(format!(
@@ -208,10 +235,28 @@ impl Config {
                 self.poll_multiplier
             ));
         }
-        if self.claim_batch == 0 || self.complete_batch == 0 || self.clean_batch == 0 {
-            return bad("claim_batch, complete_batch and clean_batch must be at least 1".into());
+        for (name, n, max) in [
+            ("claim_batch", self.claim_batch, 10_000),
+            ("complete_batch", self.complete_batch, 10_000),
+            ("clean_batch", self.clean_batch as usize, 100_000),
+        ] {
+            if n == 0 || n > max {
+                return bad(format!("{name} {n} must be between 1 and {max}"));
+            }
         }
         Ok(())
+    }
+}
+
+/// A duration as people write it (`5m`, `365days`), for messages.
+fn humanize(d: Duration) -> String {
+    let secs = d.as_secs();
+    if d.subsec_nanos() == 0 && secs.is_multiple_of(86_400) && secs > 0 {
+        format!("{}d", secs / 86_400)
+    } else if d.subsec_nanos() == 0 {
+        format!("{secs}s")
+    } else {
+        format!("{d:?}")
     }
 }
 
@@ -284,5 +329,53 @@ mod tests {
         );
         let c = Config::default().with_queues(vec![QueueConfig::new("bad queue")]);
         assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn durations_past_their_bounds_are_refused_with_their_name() {
+        let c = Config {
+            default_timeout: Duration::MAX,
+            ..Config::default()
+        };
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("default_timeout") && e.contains("365d"), "{e}");
+        for c in [
+            Config {
+                lease_grace: Duration::from_secs(366 * 24 * 3600),
+                ..Config::default()
+            },
+            Config {
+                poll_max: Duration::MAX,
+                ..Config::default()
+            },
+            Config {
+                retain_failed: Duration::MAX,
+                ..Config::default()
+            },
+        ] {
+            assert!(c.validate().is_err(), "{c:?}");
+        }
+        let c = Config {
+            retain_completed: Duration::from_secs(10 * 365 * 24 * 3600),
+            ..Config::default()
+        };
+        c.validate().unwrap();
+        let mut c = Config::default();
+        c.retry.default.max_delay = Duration::MAX;
+        assert!(c.validate().unwrap_err().to_string().contains("max_delay"));
+    }
+
+    #[test]
+    fn a_lease_grace_shorter_than_the_cancel_grace_is_refused() {
+        let c = Config {
+            lease_grace: Duration::from_secs(5),
+            cancel_grace: Duration::from_secs(5),
+            ..Config::default()
+        };
+        let e = c.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("lease_grace") && e.contains("cancel_grace"),
+            "{e}"
+        );
     }
 }

@@ -1,53 +1,51 @@
 //! What a running handler knows and can do: its job, a cancellation signal,
 //! and a heartbeat that extends its lease and its timeout.
+//!
+//! A handler's deadline has two parts: its timeout (from its start, or its
+//! last successful heartbeat) and its lease, as far as this node can know it
+//! (from the moment the claim or the last successful extension was *sent*,
+//! plus the lease's length: the database's lease started later, so it ends
+//! later). The handler is stopped at the earlier of the two, so it never runs
+//! past the lease the database knows and cannot run beside a rescued copy of
+//! itself. Only an extension the database accepted moves either part.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use capstan_core::{JobId, NodeId};
-use capstan_store::{ExtendLease, JobStore, StoreError};
+use capstan_core::limits::{self, MAX_PROGRESS_BYTES};
+use capstan_core::{JobId, Lease};
+use capstan_store::{ExtendLeases, Extension, JobStore, LeaseReport, StoreError};
 use serde_json::Value;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::JobError;
 
-/// Extends a running job's lease in the store, with the store's type erased
+/// Extends running jobs' leases in the store, with the store's type erased
 /// (handlers never see a backend type).
 pub(crate) trait LeaseKeeper: Send + Sync {
     fn extend(
         &self,
-        id: JobId,
-        attempt: i32,
-        lease: Duration,
-        progress: Option<Value>,
-    ) -> Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send + '_>>;
+        leases: Vec<Extension>,
+    ) -> Pin<Box<dyn Future<Output = Result<LeaseReport, StoreError>> + Send + '_>>;
 }
 
 pub(crate) struct StoreLeaseKeeper<S> {
     pub(crate) store: S,
-    pub(crate) node: NodeId,
     pub(crate) clock: Arc<dyn capstan_core::Clock>,
 }
 
 impl<S: JobStore> LeaseKeeper for StoreLeaseKeeper<S> {
     fn extend(
         &self,
-        id: JobId,
-        attempt: i32,
-        lease: Duration,
-        progress: Option<Value>,
-    ) -> Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send + '_>> {
+        leases: Vec<Extension>,
+    ) -> Pin<Box<dyn Future<Output = Result<LeaseReport, StoreError>> + Send + '_>> {
         Box::pin(async move {
             self.store
-                .extend_lease(&ExtendLease {
-                    id,
-                    attempt,
-                    node: self.node.clone(),
-                    lease,
-                    progress,
+                .extend_leases(&ExtendLeases {
+                    leases,
                     now: self.clock.pinned(),
                 })
                 .await
@@ -55,48 +53,105 @@ impl<S: JobStore> LeaseKeeper for StoreLeaseKeeper<S> {
     }
 }
 
-/// The handler's deadline, pushed back by each heartbeat.
+/// When a handler must stop: see the module docs.
 #[derive(Debug)]
 pub(crate) struct Deadline {
-    at: Mutex<Instant>,
+    at: Mutex<Times>,
     timeout: Duration,
+    lease: Duration,
+    /// Stop this long before the lease ends (a stopped handler may take
+    /// this long to return).
+    margin: Duration,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Times {
+    timeout_at: Instant,
+    lease_until: Instant,
+}
+
+/// Which part of a [`Deadline`] was reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reached {
+    /// The handler ran its whole timeout without a heartbeat.
+    Timeout,
+    /// Its lease is about to end and could not be extended.
+    Lease,
 }
 
 impl Deadline {
-    pub(crate) fn new(timeout: Duration) -> Self {
+    pub(crate) fn new(
+        timeout: Duration,
+        lease: Duration,
+        lease_until: Instant,
+        margin: Duration,
+    ) -> Self {
         Deadline {
-            at: Mutex::new(Instant::now() + timeout),
+            at: Mutex::new(Times {
+                timeout_at: Instant::now() + timeout,
+                lease_until,
+            }),
             timeout,
+            lease,
+            margin,
         }
     }
 
-    pub(crate) fn at(&self) -> Instant {
+    fn times(&self) -> Times {
         *self.at.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn push_back(&self) {
-        *self.at.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now() + self.timeout;
+    fn lease_bound(&self, t: Times) -> Instant {
+        t.lease_until
+            .checked_sub(self.margin)
+            .unwrap_or(t.lease_until)
+    }
+
+    /// When the handler must be stopped, unless a heartbeat moves it.
+    pub(crate) fn at(&self) -> Instant {
+        let t = self.times();
+        t.timeout_at.min(self.lease_bound(t))
+    }
+
+    /// What was reached, if the deadline has passed at `now`.
+    pub(crate) fn reached(&self, now: Instant) -> Option<Reached> {
+        let t = self.times();
+        let bound = self.lease_bound(t);
+        if bound <= now && bound < t.timeout_at {
+            Some(Reached::Lease)
+        } else if t.timeout_at <= now {
+            Some(Reached::Timeout)
+        } else {
+            None
+        }
+    }
+
+    /// An extension sent at `sent` was accepted: timeout and lease start over.
+    fn extended(&self, sent: Instant) {
+        *self.at.lock().unwrap_or_else(|e| e.into_inner()) = Times {
+            timeout_at: sent + self.timeout,
+            lease_until: sent + self.lease,
+        };
     }
 }
 
 /// The running job, as its handler sees it.
 #[derive(Clone)]
 pub struct JobContext {
-    pub(crate) id: JobId,
+    pub(crate) lease: Lease,
     pub(crate) kind: Arc<str>,
     pub(crate) queue: Arc<str>,
     pub(crate) attempt: i32,
     pub(crate) max_attempts: i32,
     pub(crate) cancel: CancellationToken,
     pub(crate) deadline: Arc<Deadline>,
-    pub(crate) lease: Duration,
     pub(crate) keeper: Arc<dyn LeaseKeeper>,
 }
 
 impl std::fmt::Debug for JobContext {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("JobContext")
-            .field("id", &self.id)
+            .field("lease", &self.lease)
             .field("kind", &self.kind)
             .field("attempt", &self.attempt)
             .finish()
@@ -106,7 +161,12 @@ impl std::fmt::Debug for JobContext {
 impl JobContext {
     /// The job's id.
     pub fn job_id(&self) -> JobId {
-        self.id
+        self.lease.job_id
+    }
+
+    /// The lease this attempt holds the job under.
+    pub fn lease(&self) -> &Lease {
+        &self.lease
     }
 
     /// The job's kind.
@@ -134,9 +194,9 @@ impl JobContext {
         self.attempt >= self.max_attempts
     }
 
-    /// Resolves when the handler should stop: a user cancelled the job, or the
-    /// node is shutting down past its grace period. A handler that ignores it
-    /// is dropped shortly after.
+    /// Resolves when the handler should stop: a user cancelled the job, it
+    /// was taken from this node, or the node is shutting down past its grace
+    /// period. A handler that ignores it is dropped shortly after.
     pub async fn cancelled(&self) {
         self.cancel.cancelled().await;
     }
@@ -147,23 +207,40 @@ impl JobContext {
     }
 
     /// Tell Capstan the handler is alive and making progress: the job's lease
-    /// and its timeout start over, and `progress` (if any) is recorded on the
-    /// job for everyone to see.
+    /// and its timeout start over, and `progress` (if any, at most 64 KiB as
+    /// JSON) is recorded on the job for everyone to see. When it fails,
+    /// neither moves: the handler is still stopped at its old deadline.
     ///
     /// # Errors
     /// A permanent [`JobError`] when this worker no longer holds the job (it
-    /// was rescued and may run elsewhere): stop working on it.
+    /// was rescued and may run elsewhere: the handler is told to stop), or
+    /// when `progress` is too big (nothing was recorded); a retryable one
+    /// when the database could not be reached.
     pub async fn heartbeat(&self, progress: Option<Value>) -> Result<(), JobError> {
-        self.deadline.push_back();
-        self.keeper
-            .extend(self.id, self.attempt, self.lease, progress)
+        if let Some(p) = &progress {
+            limits::check_json("progress", p, MAX_PROGRESS_BYTES, false)
+                .map_err(|e| JobError::permanent(format!("{e}; nothing was recorded")))?;
+        }
+        let sent = Instant::now();
+        let report = self
+            .keeper
+            .extend(vec![Extension {
+                lease: self.lease.clone(),
+                duration: self.deadline.lease,
+                progress,
+            }])
             .await
-            .map_err(|e| match e {
-                StoreError::Fenced { .. } => {
-                    self.cancel.cancel();
-                    JobError::permanent(e.to_string())
-                }
-                other => JobError::retryable(other.to_string()),
-            })
+            .map_err(|e| JobError::retryable(format!("heartbeat not recorded: {e}")))?;
+        if report.accepted.contains(&self.lease) {
+            self.deadline.extended(sent);
+            return Ok(());
+        }
+        self.cancel.cancel();
+        Err(JobError::permanent(
+            StoreError::Fenced {
+                lease: self.lease.clone(),
+            }
+            .to_string(),
+        ))
     }
 }

@@ -35,7 +35,7 @@ pub(crate) async fn run<S: Store>(
                 }
                 scheduler.notify_one();
             }
-            Some(Wakeup::Cancel(id)) => shared.cancel_running(id, None),
+            Some(Wakeup::Cancel(id)) => shared.leases.cancel_job(id),
             None => break,
         }
     }

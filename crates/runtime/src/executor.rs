@@ -14,6 +14,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use capstan_core::limits::MAX_DELAY;
 use capstan_core::{ErrorClass, Job};
 use capstan_store::{ErrorRecord, Finish, Outcome, Store};
 use serde_json::Value;
@@ -21,49 +22,62 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::context::{Deadline, JobContext};
-use crate::node::Shared;
+use crate::context::{Deadline, JobContext, Reached};
+use crate::node::{Shared, Start};
 use crate::{JobError, RetryPolicies};
 
 enum Ended {
     Returned(Result<Value, JobError>),
     TimedOut(Duration),
+    /// Stopped before its lease ran out: the lease could not be extended.
+    LeaseEnding,
     Cancelled(Option<Result<Value, JobError>>),
     ShutDown(Option<Result<Value, JobError>>),
 }
 
 pub(crate) async fn execute<S: Store>(
     shared: Arc<Shared<S>>,
-    job: Job,
+    start: Start,
     permit: OwnedSemaphorePermit,
 ) {
+    let Start {
+        job,
+        lease,
+        cancel,
+        lease_until,
+    } = start;
     let config = &shared.client.config;
     let timeout = job
         .timeout_ms
         .and_then(|ms| u64::try_from(ms).ok())
         .map(Duration::from_millis)
         .unwrap_or(config.default_timeout);
-    let cancel = CancellationToken::new();
-    shared.track_running(job.id, job.attempt, cancel.clone());
     let ended = match shared.workers.get(&job.kind) {
         None => Ended::Returned(Err(JobError::permanent(format!(
             "no handler for kind {} on node {}",
             job.kind, shared.node_id
         )))),
         Some(handler) => {
-            let deadline = Arc::new(Deadline::new(timeout));
+            let deadline = Arc::new(Deadline::new(
+                timeout,
+                timeout + config.lease_grace,
+                lease_until,
+                config.cancel_grace,
+            ));
             let ctx = JobContext {
-                id: job.id,
+                lease: lease.clone(),
                 kind: job.kind.as_str().into(),
                 queue: job.queue.as_str().into(),
                 attempt: job.attempt,
                 max_attempts: job.max_attempts,
                 cancel: cancel.clone(),
                 deadline: deadline.clone(),
-                lease: timeout + config.lease_grace,
                 keeper: shared.keeper.clone(),
             };
-            let task = tokio::spawn(handler.call(ctx, job.args.clone()));
+            let args = job.args.clone();
+            // The handler is called inside its task, so that a handler that
+            // panics before returning its future is caught like any panic.
+            let task = tokio::spawn(async move { handler.call(ctx, args).await });
             let stops = Stops {
                 cancel: &cancel,
                 hard_stop: &shared.hard_stop,
@@ -73,22 +87,17 @@ pub(crate) async fn execute<S: Store>(
             supervise(task, &deadline, timeout, stops).await
         }
     };
+    shared.leases.release(&lease);
     if shared.crash.is_cancelled() {
         // A simulated crash writes nothing: the job stays running until rescued.
-        shared.untrack_running(job.id);
         return;
     }
-    shared.untrack_running(job.id);
     drop(permit);
     let outcome = outcome(&job, ended, &config.retry);
     if let Outcome::Retry { error, .. } | Outcome::Fail { error } = &outcome {
         tracing::debug!(job_id = %job.id, kind = %job.kind, attempt = job.attempt, class = %error.class, error = %error.message, "attempt failed");
     }
-    let finish = Finish {
-        id: job.id,
-        attempt: job.attempt,
-        outcome,
-    };
+    let finish = Finish { lease, outcome };
     if shared.completer.send(finish).await.is_err() {
         tracing::error!(job_id = %job.id, "completer stopped before this job's finish was written; its lease will expire and it will be rescued");
     }
@@ -135,12 +144,15 @@ async fn supervise(
             }
             () = tokio::time::sleep_until(deadline.at()) => {
                 // A heartbeat may have pushed the deadline back while we slept.
-                if deadline.at() > tokio::time::Instant::now() {
+                let Some(reached) = deadline.reached(tokio::time::Instant::now()) else {
                     continue;
-                }
+                };
                 cancel.cancel();
                 task.abort();
-                return Ended::TimedOut(timeout);
+                return match reached {
+                    Reached::Timeout => Ended::TimedOut(timeout),
+                    Reached::Lease => Ended::LeaseEnding,
+                };
             }
             () = cancel.cancelled() => {
                 return Ended::Cancelled(wind_down(task, cancel_grace).await);
@@ -213,6 +225,16 @@ fn outcome(job: &Job, ended: Ended, retry: &RetryPolicies) -> Outcome {
             },
             retry,
         ),
+        Ended::LeaseEnding => after_error(
+            job,
+            JobError {
+                class: ErrorClass::Timeout,
+                message: "stopped before its lease ran out: the lease could not be extended (was the database unreachable?)".to_owned(),
+                retry_after: None,
+                snooze: None,
+            },
+            retry,
+        ),
         Ended::Cancelled(_) => Outcome::Cancel {
             error: ErrorRecord {
                 class: ErrorClass::Cancelled,
@@ -224,6 +246,18 @@ fn outcome(job: &Job, ended: Ended, retry: &RetryPolicies) -> Outcome {
 }
 
 fn after_error(job: &Job, e: JobError, retry: &RetryPolicies) -> Outcome {
+    if let Some(asked) = e.snooze.or(e.retry_after).filter(|d| *d > MAX_DELAY) {
+        // A job left waiting for centuries is a stuck job: say so, now.
+        return Outcome::Fail {
+            error: ErrorRecord {
+                class: ErrorClass::Permanent,
+                message: format!(
+                    "the handler asked to run this job again after {asked:?}, more than the limit of 100 years ({}); it was failed instead",
+                    e.message
+                ),
+            },
+        };
+    }
     if let Some(delay) = e.snooze {
         return Outcome::Snooze { delay };
     }
@@ -269,8 +303,10 @@ mod tests {
             attempted_at: None,
             finished_at: None,
             node_id: None,
+            lease_token: None,
             lease_expires_at: None,
             cancel_requested: false,
+            unhandled: false,
         }
     }
 
@@ -327,6 +363,22 @@ mod tests {
             outcome(&job(1, 4), Ended::ShutDown(None), &p),
             Outcome::HandBack
         ));
+        let o = outcome(&job(1, 4), Ended::LeaseEnding, &p);
+        assert!(
+            matches!(o, Outcome::Retry { error, .. } if error.class == ErrorClass::Timeout && error.message.contains("lease"))
+        );
+        let forever = JobError::retry_after("429", Duration::MAX);
+        let o = outcome(&job(1, 4), Ended::Returned(Err(forever)), &p);
+        assert!(
+            matches!(o, Outcome::Fail { error } if error.message.contains("100 years")),
+            "an unbounded retry_after fails the job rather than stranding it"
+        );
+        let o = outcome(
+            &job(1, 4),
+            Ended::Returned(Err(JobError::snooze(Duration::MAX))),
+            &p,
+        );
+        assert!(matches!(o, Outcome::Fail { .. }));
         let done = Ended::ShutDown(Some(Ok(Value::Bool(true))));
         assert!(
             matches!(outcome(&job(1, 4), done, &p), Outcome::Complete { .. }),

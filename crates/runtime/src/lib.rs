@@ -5,9 +5,10 @@
 //! - [`Node`]: one process that serves queues. Inside it, one service per job:
 //!   a `Producer` per queue claims batches, the `Executor` runs each job under
 //!   its timeout and cancellation, the `Completer` writes finishes in batches,
-//!   the `Heartbeat` keeps the node alive and hears cancel requests, and the
-//!   maintenance services promote due jobs (`Scheduler`), rescue lost ones
-//!   (`Rescuer`) and delete old ones (`Cleaner`).
+//!   the `Heartbeat` keeps the node alive, hears cancel requests and stops
+//!   handlers whose jobs were taken away, and the maintenance services
+//!   promote due jobs (`Scheduler`), rescue lost ones (`Rescuer`), set aside
+//!   the ones no live node can run (`Parker`) and delete old ones (`Cleaner`).
 //!
 //! Shutdown is in two steps: stop claiming and let running jobs finish within
 //! the grace period; then cancel what is left and hand it back to its queue
@@ -23,6 +24,7 @@ mod error;
 mod executor;
 mod handler;
 mod heartbeat;
+mod leases;
 mod maintenance;
 mod node;
 mod producer;

@@ -3,24 +3,35 @@
 //!
 //! 1. soft: producers stop claiming; running jobs get `shutdown_grace` to finish;
 //! 2. hard: what still runs is told to stop, given `cancel_grace`, dropped, and
-//!    handed back to its queue without burning an attempt.
+//!    handed back to its queue without burning an attempt. A second signal
+//!    (the `force` future of [`Node::run_with_force`]) skips the grace.
 //!
 //! Then the completer writes every finish it holds and the node deregisters.
+//!
+//! Registering refuses a node id that a live process uses. A row under the
+//! id that still looks alive may be a crashed predecessor (restarted at once)
+//! or a live twin: the node waits a little longer than the other's heartbeat
+//! interval, and takes the id over only if the other did not beat meanwhile.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::time::Duration;
 
-use capstan_core::{Job, JobId, NodeId};
-use capstan_store::{Finish, RegisterNode, Store};
+use capstan_core::{Job, Lease, NodeId};
+use capstan_store::{
+    DeregisterNode, Finish, HeartbeatNode, RegisterNode, RegisterReport, Store, StoreError,
+};
 use tokio::sync::{Notify, OwnedSemaphorePermit, mpsc, oneshot};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::completer::Completer;
 use crate::context::{LeaseKeeper, StoreLeaseKeeper};
-use crate::maintenance::{cleaner, rescuer, scheduler};
+use crate::leases::Leases;
+use crate::maintenance::{cleaner, parker, rescuer, scheduler};
 use crate::producer::Producer;
 use crate::{Client, RuntimeError, Workers, dispatch, executor, heartbeat};
 
@@ -28,6 +39,8 @@ use crate::{Client, RuntimeError, Workers, dispatch, executor, heartbeat};
 pub(crate) struct Shared<S: Store> {
     pub(crate) client: Client<S>,
     pub(crate) node_id: NodeId,
+    /// This process, among processes that may share the node id.
+    pub(crate) incarnation: String,
     pub(crate) workers: Workers,
     pub(crate) completer: mpsc::Sender<Finish>,
     pub(crate) keeper: Arc<dyn LeaseKeeper>,
@@ -36,44 +49,41 @@ pub(crate) struct Shared<S: Store> {
     /// Fired only by [`NodeHandle::abort`]: everything stops at once and
     /// nothing more is written, as in a crash.
     pub(crate) crash: CancellationToken,
+    /// Fired when another process took this node id over: the node stops.
+    pub(crate) replaced: CancellationToken,
     /// The executor tasks of running jobs.
     pub(crate) jobs: TaskTracker,
-    running: Mutex<HashMap<JobId, (i32, CancellationToken)>>,
+    /// Every job claimed here and not finished yet.
+    pub(crate) leases: Leases,
+}
+
+/// A claimed job, ready to run: its lease, the token that stops it, and until
+/// when (at the latest) the database holds the lease for this node.
+pub(crate) struct Start {
+    pub(crate) job: Job,
+    pub(crate) lease: Lease,
+    pub(crate) cancel: CancellationToken,
+    pub(crate) lease_until: Instant,
 }
 
 impl<S: Store> Shared<S> {
-    pub(crate) fn start(self: &Arc<Self>, job: Job, permit: OwnedSemaphorePermit) {
+    pub(crate) fn start(self: &Arc<Self>, start: Start, permit: OwnedSemaphorePermit) {
         self.jobs
-            .spawn(executor::execute(self.clone(), job, permit));
+            .spawn(executor::execute(self.clone(), start, permit));
     }
 
-    pub(crate) fn track_running(&self, id: JobId, attempt: i32, cancel: CancellationToken) {
-        self.running
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(id, (attempt, cancel));
-    }
-
-    pub(crate) fn untrack_running(&self, id: JobId) {
-        self.running
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&id);
-    }
-
-    /// Cancel the handler of `id` if it runs here (and, when given, runs `attempt`).
-    pub(crate) fn cancel_running(&self, id: JobId, attempt: Option<i32>) {
-        let running = self.running.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((a, token)) = running.get(&id)
-            && attempt.is_none_or(|want| want == *a)
-        {
-            tracing::info!(job_id = %id, "cancelling running job on request");
-            token.cancel();
+    /// This node's heartbeat, as written to its row.
+    pub(crate) fn beat(&self) -> HeartbeatNode {
+        let config = &self.client.config;
+        HeartbeatNode {
+            node: self.node_id.clone(),
+            incarnation: self.incarnation.clone(),
+            queues: config.queues.iter().map(|q| q.name.clone()).collect(),
+            kinds: self.workers.kinds(),
+            interval: config.heartbeat_interval,
+            timeout: config.node_timeout,
+            now: self.client.clock.pinned(),
         }
-    }
-
-    fn running_count(&self) -> usize {
-        self.running.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 }
 
@@ -118,16 +128,35 @@ impl<S: Store> Node<S> {
     /// Run until `shutdown` resolves, then shut down gracefully.
     ///
     /// # Errors
-    /// When the node cannot register or subscribe (the database is
-    /// unreachable). Errors while running are logged and retried.
+    /// When the node id is in use by another live process, or the node
+    /// cannot subscribe to wake-ups. An unreachable database is retried with
+    /// backoff (logged) until it answers or `shutdown` resolves; errors while
+    /// running are logged and retried.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), RuntimeError> {
-        self.run_until(shutdown, CancellationToken::new()).await
+        self.run_until(shutdown, std::future::pending(), CancellationToken::new())
+            .await
+    }
+
+    /// [`Node::run`], and when `force` resolves during the shutdown (a second
+    /// ctrl-c), skip what is left of the grace period: stop the handlers and
+    /// hand their jobs back at once.
+    ///
+    /// # Errors
+    /// As [`Node::run`].
+    pub async fn run_with_force(
+        self,
+        shutdown: impl Future<Output = ()> + Send,
+        force: impl Future<Output = ()> + Send,
+    ) -> Result<(), RuntimeError> {
+        self.run_until(shutdown, force, CancellationToken::new())
+            .await
     }
 
     /// `run`, and stop at once, writing nothing more, when `crash` fires.
     async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send,
+        force: impl Future<Output = ()> + Send,
         crash: CancellationToken,
     ) -> Result<(), RuntimeError> {
         let Node {
@@ -137,34 +166,32 @@ impl<S: Store> Node<S> {
         } = self;
         let config = client.config.clone();
         let store = client.store.clone();
-        let queues: Vec<String> = config.queues.iter().map(|q| q.name.clone()).collect();
-        let report = store
-            .register_node(&RegisterNode {
-                node: id.clone(),
-                queues: queues.clone(),
-                now: client.clock.pinned(),
-            })
-            .await?;
-        if report.reclaimed > 0 {
-            tracing::warn!(node = %id, reclaimed = report.reclaimed, "took back jobs a previous process with this node id left running");
-        }
-        let wakeups = store.subscribe().await?;
         let (tx, rx) = mpsc::channel(config.complete_batch.saturating_mul(4).max(64));
         let shared = Arc::new(Shared {
             client: client.clone(),
             node_id: id.clone(),
+            incarnation: format!("{:016x}", rand::random::<u64>()),
             workers,
             completer: tx,
             keeper: Arc::new(StoreLeaseKeeper {
                 store: store.clone(),
-                node: id.clone(),
                 clock: client.clock.clone(),
             }),
             hard_stop: crash.child_token(),
             crash: crash.clone(),
+            replaced: CancellationToken::new(),
             jobs: TaskTracker::new(),
-            running: Mutex::new(HashMap::new()),
+            leases: Leases::default(),
         });
+        tokio::pin!(shutdown);
+        tokio::pin!(force);
+        let Some(report) = register(&shared, shutdown.as_mut(), &crash).await? else {
+            return Ok(());
+        };
+        if report.reclaimed > 0 {
+            tracing::warn!(node = %id, reclaimed = report.reclaimed, "took back jobs a previous process with this node id left running");
+        }
+        let wakeups = store.subscribe().await?;
 
         let stop_claiming = crash.child_token();
         let stop_all = crash.child_token();
@@ -174,10 +201,10 @@ impl<S: Store> Node<S> {
         let completer_stop = crash.child_token();
         let completer = Completer {
             store: store.clone(),
-            node: id.clone(),
             clock: client.clock.clone(),
             rx,
             batch: config.complete_batch,
+            final_flush: config.shutdown_grace,
             crash: crash.clone(),
         };
         let completer_task = tokio::spawn(completer.run(completer_stop.clone()));
@@ -208,28 +235,36 @@ impl<S: Store> Node<S> {
             scheduler_wake,
             stop_claiming.clone(),
         ));
-        services.spawn(rescuer::run(client.clone(), stop_claiming.clone()));
+        services.spawn(rescuer::run(shared.clone(), stop_claiming.clone()));
+        services.spawn(parker::run(client.clone(), stop_claiming.clone()));
         services.spawn(cleaner::run(client.clone(), stop_claiming.clone()));
-        tracing::info!(node = %id, queues = ?queues, kinds = ?shared.workers.kinds(), backend = store.capabilities().backend, "node started");
+        tracing::info!(node = %id, queues = ?config.queues.iter().map(|q| &q.name).collect::<Vec<_>>(), kinds = ?shared.workers.kinds(), backend = store.capabilities().backend, "node started");
 
         tokio::select! {
-            () = shutdown => {}
+            () = &mut shutdown => {}
+            () = shared.replaced.cancelled() => {
+                tracing::error!(node = %id, "another process took this node id over: stopping");
+            }
             () = crash.cancelled() => {
                 tracing::warn!(node = %id, "node aborted: nothing handed back, jobs left for the rescuer");
                 return Ok(());
             }
         }
 
-        tracing::info!(node = %id, running = shared.running_count(), grace = ?config.shutdown_grace, "shutting down: no new claims; waiting for running jobs");
+        tracing::info!(node = %id, held = shared.leases.len(), grace = ?config.shutdown_grace, "shutting down: no new claims; waiting for running jobs (signal again to stop them now)");
         stop_claiming.cancel();
         producers.close();
         producers.wait().await;
         shared.jobs.close();
-        if tokio::time::timeout(config.shutdown_grace, shared.jobs.wait())
-            .await
-            .is_err()
-        {
-            tracing::warn!(node = %id, running = shared.running_count(), "grace period over: cancelling and handing back the jobs still running");
+        let graceful = tokio::select! {
+            r = tokio::time::timeout(config.shutdown_grace, shared.jobs.wait()) => r.is_ok(),
+            () = &mut force => {
+                tracing::warn!(node = %id, "forced: stopping the jobs still running now");
+                false
+            }
+        };
+        if !graceful {
+            tracing::warn!(node = %id, held = shared.leases.len(), "cancelling and handing back the jobs still running");
             shared.hard_stop.cancel();
             shared.jobs.wait().await;
         }
@@ -238,7 +273,12 @@ impl<S: Store> Node<S> {
         stop_all.cancel();
         services.close();
         services.wait().await;
-        store.deregister_node(&id).await?;
+        store
+            .deregister_node(&DeregisterNode {
+                node: id.clone(),
+                incarnation: shared.incarnation.clone(),
+            })
+            .await?;
         tracing::info!(node = %id, "node stopped");
         Ok(())
     }
@@ -252,6 +292,7 @@ impl<S: Store> Node<S> {
             async move {
                 let _ = rx.await;
             },
+            std::future::pending(),
             crash.clone(),
         ));
         NodeHandle {
@@ -259,6 +300,53 @@ impl<S: Store> Node<S> {
             stop: Some(tx),
             crash,
             task,
+        }
+    }
+}
+
+/// Register the node: retried with backoff while the database is
+/// unavailable; a node id that looks alive under another process is waited
+/// on once, then taken over or refused. `None` when stopped meanwhile.
+async fn register<S: Store>(
+    shared: &Shared<S>,
+    mut shutdown: std::pin::Pin<&mut impl Future<Output = ()>>,
+    crash: &CancellationToken,
+) -> Result<Option<RegisterReport>, RuntimeError> {
+    let store = &shared.client.store;
+    let mut takeover = None;
+    let mut pause = Duration::from_secs(1);
+    loop {
+        let p = RegisterNode {
+            beat: shared.beat(),
+            takeover,
+        };
+        let wait = match store.register_node(&p).await {
+            Ok(report) => return Ok(Some(report)),
+            // Seen alive once more after the wait: a live twin. Refused.
+            Err(StoreError::NodeIdInUse {
+                heartbeat_at,
+                interval,
+                ..
+            }) if takeover.is_none() => {
+                // Wait a little longer than the other process beats: a live
+                // twin beats meanwhile, a crashed predecessor does not.
+                let wait = interval + interval / 2 + Duration::from_millis(200);
+                tracing::warn!(node = %shared.node_id, last_beat = %heartbeat_at, ?wait, "this node id was alive a moment ago: waiting to tell a crashed predecessor from a live twin");
+                takeover = Some(heartbeat_at);
+                wait
+            }
+            Err(e) if e.is_transient() => {
+                tracing::warn!(node = %shared.node_id, error = %e, retry_in = ?pause, "cannot register yet; retrying");
+                let wait = pause;
+                pause = (pause * 2).min(Duration::from_secs(30));
+                wait
+            }
+            Err(e) => return Err(e.into()),
+        };
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = &mut shutdown => return Ok(None),
+            () = crash.cancelled() => return Ok(None),
         }
     }
 }

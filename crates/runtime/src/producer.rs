@@ -7,10 +7,21 @@
 //! claimed. A claim asks for the free slots plus as many again for the
 //! buffer, so under a backlog the next jobs are already local when slots
 //! free up (the buffer never holds more than one batch, and never more than
-//! the slots that were free when it was filled, so a node with slow jobs does
-//! not hoard work other nodes could run). A buffered job that waited half of
-//! its lease is handed back instead of started, so it can never run after its
-//! lease might have expired.
+//! the slots that were free when it was filled).
+//!
+//! A job's lease is `timeout + lease_grace` from its claim, but its handler
+//! may run `timeout` from its start. So a job that waited in the buffer
+//! longer than it safely may — half of what `lease_grace` leaves after
+//! `cancel_grace` — has its lease extended before it starts, in one batched
+//! write for all the jobs starting at that moment; a job whose extension the
+//! database fences (it was rescued meanwhile) is dropped, never started.
+//! Every job thus starts with a lease that covers its whole timeout, and its
+//! handler is bounded by that lease (see `context`). Waits are measured on
+//! the node's clock, the one its leases are reckoned in.
+//!
+//! A buffered job that waited half its lease is handed back instead (so a
+//! node with slow jobs does not hoard work other nodes could run), and one a
+//! user cancelled while it waited ends `cancelled` without running.
 //!
 //! When the queue runs dry the producer waits for a wake-up — or, as a
 //! fallback, for the next idle poll (2 s growing to 30 s, reset on work). A
@@ -23,13 +34,13 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use capstan_core::{IdleBackoff, Job};
-use capstan_store::{Claim, Finish, Outcome, Store, StoreResult};
-use tokio::sync::{Notify, Semaphore};
+use capstan_core::{ErrorClass, IdleBackoff, Job, Lease, Timestamp};
+use capstan_store::{Claim, ErrorRecord, Extension, Finish, Outcome, Store, StoreResult};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::node::Shared;
+use crate::node::{Shared, Start};
 
 pub(crate) struct Producer<S: Store> {
     pub(crate) shared: Arc<Shared<S>>,
@@ -41,11 +52,23 @@ pub(crate) struct Producer<S: Store> {
 /// A claimed job waiting for a slot.
 struct Buffered {
     job: Job,
-    /// Start it no later than this, or hand it back.
-    start_by: Instant,
+    lease: Lease,
+    cancel: CancellationToken,
+    /// When its claim was sent, on the node's clock.
+    claimed_at: Timestamp,
+    /// Until when, at the latest, the database holds its lease for us.
+    lease_until: Instant,
 }
 
 type ClaimFuture = Pin<Box<dyn Future<Output = StoreResult<Vec<Job>>> + Send>>;
+
+/// A claim in flight: its future, its limit, and when it was sent.
+struct InFlight {
+    fut: ClaimFuture,
+    limit: usize,
+    sent: Instant,
+    sent_at: Timestamp,
+}
 
 impl<S: Store> Producer<S> {
     pub(crate) async fn run(self, stop: CancellationToken) {
@@ -64,12 +87,23 @@ impl<S: Store> Producer<S> {
             now: None,
         };
         let mut buffer: VecDeque<Buffered> = VecDeque::new();
-        let mut in_flight: Option<(ClaimFuture, usize, std::time::Instant)> = None;
+        let mut in_flight: Option<InFlight> = None;
         // Claim at start: jobs may be waiting already.
         let mut want_claim = true;
         let mut idle_until: Option<Instant> = None;
+        // A lease extension failed: do not try again before this.
+        let mut extend_after: Option<Instant> = None;
         loop {
-            if self.start_buffered(&mut buffer, &slots) {
+            if stop.is_cancelled() {
+                break;
+            }
+            if extend_after.is_some_and(|t| t <= Instant::now()) {
+                extend_after = None;
+            }
+            if self
+                .start_buffered(&mut buffer, &slots, &mut extend_after)
+                .await
+            {
                 // Jobs went back to the queue: look again when a slot frees.
                 want_claim = true;
             }
@@ -83,13 +117,17 @@ impl<S: Store> Producer<S> {
                     p.limit = limit as u32;
                     p.now = self.shared.client.clock.pinned();
                     let store = self.shared.client.store.clone();
-                    let fut: ClaimFuture = Box::pin(async move { store.claim(&p).await });
-                    in_flight = Some((fut, limit, std::time::Instant::now()));
+                    in_flight = Some(InFlight {
+                        fut: Box::pin(async move { store.claim(&p).await }),
+                        limit,
+                        sent: Instant::now(),
+                        sent_at: self.shared.client.clock.now(),
+                    });
                     idle_until = None;
                 }
             }
             let waiting_for_work = in_flight.is_none() && !want_claim;
-            let expiry = buffer.iter().map(|b| b.start_by).min();
+            let retry_extend = extend_after.filter(|_| !buffer.is_empty());
             if waiting_for_work && buffer.is_empty() && idle_until.is_none() {
                 idle_until = Some(Instant::now() + backoff.next_wait());
             }
@@ -98,24 +136,24 @@ impl<S: Store> Producer<S> {
                 () = stop.cancelled() => break,
                 res = async {
                     match in_flight.as_mut() {
-                        Some((fut, _, _)) => fut.await,
+                        Some(f) => (&mut f.fut).await,
                         None => std::future::pending().await,
                     }
                 }, if in_flight.is_some() => {
-                    let Some((_, limit, started)) = in_flight.take() else { continue };
+                    let Some(f) = in_flight.take() else { continue };
                     match res {
                         Ok(jobs) => {
-                            tracing::trace!(queue = %self.queue, limit, claimed = jobs.len(), micros = started.elapsed().as_micros() as u64, "claim");
+                            tracing::trace!(queue = %self.queue, limit = f.limit, claimed = jobs.len(), micros = f.sent.elapsed().as_micros() as u64, "claim");
                             // A full batch: more are waiting, claim again as soon as there is room.
-                            want_claim = jobs.len() == limit;
+                            want_claim = jobs.len() == f.limit;
                             if !jobs.is_empty() {
                                 backoff.reset();
                             }
-                            let now = Instant::now();
-                            buffer.extend(jobs.into_iter().map(|job| {
-                                let lease = self.lease_of(&job);
-                                Buffered { job, start_by: now + lease / 2 }
-                            }));
+                            for job in jobs {
+                                if let Some(b) = self.hold(job, f.sent, f.sent_at) {
+                                    buffer.push_back(b);
+                                }
+                            }
                         }
                         Err(e) => {
                             tracing::warn!(queue = %self.queue, error = %e, "claim failed; retrying in 1 s");
@@ -128,7 +166,7 @@ impl<S: Store> Producer<S> {
                     }
                 }
                 // A slot freed: start a buffered job, or claim for it.
-                permit = slots.clone().acquire_owned(), if !buffer.is_empty() || (want_claim && in_flight.is_none()) => {
+                permit = slots.clone().acquire_owned(), if (!buffer.is_empty() && retry_extend.is_none()) || (want_claim && in_flight.is_none()) => {
                     match permit {
                         Ok(permit) => {
                             drop(permit); // start_buffered takes it again, with the job
@@ -136,39 +174,146 @@ impl<S: Store> Producer<S> {
                         Err(_) => break,
                     }
                 }
-                // A buffered job reached its start-by time: hand it back.
-                () = sleep_until(expiry), if expiry.is_some() => {}
+                () = sleep_until(retry_extend), if retry_extend.is_some() => {}
+                // A buffered job may reach its hand-back time, or be
+                // cancelled, while every slot is taken: look again soon.
+                () = tokio::time::sleep(Duration::from_millis(250)), if !buffer.is_empty() => {}
                 () = self.wake.notified(), if waiting_for_work => want_claim = true,
                 () = sleep_until(idle_until), if waiting_for_work && buffer.is_empty() => want_claim = true,
             }
         }
-        self.hand_back(buffer, in_flight.map(|(fut, _, _)| fut))
-            .await;
+        self.hand_back(buffer, in_flight).await;
     }
 
-    /// Start buffered jobs while slots are free; hand back those that waited
-    /// too long (and say so).
-    fn start_buffered(&self, buffer: &mut VecDeque<Buffered>, slots: &Arc<Semaphore>) -> bool {
-        let now = Instant::now();
-        let before = buffer.len();
-        buffer.retain(|b| {
-            if b.start_by > now {
-                return true;
+    /// Track a claimed job in the node's leases and wrap it for the buffer.
+    fn hold(&self, job: Job, sent: Instant, sent_at: Timestamp) -> Option<Buffered> {
+        let Some(lease) = job.lease() else {
+            tracing::error!(job_id = %job.id, "a claimed job came back without a lease token; it will be rescued when its lease expires");
+            return None;
+        };
+        let cancel = self.shared.leases.hold(lease.clone());
+        Some(Buffered {
+            lease_until: sent + self.lease_of(&job),
+            job,
+            lease,
+            cancel,
+            claimed_at: sent_at,
+        })
+    }
+
+    /// Start buffered jobs while slots are free: the ones that waited too
+    /// long for their lease get it extended first (one write for all), the
+    /// cancelled ones end cancelled, the ones that waited half their lease go
+    /// back to the queue. Returns true when a job went back to the queue.
+    async fn start_buffered(
+        &self,
+        buffer: &mut VecDeque<Buffered>,
+        slots: &Arc<Semaphore>,
+        extend_after: &mut Option<Instant>,
+    ) -> bool {
+        let config = &self.shared.client.config;
+        let now = self.shared.client.clock.now();
+        let fresh = config.lease_grace.saturating_sub(config.cancel_grace) / 2;
+        let mut handed_back = false;
+        let mut stale: Vec<(Buffered, OwnedSemaphorePermit)> = Vec::new();
+        let mut kept = VecDeque::new();
+        while let Some(b) = buffer.pop_front() {
+            let waited = (now - b.claimed_at).to_std().unwrap_or_default();
+            if b.cancel.is_cancelled() {
+                self.finish_unstarted(b, cancelled()).await;
+                continue;
             }
-            tracing::debug!(job_id = %b.job.id, "buffered job waited half its lease; handing it back");
-            self.send_hand_back(b.job.clone());
-            false
-        });
-        let handed_back = buffer.len() < before;
-        while !buffer.is_empty() {
+            if waited >= self.lease_of(&b.job) / 2 {
+                tracing::debug!(lease = %b.lease, ?waited, "buffered job waited half its lease; handing it back");
+                self.finish_unstarted(b, Outcome::HandBack).await;
+                handed_back = true;
+                continue;
+            }
+            let needs_lease = waited > fresh;
+            if needs_lease && extend_after.is_some() {
+                kept.push_back(b);
+                continue;
+            }
             let Ok(permit) = slots.clone().try_acquire_owned() else {
-                break;
+                kept.push_back(b);
+                continue;
             };
-            if let Some(b) = buffer.pop_front() {
-                self.shared.start(b.job, permit);
+            if needs_lease {
+                stale.push((b, permit));
+            } else {
+                self.start(b, permit);
             }
         }
+        *buffer = kept;
+        if !stale.is_empty() {
+            self.start_with_fresh_leases(stale, buffer, extend_after)
+                .await;
+        }
         handed_back
+    }
+
+    /// Extend the leases of `stale` jobs in one write, then start them; the
+    /// fenced ones are dropped, and on failure they go back to the buffer.
+    async fn start_with_fresh_leases(
+        &self,
+        stale: Vec<(Buffered, OwnedSemaphorePermit)>,
+        buffer: &mut VecDeque<Buffered>,
+        extend_after: &mut Option<Instant>,
+    ) {
+        let sent = Instant::now();
+        let leases = stale
+            .iter()
+            .map(|(b, _)| Extension {
+                lease: b.lease.clone(),
+                duration: self.lease_of(&b.job),
+                progress: None,
+            })
+            .collect();
+        match self.shared.keeper.extend(leases).await {
+            Ok(report) => {
+                for (mut b, permit) in stale {
+                    if report.accepted.contains(&b.lease) {
+                        b.lease_until = sent + self.lease_of(&b.job);
+                        self.start(b, permit);
+                    } else {
+                        tracing::warn!(lease = %b.lease, "a buffered job was taken from this node before it could start; dropped");
+                        self.shared.leases.release(&b.lease);
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(queue = %self.queue, error = %e, "could not extend the leases of buffered jobs; they wait (not started without a lease)");
+                *extend_after = Some(Instant::now() + Duration::from_secs(1));
+                for (b, _permit) in stale.into_iter().rev() {
+                    buffer.push_front(b);
+                }
+            }
+        }
+    }
+
+    fn start(&self, b: Buffered, permit: OwnedSemaphorePermit) {
+        self.shared.start(
+            Start {
+                job: b.job,
+                lease: b.lease,
+                cancel: b.cancel,
+                lease_until: b.lease_until,
+            },
+            permit,
+        );
+    }
+
+    /// A buffered job ends here without running: released, then finished.
+    /// Sent with backpressure, never dropped.
+    async fn finish_unstarted(&self, b: Buffered, outcome: Outcome) {
+        self.shared.leases.release(&b.lease);
+        let finish = Finish {
+            lease: b.lease,
+            outcome,
+        };
+        if self.shared.completer.send(finish).await.is_err() {
+            tracing::warn!(job_id = %b.job.id, "completer stopped; this buffered job will be rescued when its lease expires");
+        }
     }
 
     fn lease_of(&self, job: &Job) -> Duration {
@@ -180,36 +325,36 @@ impl<S: Store> Producer<S> {
             + config.lease_grace
     }
 
-    fn send_hand_back(&self, job: Job) {
-        let finish = Finish {
-            id: job.id,
-            attempt: job.attempt,
-            outcome: Outcome::HandBack,
-        };
-        if self.shared.completer.try_send(finish).is_err() {
-            tracing::warn!(job_id = %job.id, "could not hand back a buffered job; it will be rescued when its lease expires");
-        }
-    }
-
     /// Stopping: jobs claimed but not started go back to the queue, attempt
     /// given back; a claim still in flight is awaited so its jobs go back too.
-    async fn hand_back(&self, buffer: VecDeque<Buffered>, in_flight: Option<ClaimFuture>) {
-        let mut jobs: Vec<Job> = buffer.into_iter().map(|b| b.job).collect();
-        if let Some(fut) = in_flight
-            && let Ok(Ok(claimed)) = tokio::time::timeout(Duration::from_secs(10), fut).await
+    async fn hand_back(&self, buffer: VecDeque<Buffered>, in_flight: Option<InFlight>) {
+        let mut jobs: Vec<Buffered> = buffer.into_iter().collect();
+        if let Some(f) = in_flight
+            && let Ok(Ok(claimed)) = tokio::time::timeout(Duration::from_secs(10), f.fut).await
         {
-            jobs.extend(claimed);
+            jobs.extend(
+                claimed
+                    .into_iter()
+                    .filter_map(|job| self.hold(job, f.sent, f.sent_at)),
+            );
         }
-        for job in jobs {
-            let finish = Finish {
-                id: job.id,
-                attempt: job.attempt,
-                outcome: Outcome::HandBack,
+        for b in jobs {
+            let outcome = if b.cancel.is_cancelled() {
+                cancelled()
+            } else {
+                Outcome::HandBack
             };
-            if self.shared.completer.send(finish).await.is_err() {
-                break;
-            }
+            self.finish_unstarted(b, outcome).await;
         }
+    }
+}
+
+fn cancelled() -> Outcome {
+    Outcome::Cancel {
+        error: ErrorRecord {
+            class: ErrorClass::Cancelled,
+            message: "cancelled by a user before it started".to_owned(),
+        },
     }
 }
 

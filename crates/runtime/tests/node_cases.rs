@@ -11,7 +11,7 @@ use capstan_store_conformance::Harness;
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 
-use crate::support::{client, config, wait_for_job, wait_for_state};
+use crate::support::{advance_while_beating, client, config, wait_for_job, wait_for_state};
 
 type Calls = Arc<Mutex<HashMap<JobId, usize>>>;
 
@@ -125,7 +125,6 @@ pub(crate) async fn a_crashed_nodes_job_is_rescued_and_run_elsewhere<H: Harness>
         .start();
     started.notified().await;
     a.abort().await; // a crash: no hand-back, no deregistration, no more heartbeats
-    h.clock().advance(Duration::from_secs(26)); // past node_timeout (25 s)
     let b = client(h, config().with_node_id(NodeId("b".into())))
         .node(blocking_workers(
             Arc::new(Notify::new()),
@@ -134,6 +133,9 @@ pub(crate) async fn a_crashed_nodes_job_is_rescued_and_run_elsewhere<H: Harness>
         ))
         .unwrap()
         .start();
+    // `b` must itself have been able to write for a node timeout (25 s)
+    // before it may judge `a` dead: it beats all along while time passes.
+    advance_while_beating(&c, h.clock(), &["b"], Duration::from_secs(26)).await;
     let j = wait_for_job(&c, id, Duration::from_secs(20), |j| {
         j.state == JobState::Running && j.node_id.as_ref().is_some_and(|n| n.0 == "b")
     })

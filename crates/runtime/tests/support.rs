@@ -52,6 +52,48 @@ pub(crate) async fn wait_for_job<S: Store>(
     }
 }
 
+/// Move the shared manual clock on by `total`, in steps short enough that
+/// no step looks like a stall, waiting after each until every node in
+/// `beating` has beaten at the new time (a node whose beats came a stall
+/// apart would give every other node a fresh node timeout).
+pub(crate) async fn advance_while_beating<S: Store>(
+    client: &Client<S>,
+    clock: &capstan_core::ManualClock,
+    beating: &[&str],
+    total: Duration,
+) {
+    let step = Duration::from_secs(5);
+    let mut moved = Duration::ZERO;
+    // The first round waits for the nodes to be registered at all.
+    let mut by = Duration::ZERO;
+    loop {
+        clock.advance(by);
+        moved += by;
+        let now = clock.now();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let nodes = client.nodes().await.expect("list nodes");
+            let beaten = beating.iter().all(|id| {
+                nodes
+                    .iter()
+                    .any(|n| n.id.as_str() == *id && n.heartbeat_at >= now)
+            });
+            if beaten {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "nodes {beating:?} did not beat at {now}: {nodes:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        if moved >= total {
+            return;
+        }
+        by = step.min(total - moved);
+    }
+}
+
 /// Wait until `job` is in `state`.
 pub(crate) async fn wait_for_state<S: Store>(
     client: &Client<S>,

@@ -36,6 +36,38 @@ pub trait Harness: Sized + Send + Sync + 'static {
 
     /// A URL for the database (for the CLI tests).
     fn url(&self) -> String;
+
+    /// The full name of Capstan's table `name` (`jobs`, `nodes`) on this backend.
+    fn table(&self, name: &str) -> String;
+
+    /// Run raw SQL on the test database, as an operator or an older version
+    /// might (cases use it to write rows validation would refuse).
+    fn execute(&self, sql: &str) -> impl Future<Output = ()> + Send;
+
+    /// Hold a row lock on job `id` in a transaction of its own until the
+    /// returned guard is dropped; `None` where the backend has no row locks
+    /// (SQLite serializes writers instead).
+    fn lock_job(&self, id: capstan_core::JobId) -> impl Future<Output = Option<RowLock>> + Send;
+}
+
+/// A row lock held by [`Harness::lock_job`]; dropping it rolls back.
+pub struct RowLock {
+    _guard: Box<dyn std::any::Any + Send>,
+}
+
+impl RowLock {
+    /// Wrap whatever keeps the lock (a transaction).
+    pub fn new(guard: impl std::any::Any + Send) -> Self {
+        RowLock {
+            _guard: Box::new(guard),
+        }
+    }
+}
+
+impl std::fmt::Debug for RowLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RowLock")
+    }
 }
 
 /// A directory under the system temp dir, removed on drop.

@@ -14,7 +14,7 @@ mod harness;
 pub mod postgres;
 mod sqlite;
 
-pub use harness::{Harness, TempDir};
+pub use harness::{Harness, RowLock, TempDir};
 pub use postgres::PgHarness;
 pub use sqlite::SqliteHarness;
 
@@ -30,8 +30,11 @@ macro_rules! conformance {
                     enqueued_job_reads_back_with_every_option,
                     delayed_job_is_scheduled_until_due,
                     invalid_job_is_refused_and_nothing_is_written,
+                    unbounded_durations_are_refused_and_nothing_is_written,
                     idempotency_key_returns_the_existing_job_in_any_state,
                     concurrent_enqueues_with_one_idempotency_key_make_one_job,
+                    an_idempotency_key_answers_with_its_own_job_before_a_dedupe_twin,
+                    concurrent_batches_sharing_keys_in_any_order_both_succeed,
                     dedupe_key_coalesces_into_the_waiting_job,
                     concurrent_enqueues_with_one_dedupe_key_make_one_job,
                     job_enqueued_while_its_dedupe_twin_runs_is_a_new_job,
@@ -41,9 +44,14 @@ macro_rules! conformance {
                 }
                 claim {
                     claim_takes_highest_priority_then_oldest_first,
+                    a_small_claim_takes_the_highest_priority_and_oldest_first,
                     claim_respects_limit_and_queue,
                     claim_only_takes_requested_kinds,
                     claim_sets_holder_attempt_and_lease,
+                    each_claim_writes_a_fresh_lease_token,
+                    claim_skips_rows_another_transaction_holds,
+                    an_unreadable_row_is_failed_alone_and_its_batch_runs,
+                    a_huge_stored_timeout_still_gets_a_bounded_lease,
                     scheduled_jobs_wait_for_promotion,
                     concurrent_claimers_never_share_a_job,
                 }
@@ -53,17 +61,26 @@ macro_rules! conformance {
                     fail_is_final_and_keeps_every_error,
                     snooze_gives_the_attempt_back,
                     hand_back_gives_the_attempt_back,
-                    finish_by_a_stale_holder_is_fenced,
+                    finish_under_another_lease_is_fenced,
+                    a_stale_and_a_current_finish_of_one_job_are_told_apart,
                     complete_after_rescue_is_fenced,
                     heartbeat_extends_the_lease_and_records_progress,
-                    heartbeat_after_rescue_is_fenced,
+                    heartbeat_under_a_stale_lease_is_fenced,
+                    a_finish_the_database_cannot_store_does_not_fail_its_batch,
+                    a_cancel_request_survives_retry_snooze_and_hand_back,
                 }
                 rescue {
                     jobs_of_a_dead_node_are_rescued,
                     jobs_of_a_live_node_are_kept,
+                    each_node_is_judged_by_its_own_node_timeout,
+                    after_an_outage_live_nodes_get_a_node_timeout_to_beat_again,
+                    a_node_silent_past_the_outage_grace_is_dead,
+                    a_rescuer_never_takes_its_own_nodes_jobs,
                     expired_lease_is_rescued_even_if_the_node_lives,
                     rescue_fails_jobs_without_attempts_left,
                     restarted_node_reclaims_its_previous_jobs,
+                    restarted_node_fails_jobs_without_attempts_left,
+                    a_cancel_request_survives_rescue_and_restart,
                 }
                 admin {
                     cancel_of_a_waiting_job_is_final,
@@ -75,6 +92,7 @@ macro_rules! conformance {
                     queue_counts_by_state,
                     delete_queue_removes_only_that_queue,
                     nodes_register_heartbeat_and_deregister,
+                    a_node_id_in_use_by_a_live_process_is_refused,
                 }
                 maintenance {
                     migrate_twice_is_a_no_op,
@@ -82,6 +100,7 @@ macro_rules! conformance {
                     cleaner_deletes_only_jobs_past_retention_in_batches,
                     enqueue_wakes_subscribers,
                     enqueue_from_another_connection_wakes_subscribers,
+                    unhandled_jobs_wait_outside_the_claim_order_until_a_node_handles_them,
                 }
             );
         }

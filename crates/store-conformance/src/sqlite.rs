@@ -4,7 +4,7 @@ use capstan_core::ManualClock;
 use capstan_store::{InsertMany, Inserted, Store, StoreResult};
 use capstan_store_sqlite::SqliteStore;
 
-use crate::{Harness, TempDir};
+use crate::{Harness, RowLock, TempDir};
 
 /// A migrated SQLite file in a temp dir, removed when the case ends.
 #[derive(Debug)]
@@ -73,5 +73,20 @@ impl Harness for SqliteHarness {
 
     fn url(&self) -> String {
         self.url.clone()
+    }
+
+    fn table(&self, name: &str) -> String {
+        format!("capstan_{name}")
+    }
+
+    async fn execute(&self, sql: &str) {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+            .execute(self.store.writer())
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+
+    async fn lock_job(&self, _id: capstan_core::JobId) -> Option<RowLock> {
+        None
     }
 }

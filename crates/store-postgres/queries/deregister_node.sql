@@ -1,1 +1,1 @@
-DELETE FROM capstan.nodes WHERE id = $1
+DELETE FROM capstan.nodes WHERE id = $1 AND incarnation = $2

@@ -18,7 +18,9 @@ ins AS (
                         + make_interval(secs => coalesce((i.j ->> 'delay_ms')::bigint, 0) / 1000.0))
                AS run_at
     ) r
-    ORDER BY i.ord
+    -- Keyed rows in key order: two batches that share keys then take them
+    -- in the same order, and cannot deadlock on each other's inserts.
+    ORDER BY i.j ->> 'idempotency_key', i.j ->> 'dedupe_key', i.ord
     ON CONFLICT DO NOTHING
     RETURNING id, state, queue
 ),

@@ -1,1 +1,2 @@
-SELECT queue, state, count(*) AS n FROM capstan.jobs GROUP BY queue, state ORDER BY queue
+SELECT queue, state, count(*) AS n, count(*) FILTER (WHERE unhandled) AS unhandled
+FROM capstan.jobs GROUP BY queue, state ORDER BY queue

@@ -1,7 +1,10 @@
 WITH up AS (
     UPDATE capstan.jobs
-    SET state = CASE WHEN attempt >= max_attempts THEN 'failed' ELSE 'available' END,
-        finished_at = CASE WHEN attempt >= max_attempts THEN coalesce($2::timestamptz, now()) END,
+    SET state = CASE WHEN cancel_requested THEN 'cancelled'
+                     WHEN attempt >= max_attempts THEN 'failed'
+                     ELSE 'available' END,
+        finished_at = CASE WHEN cancel_requested OR attempt >= max_attempts
+                      THEN coalesce($2::timestamptz, now()) END,
         run_at = coalesce($2::timestamptz, now()),
         errors = errors || jsonb_build_array(jsonb_build_object(
             'at', coalesce($2::timestamptz, now()), 'attempt', attempt, 'class', 'rescued',

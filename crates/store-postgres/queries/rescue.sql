@@ -1,34 +1,55 @@
-WITH picked AS (
-    SELECT id FROM capstan.jobs
-    WHERE state = 'running'
-      AND (lease_expires_at < coalesce($1::timestamptz, now())
-           OR node_id IS NULL
-           OR node_id NOT IN (SELECT id FROM capstan.nodes
-                              WHERE heartbeat_at >= coalesce($1::timestamptz, now())
-                                                   - make_interval(secs => $2 / 1000.0)))
-    LIMIT $3
-    FOR UPDATE SKIP LOCKED
+-- A node is dead once it has been silent for its own node timeout counted
+-- from the later of its last beat and the rescuer's `healthy_since` ($2):
+-- after an outage every node gets a full timeout to beat again. An expired
+-- lease waits a node timeout ($3) past `healthy_since` too, so a holder can
+-- write the finish it kept while the database was away. Rows of nodes that
+-- are gone (a rescuer removed them) are taken at once.
+WITH t AS (
+    SELECT coalesce($1::timestamptz, now()) AS now,
+           coalesce($2::timestamptz, '-infinity'::timestamptz) AS healthy_since,
+           make_interval(secs => $3 / 1000.0) AS grace
+),
+dead AS (
+    SELECT n.id FROM capstan.nodes n, t
+    WHERE greatest(n.heartbeat_at, t.healthy_since) + (n.expires_at - n.heartbeat_at) < t.now
+),
+picked AS (
+    SELECT j.id FROM capstan.jobs j, t
+    WHERE j.state = 'running'
+      AND (greatest(j.lease_expires_at, t.healthy_since + t.grace) < t.now
+           OR j.node_id IS NULL
+           OR j.node_id IN (SELECT id FROM dead)
+           OR NOT EXISTS (SELECT 1 FROM capstan.nodes n WHERE n.id = j.node_id))
+    LIMIT $4
+    FOR UPDATE OF j SKIP LOCKED
 ),
 up AS (
     UPDATE capstan.jobs j
-    SET state = CASE WHEN j.attempt >= j.max_attempts THEN 'failed' ELSE 'available' END,
-        finished_at = CASE WHEN j.attempt >= j.max_attempts THEN coalesce($1::timestamptz, now()) END,
-        run_at = coalesce($1::timestamptz, now()),
+    SET state = CASE WHEN j.cancel_requested THEN 'cancelled'
+                     WHEN j.attempt >= j.max_attempts THEN 'failed'
+                     ELSE 'available' END,
+        finished_at = CASE WHEN j.cancel_requested OR j.attempt >= j.max_attempts THEN t.now END,
+        run_at = t.now,
         errors = j.errors || jsonb_build_array(jsonb_build_object(
-            'at', coalesce($1::timestamptz, now()), 'attempt', j.attempt, 'class', 'rescued',
-            'message', CASE WHEN j.lease_expires_at < coalesce($1::timestamptz, now())
+            'at', t.now, 'attempt', j.attempt, 'class', 'rescued',
+            'message', CASE WHEN j.lease_expires_at < t.now
                             THEN 'lease expired: node ' || coalesce(j.node_id, '?')
                                  || ' neither finished nor heartbeat this attempt in time'
                             ELSE 'node ' || coalesce(j.node_id, '?') || ' stopped heartbeating' END)),
         node_id = NULL,
         lease_expires_at = NULL
-    FROM picked
+    FROM picked, t
     WHERE j.id = picked.id
     RETURNING j.id, j.state, j.queue
+),
+gone AS (
+    DELETE FROM capstan.nodes WHERE id IN (SELECT id FROM dead) RETURNING id
 ),
 notify AS (
     SELECT pg_notify('capstan_jobs', CASE WHEN length(q) > 7000 THEN '*' ELSE q END)
     FROM (SELECT string_agg(DISTINCT queue, ',') AS q FROM up WHERE state = 'available') s
     WHERE q IS NOT NULL
 )
-SELECT id, state, queue, (SELECT count(*) FROM notify) AS notified FROM up
+SELECT coalesce((SELECT jsonb_agg(jsonb_build_array(id, state, queue)) FROM up), '[]') AS rescued,
+       (SELECT count(*) FROM gone) AS removed,
+       (SELECT count(*) FROM notify) AS notified

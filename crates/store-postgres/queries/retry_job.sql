@@ -4,6 +4,7 @@ WITH up AS (
         run_at = coalesce($2::timestamptz, now()),
         finished_at = NULL,
         cancel_requested = false,
+        unhandled = false,
         max_attempts = greatest(max_attempts, attempt + 1)
     WHERE id = $1 AND state <> 'running'
     RETURNING *

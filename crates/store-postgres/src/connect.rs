@@ -4,8 +4,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use capstan_store::{StoreError, StoreResult};
-use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, Connection, PgPool};
 
 /// How to connect to PostgreSQL.
 #[derive(Debug, Clone)]
@@ -17,6 +17,9 @@ pub struct PgConfig {
     pub max_connections: u32,
     /// How long to wait for a free connection.
     pub acquire_timeout: Duration,
+    /// How long the first connection may take before opening fails with its
+    /// cause (connection refused, unknown host, authentication failed).
+    pub connect_timeout: Duration,
 }
 
 impl PgConfig {
@@ -40,6 +43,7 @@ impl PgConfig {
             url: url.to_owned(),
             max_connections: Self::DEFAULT_MAX_CONNECTIONS,
             acquire_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(5),
         })
     }
 }
@@ -69,6 +73,21 @@ pub(crate) async fn open_pool(config: &PgConfig) -> StoreResult<PgPool> {
         message,
     };
     let opts = PgConnectOptions::from_str(&config.url).map_err(|e| connect_err(e.to_string()))?;
+    // One direct connection first: a pool retries a failing connect until
+    // its acquire timeout and then reports only "timed out", where the user
+    // needs the cause.
+    match tokio::time::timeout(config.connect_timeout, opts.connect()).await {
+        Ok(Ok(conn)) => {
+            let _ = conn.close().await;
+        }
+        Ok(Err(e)) => return Err(connect_err(explain(&e))),
+        Err(_) => {
+            return Err(connect_err(format!(
+                "no answer within {:?} (is the host reachable, and the port right?)",
+                config.connect_timeout
+            )));
+        }
+    }
     PgPoolOptions::new()
         // No ping before each use: it would double the round trips of every
         // claim and finish. A broken connection fails its query, is dropped
@@ -78,9 +97,34 @@ pub(crate) async fn open_pool(config: &PgConfig) -> StoreResult<PgPool> {
         .acquire_timeout(config.acquire_timeout)
         .connect_with(opts)
         .await
-        .map_err(|e| {
-            connect_err(format!(
-                "{e} (is the server running and does the database exist?)"
-            ))
-        })
+        .map_err(|e| connect_err(explain(&e)))
+}
+
+/// The pool of Capstan's own for heartbeats, rescues and finishes (see
+/// `Inner::control`), opened lazily with the options of `pool`.
+pub(crate) fn control_pool(pool: &PgPool) -> PgPool {
+    PgPoolOptions::new()
+        .test_before_acquire(false)
+        .max_connections(4)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_lazy_with((*pool.connect_options()).clone())
+}
+
+/// A connect error with what to check.
+fn explain(e: &sqlx::Error) -> String {
+    let hint = match e {
+        sqlx::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
+            "is the server running, and listening on this host and port?"
+        }
+        sqlx::Error::Io(_) => "is the host name right, and the server reachable from here?",
+        sqlx::Error::Database(d) if d.code().as_deref() == Some("28P01") => {
+            "check the user name and password in the URL"
+        }
+        sqlx::Error::Database(d) if d.code().as_deref() == Some("3D000") => {
+            "create the database, or fix its name in the URL"
+        }
+        sqlx::Error::Database(_) => "check the user, password and database in the URL",
+        _ => "is the server running and does the database exist?",
+    };
+    format!("{e} ({hint})")
 }

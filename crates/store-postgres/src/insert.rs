@@ -14,6 +14,27 @@ use crate::row::{self, db};
 const INSERT_RETRIES: usize = 5;
 
 impl PgStore {
+    /// Insert jobs in a transaction of their own: every job of the batch is
+    /// written, or none. A deadlock or serialization failure with another
+    /// batch is retried (a few times) from the start.
+    pub(crate) async fn insert(&self, p: &InsertMany) -> StoreResult<Vec<Inserted>> {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let mut tx = self.inner.pool.begin().await.map_err(db("insert_many"))?;
+            match Self::insert_many_in(&mut tx, p).await {
+                // Not committed: nothing of it exists, so trying again is safe.
+                Err(e) if e.is_transient() && tries < 3 => continue,
+                Err(e) => return Err(e),
+                // A failed commit is not retried: it may have committed.
+                Ok(inserted) => {
+                    tx.commit().await.map_err(db("insert_many"))?;
+                    return Ok(inserted);
+                }
+            }
+        }
+    }
+
     /// Insert jobs on a connection inside your own transaction: they exist only
     /// if it commits, and the NOTIFY that wakes workers is sent at that commit.
     ///

@@ -5,11 +5,14 @@ use std::time::Duration;
 
 use capstan_core::{Job, JobId, JobState};
 use capstan_store::{
-    CancelJob, CancelOutcome, Claim, DeleteFinished, ExtendLease, FinishMany, FinishReport,
-    InsertMany, Inserted, JobStore, ListJobs, PromoteDue, PromoteReport, Rescue, RescueReport,
-    RetryJob, StoreError, StoreResult, finish_rows_json, sort_in_claim_order,
+    CancelJob, CancelOutcome, Claim, DeleteFinished, ExtendLeases, FinishMany, InsertMany,
+    Inserted, JobStore, LeaseReport, ListJobs, MarkUnhandled, PromoteDue, PromoteReport, Rescue,
+    RescueReport, RetryJob, StoreError, StoreResult, extension_rows_json, finish_rows_json,
+    sort_in_claim_order,
 };
+use serde_json::Value;
 use sqlx::Row;
+use sqlx::postgres::PgRow;
 
 use crate::PgStore;
 use crate::row::{self, db};
@@ -18,10 +21,17 @@ fn ms(d: Duration) -> i64 {
     d.as_millis().min(i64::MAX as u128) as i64
 }
 
+/// The `(id, lease)` pairs a fenced batch statement returned.
+fn written(rows: &[PgRow], operation: &'static str) -> StoreResult<BTreeSet<(i64, String)>> {
+    rows.iter()
+        .map(|r| Ok((r.try_get::<i64, _>(0)?, r.try_get::<String, _>(1)?)))
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(db(operation))
+}
+
 impl JobStore for PgStore {
     async fn insert_many(&self, p: &InsertMany) -> StoreResult<Vec<Inserted>> {
-        let mut conn = self.inner.pool.acquire().await.map_err(db("insert_many"))?;
-        Self::insert_many_in(&mut conn, p).await
+        self.insert(p).await
     }
 
     async fn claim(&self, p: &Claim) -> StoreResult<Vec<Job>> {
@@ -39,45 +49,53 @@ impl JobStore for PgStore {
             .fetch_all(&self.inner.pool)
             .await
             .map_err(db("claim"))?;
-        let mut jobs = rows.iter().map(row::job).collect::<StoreResult<Vec<_>>>()?;
+        let mut jobs = Vec::with_capacity(rows.len());
+        let mut corrupt = Vec::new();
+        for r in &rows {
+            match row::job(r) {
+                Ok(job) => jobs.push(job),
+                Err(e) => corrupt.push(capstan_store::fail_corrupt(row::lease(r)?, &e)),
+            }
+        }
+        if !corrupt.is_empty() {
+            self.finish_corrupt(corrupt, p.now).await;
+        }
         sort_in_claim_order(&mut jobs);
         Ok(jobs)
     }
 
-    async fn finish_many(&self, p: &FinishMany) -> StoreResult<FinishReport> {
+    async fn finish_many(&self, p: &FinishMany) -> StoreResult<LeaseReport> {
         if p.finishes.is_empty() {
-            return Ok(FinishReport::default());
+            return Ok(LeaseReport::default());
         }
         let rows = sqlx::query(include_str!("../queries/finish.sql"))
             .bind(finish_rows_json(&p.finishes))
             .bind(p.now)
-            .bind(p.node.as_str())
-            .fetch_all(&self.inner.pool)
+            .fetch_all(&self.inner.control)
             .await
             .map_err(db("finish_many"))?;
-        let done: BTreeSet<i64> = rows
-            .iter()
-            .map(|r| r.try_get::<i64, _>(0))
-            .collect::<Result<_, _>>()
-            .map_err(db("finish_many"))?;
-        Ok(FinishReport::from_written(&p.finishes, &done))
+        let written = written(&rows, "finish_many")?;
+        Ok(LeaseReport::from_written(
+            p.finishes.iter().map(|f| &f.lease),
+            &written,
+        ))
     }
 
-    async fn extend_lease(&self, p: &ExtendLease) -> StoreResult<()> {
-        let done = sqlx::query(include_str!("../queries/extend_lease.sql"))
-            .bind(p.id.0)
-            .bind(p.attempt)
-            .bind(p.node.as_str())
-            .bind(p.now)
-            .bind(ms(p.lease))
-            .bind(p.progress.as_ref())
-            .execute(&self.inner.pool)
-            .await
-            .map_err(db("extend_lease"))?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::Fenced { job_id: p.id });
+    async fn extend_leases(&self, p: &ExtendLeases) -> StoreResult<LeaseReport> {
+        if p.leases.is_empty() {
+            return Ok(LeaseReport::default());
         }
-        Ok(())
+        let rows = sqlx::query(include_str!("../queries/extend_leases.sql"))
+            .bind(extension_rows_json(&p.leases))
+            .bind(p.now)
+            .fetch_all(&self.inner.control)
+            .await
+            .map_err(db("extend_leases"))?;
+        let written = written(&rows, "extend_leases")?;
+        Ok(LeaseReport::from_written(
+            p.leases.iter().map(|e| &e.lease),
+            &written,
+        ))
     }
 
     async fn promote_due(&self, p: &PromoteDue) -> StoreResult<PromoteReport> {
@@ -102,44 +120,87 @@ impl JobStore for PgStore {
     }
 
     async fn rescue(&self, p: &Rescue) -> StoreResult<RescueReport> {
-        let rows = sqlx::query(include_str!("../queries/rescue.sql"))
+        let mut tx = self.inner.control.begin().await.map_err(db("rescue"))?;
+        let mut healthy_since = None;
+        let mut grace = Duration::ZERO;
+        if let Some(beat) = &p.rescuer {
+            let (now, before) = crate::nodes::read_node(&mut tx, &beat.node, beat.now).await?;
+            if before
+                .as_ref()
+                .is_some_and(|b| b.incarnation != beat.incarnation)
+            {
+                // Another process holds this node id now: judge nothing.
+                return Ok(RescueReport {
+                    stalled: true,
+                    ..RescueReport::default()
+                });
+            }
+            let since = beat.healthy_since(before.as_ref(), now);
+            crate::nodes::write_node(&mut tx, beat, before.as_ref(), now, since).await?;
+            if before.as_ref().is_none_or(|b| b.healthy_since != since) {
+                // This beat started our health over: our own writes were
+                // stuck (or we were thought dead), so were everyone's.
+                // Judge nobody until they had time to beat.
+                tx.commit().await.map_err(db("rescue"))?;
+                return Ok(RescueReport {
+                    stalled: true,
+                    ..RescueReport::default()
+                });
+            }
+            healthy_since = Some(since);
+            grace = beat.timeout;
+        }
+        let r = sqlx::query(include_str!("../queries/rescue.sql"))
             .bind(p.now)
-            .bind(ms(p.node_timeout))
+            .bind(healthy_since)
+            .bind(ms(grace))
             .bind(p.limit as i64)
-            .fetch_all(&self.inner.pool)
+            .fetch_one(&mut *tx)
             .await
             .map_err(db("rescue"))?;
-        let removed = sqlx::query(include_str!("../queries/delete_dead_nodes.sql"))
-            .bind(p.now)
-            .bind(ms(p.node_timeout))
-            .execute(&self.inner.pool)
-            .await
-            .map_err(db("rescue"))?
-            .rows_affected();
+        tx.commit().await.map_err(db("rescue"))?;
+        let rescued: Value = r.try_get("rescued").map_err(db("rescue"))?;
+        let removed: i64 = r.try_get("removed").map_err(db("rescue"))?;
+        let rows: Vec<(i64, String, String)> =
+            serde_json::from_value(rescued).map_err(|e| StoreError::Corrupt {
+                table: "capstan.jobs",
+                message: format!("rescue report: {e}"),
+            })?;
         let rows = rows
-            .iter()
-            .map(|r| {
-                Ok((
-                    JobId(r.try_get("id").map_err(db("rescue"))?),
-                    row::state(r)?,
-                    r.try_get::<String, _>("queue").map_err(db("rescue"))?,
-                ))
+            .into_iter()
+            .map(|(id, state, queue)| {
+                let state: JobState = state.parse().map_err(|e| StoreError::Corrupt {
+                    table: "capstan.jobs",
+                    message: format!("state: {e}"),
+                })?;
+                Ok((JobId(id), state, queue))
             })
             .collect::<StoreResult<Vec<_>>>()?;
-        let report = RescueReport::from_rows(rows, removed);
-        Ok(report)
+        Ok(RescueReport::from_rows(rows, removed as u64))
+    }
+
+    async fn mark_unhandled(&self, p: &MarkUnhandled) -> StoreResult<u64> {
+        let n: i64 = sqlx::query_scalar(include_str!("../queries/mark_unhandled.sql"))
+            .bind(&p.queue)
+            .bind(p.limit as i64)
+            .bind(p.now)
+            .fetch_one(&self.inner.pool)
+            .await
+            .map_err(db("mark_unhandled"))?;
+        Ok(n as u64)
     }
 
     async fn delete_finished(&self, p: &DeleteFinished) -> StoreResult<u64> {
         let mut deleted = 0;
-        for (state, before) in [
-            (JobState::Completed, p.completed_before),
-            (JobState::Failed, p.failed_before),
-            (JobState::Cancelled, p.failed_before),
+        for (state, after) in [
+            (JobState::Completed, p.completed_after),
+            (JobState::Failed, p.failed_after),
+            (JobState::Cancelled, p.failed_after),
         ] {
             deleted += sqlx::query(include_str!("../queries/delete_finished.sql"))
                 .bind(state.as_str())
-                .bind(before)
+                .bind(p.now)
+                .bind(ms(after))
                 .bind(p.limit as i64)
                 .execute(&self.inner.pool)
                 .await
@@ -214,6 +275,25 @@ impl JobStore for PgStore {
                 let state = self.get_job(p.id).await?.map(|j| j.state);
                 Err(StoreError::refused(p.id, state, "retry"))
             }
+        }
+    }
+}
+
+impl PgStore {
+    /// Fail claimed rows that could not be decoded, each on its own lease;
+    /// a failure here is logged (the rows' leases expire and they are
+    /// rescued, and failed again, until their attempts run out).
+    async fn finish_corrupt(
+        &self,
+        finishes: Vec<capstan_store::Finish>,
+        now: Option<capstan_core::Timestamp>,
+    ) {
+        for f in &finishes {
+            tracing::error!(lease = %f.lease, "a claimed job's row could not be read; failing it alone");
+        }
+        let p = FinishMany { finishes, now };
+        if let Err(e) = self.finish_many(&p).await {
+            tracing::error!(error = %e, "could not fail the unreadable rows; they will be rescued when their leases expire");
         }
     }
 }

@@ -39,7 +39,13 @@ pub struct PgStore {
 
 #[derive(Debug)]
 struct Inner {
+    /// Claims, enqueues, reads, operator actions.
     pool: PgPool,
+    /// A few connections of their own for what keeps a node alive and its
+    /// work durable — node heartbeats, the rescuer, finishes and lease
+    /// extensions — so that a pool busy with claims or an application's
+    /// queries never delays them past the node timeout.
+    control: PgPool,
     hub: WakeupHub,
     listener: OnceCell<()>,
     /// Stops the listener task when the last clone of the store is dropped.
@@ -70,11 +76,16 @@ impl PgStore {
         Ok(Self::from_pool(pool))
     }
 
-    /// Wrap an existing pool (your application's). Does not migrate.
+    /// Wrap an existing pool (your application's). Does not migrate. A small
+    /// pool of Capstan's own (at most 4 connections, opened on demand with
+    /// the same options) serves heartbeats, rescues, finishes and lease
+    /// extensions.
     pub fn from_pool(pool: PgPool) -> Self {
+        let control = connect::control_pool(&pool);
         PgStore {
             inner: Arc::new(Inner {
                 pool,
+                control,
                 hub: WakeupHub::new(),
                 listener: OnceCell::new(),
                 stop: CancellationToken::new(),
@@ -143,5 +154,6 @@ impl Store for PgStore {
     async fn close(&self) {
         self.inner.stop.cancel();
         self.inner.pool.close().await;
+        self.inner.control.close().await;
     }
 }

@@ -1,8 +1,8 @@
 //! The LISTEN connection: turns NOTIFYs into in-process wake-ups.
 //!
 //! NOTIFY is only a hint: after the connection drops and comes back, the
-//! notifications sent meanwhile are lost, so a reconnect sends
-//! [`Wakeup::All`] and every worker looks again.
+//! notifications sent meanwhile are lost, so once the new connection listens
+//! again it sends [`Wakeup::All`] and every worker looks again.
 
 use std::time::Duration;
 
@@ -19,11 +19,7 @@ pub(crate) async fn spawn(
     hub: WakeupHub,
     stop: CancellationToken,
 ) -> StoreResult<()> {
-    let mut listener = PgListener::connect_with(&pool)
-        .await
-        .map_err(|e| StoreError::database("subscribe", e))?;
-    listener
-        .listen_all([JOBS_CHANNEL, CONTROL_CHANNEL])
+    let mut listener = listen(&pool)
         .await
         .map_err(|e| StoreError::database("subscribe", e))?;
     tokio::spawn(async move {
@@ -35,22 +31,47 @@ pub(crate) async fn spawn(
             };
             match next {
                 Ok(Some(n)) => dispatch(&hub, n.channel(), n.payload()),
-                // The connection dropped; the next try_recv reconnects. Hints
-                // sent meanwhile are lost, so everyone looks again.
-                Ok(None) => hub.send(Wakeup::All),
-                Err(_) if stop.is_cancelled() => break,
-                Err(e) => {
-                    tracing::warn!(error = %e, "LISTEN connection failed; retrying in 1 s");
-                    hub.send(Wakeup::All);
-                    tokio::select! {
-                        () = stop.cancelled() => break,
-                        () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ if stop.is_cancelled() => break,
+                // The connection dropped. Reconnect and LISTEN again first,
+                // and only then tell everyone to look: a look before the
+                // LISTEN is back could miss a job enqueued in between.
+                lost => {
+                    if let Err(e) = lost {
+                        tracing::warn!(error = %e, "LISTEN connection failed; reconnecting");
                     }
+                    match reconnect(&pool, &stop).await {
+                        Some(l) => listener = l,
+                        None => break,
+                    }
+                    hub.send(Wakeup::All);
                 }
             }
         }
     });
     Ok(())
+}
+
+async fn listen(pool: &PgPool) -> Result<PgListener, sqlx::Error> {
+    let mut listener = PgListener::connect_with(pool).await?;
+    listener.listen_all([JOBS_CHANNEL, CONTROL_CHANNEL]).await?;
+    Ok(listener)
+}
+
+/// A new LISTEN connection, retried with backoff (1 s growing to 10 s) until
+/// it works or the store stops.
+async fn reconnect(pool: &PgPool, stop: &CancellationToken) -> Option<PgListener> {
+    let mut pause = Duration::from_secs(1);
+    loop {
+        match listen(pool).await {
+            Ok(l) => return Some(l),
+            Err(e) => tracing::warn!(error = %e, retry_in = ?pause, "cannot LISTEN yet"),
+        }
+        tokio::select! {
+            () = stop.cancelled() => return None,
+            () = tokio::time::sleep(pause) => {}
+        }
+        pause = (pause * 2).min(Duration::from_secs(10));
+    }
 }
 
 fn dispatch(hub: &WakeupHub, channel: &str, payload: &str) {

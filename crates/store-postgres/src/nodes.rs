@@ -1,29 +1,93 @@
-//! [`NodeStore`] on PostgreSQL.
+//! [`NodeStore`] on PostgreSQL. Every write of a node row runs in a
+//! transaction that first locks the row (`FOR UPDATE`), so a node's
+//! heartbeat and its rescuer's beat never lose each other's update.
 
-use capstan_core::{JobId, NodeId};
+use capstan_core::{JobId, Lease, LeaseToken, NodeId, Timestamp};
 use capstan_store::{
-    HeartbeatNode, NodeBeat, NodeInfo, NodeStore, RegisterNode, RegisterReport, StoreError,
+    DeregisterNode, HeartbeatNode, NodeBeat, NodeInfo, NodeStore, RegisterNode, RegisterReport,
     StoreResult,
 };
-use serde_json::Value;
-use sqlx::Row;
+use sqlx::{PgConnection, Row};
 
 use crate::PgStore;
-use crate::row::db;
+use crate::row::{self, db};
+
+fn ms(d: std::time::Duration) -> i64 {
+    d.as_millis().min(i64::MAX as u128) as i64
+}
+
+fn json(v: &[String]) -> serde_json::Value {
+    serde_json::to_value(v).unwrap_or_default()
+}
+
+/// The database's time (or the pinned one) and the node's row, locked.
+pub(crate) async fn read_node(
+    conn: &mut PgConnection,
+    node: &NodeId,
+    now: Option<Timestamp>,
+) -> StoreResult<(Timestamp, Option<NodeInfo>)> {
+    let now: Timestamp = sqlx::query_scalar(include_str!("../queries/db_now.sql"))
+        .bind(now)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(db("read_node"))?;
+    let row = sqlx::query(include_str!("../queries/node_row.sql"))
+        .bind(node.as_str())
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db("read_node"))?;
+    Ok((now, row.as_ref().map(row::node).transpose()?))
+}
+
+/// Write `beat` as the node's row, beaten at `now`, healthy since `since`.
+pub(crate) async fn write_node(
+    conn: &mut PgConnection,
+    beat: &HeartbeatNode,
+    before: Option<&NodeInfo>,
+    now: Timestamp,
+    since: Timestamp,
+) -> StoreResult<()> {
+    let started = before
+        .filter(|b| b.incarnation == beat.incarnation)
+        .map_or(now, |b| b.started_at);
+    sqlx::query(include_str!("../queries/write_node.sql"))
+        .bind(beat.node.as_str())
+        .bind(&beat.incarnation)
+        .bind(json(&beat.queues))
+        .bind(json(&beat.kinds))
+        .bind(ms(beat.interval))
+        .bind(started)
+        .bind(now)
+        .bind(ms(beat.timeout))
+        .bind(since)
+        .execute(&mut *conn)
+        .await
+        .map_err(db("write_node"))?;
+    // Jobs that waited for a node like this one go back in the claim order.
+    sqlx::query(include_str!("../queries/mark_handled.sql"))
+        .bind(json(&beat.queues))
+        .bind(json(&beat.kinds))
+        .execute(&mut *conn)
+        .await
+        .map_err(db("write_node"))?;
+    Ok(())
+}
 
 impl NodeStore for PgStore {
     async fn register_node(&self, p: &RegisterNode) -> StoreResult<RegisterReport> {
-        let mut tx = self.inner.pool.begin().await.map_err(db("register_node"))?;
-        sqlx::query(include_str!("../queries/register_node.sql"))
-            .bind(p.node.as_str())
-            .bind(serde_json::to_value(&p.queues).unwrap_or_default())
-            .bind(p.now)
-            .execute(&mut *tx)
+        let mut tx = self
+            .inner
+            .control
+            .begin()
             .await
             .map_err(db("register_node"))?;
+        let (now, before) = read_node(&mut tx, &p.beat.node, p.beat.now).await?;
+        p.check(before.as_ref(), now)?;
+        // A new incarnation starts healthy now, and takes a fresh started_at.
+        write_node(&mut tx, &p.beat, None, now, now).await?;
         let reclaimed: i64 = sqlx::query(include_str!("../queries/reclaim_node_jobs.sql"))
-            .bind(p.node.as_str())
-            .bind(p.now)
+            .bind(p.beat.node.as_str())
+            .bind(p.beat.now)
             .fetch_one(&mut *tx)
             .await
             .map_err(db("register_node"))?
@@ -36,29 +100,53 @@ impl NodeStore for PgStore {
     }
 
     async fn heartbeat_node(&self, p: &HeartbeatNode) -> StoreResult<NodeBeat> {
-        sqlx::query(include_str!("../queries/heartbeat_node.sql"))
-            .bind(p.node.as_str())
-            .bind(p.now)
-            .execute(&self.inner.pool)
+        let mut tx = self
+            .inner
+            .control
+            .begin()
             .await
             .map_err(db("heartbeat_node"))?;
-        let rows = sqlx::query(include_str!("../queries/cancel_requests.sql"))
+        let (now, before) = read_node(&mut tx, &p.node, p.now).await?;
+        if before
+            .as_ref()
+            .is_some_and(|b| b.incarnation != p.incarnation)
+        {
+            return Ok(NodeBeat {
+                replaced: true,
+                ..NodeBeat::default()
+            });
+        }
+        let since = p.healthy_since(before.as_ref(), now);
+        write_node(&mut tx, p, before.as_ref(), now, since).await?;
+        let rows = sqlx::query(include_str!("../queries/held.sql"))
             .bind(p.node.as_str())
-            .fetch_all(&self.inner.pool)
+            .fetch_all(&mut *tx)
             .await
             .map_err(db("heartbeat_node"))?;
-        let cancel_requested = rows
-            .iter()
-            .map(|r| Ok((JobId(r.try_get(0)?), r.try_get::<i32, _>(1)?)))
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(db("heartbeat_node"))?;
-        Ok(NodeBeat { cancel_requested })
+        tx.commit().await.map_err(db("heartbeat_node"))?;
+        let mut beat = NodeBeat {
+            revived: before.is_none(),
+            healthy_since: Some(since),
+            ..NodeBeat::default()
+        };
+        for r in &rows {
+            let lease = Lease {
+                job_id: JobId(r.try_get(0).map_err(db("heartbeat_node"))?),
+                token: LeaseToken(r.try_get(1).map_err(db("heartbeat_node"))?),
+            };
+            if r.try_get::<bool, _>(2).map_err(db("heartbeat_node"))? {
+                beat.cancel_requested.push(lease.clone());
+            }
+            beat.held.push(lease);
+        }
+        Ok(beat)
     }
 
-    async fn deregister_node(&self, node: &NodeId) -> StoreResult<()> {
+    async fn deregister_node(&self, p: &DeregisterNode) -> StoreResult<()> {
         sqlx::query(include_str!("../queries/deregister_node.sql"))
-            .bind(node.as_str())
-            .execute(&self.inner.pool)
+            .bind(p.node.as_str())
+            .bind(&p.incarnation)
+            .execute(&self.inner.control)
             .await
             .map_err(db("deregister_node"))?;
         Ok(())
@@ -69,19 +157,6 @@ impl NodeStore for PgStore {
             .fetch_all(&self.inner.pool)
             .await
             .map_err(db("list_nodes"))?;
-        rows.iter()
-            .map(|r| {
-                let queues: Value = r.try_get("queues").map_err(db("list_nodes"))?;
-                Ok(NodeInfo {
-                    id: NodeId(r.try_get("id").map_err(db("list_nodes"))?),
-                    queues: serde_json::from_value(queues).map_err(|e| StoreError::Corrupt {
-                        table: "capstan.nodes",
-                        message: format!("queues: {e}"),
-                    })?,
-                    started_at: r.try_get("started_at").map_err(db("list_nodes"))?,
-                    heartbeat_at: r.try_get("heartbeat_at").map_err(db("list_nodes"))?,
-                })
-            })
-            .collect()
+        rows.iter().map(row::node).collect()
     }
 }

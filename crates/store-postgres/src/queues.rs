@@ -14,8 +14,15 @@ impl QueueStore for PgStore {
             .map_err(db("queue_counts"))?;
         let rows = rows
             .iter()
-            .map(|r| Ok((r.try_get("queue")?, r.try_get("state")?, r.try_get("n")?)))
-            .collect::<Result<Vec<(String, String, i64)>, sqlx::Error>>()
+            .map(|r| {
+                Ok((
+                    r.try_get("queue")?,
+                    r.try_get("state")?,
+                    r.try_get("n")?,
+                    r.try_get("unhandled")?,
+                ))
+            })
+            .collect::<Result<Vec<(String, String, i64, i64)>, sqlx::Error>>()
             .map_err(db("queue_counts"))?;
         QueueCounts::from_rows(rows)
     }

@@ -1,14 +1,16 @@
+-- Timeouts are bounded (at most a year) even for rows written without
+-- validation, so the lease sum stays an integer.
 UPDATE capstan_jobs
 SET state = 'running',
     attempt = attempt + 1,
     node_id = ?1,
+    lease_token = lower(hex(randomblob(16))),
     attempted_at = ?2,
-    lease_expires_at = ?2 + (coalesce(timeout_ms, ?3) + ?4) * 1000,
-    dedupe_open = 0,
-    cancel_requested = 0
+    lease_expires_at = ?2 + (min(coalesce(timeout_ms, ?3), 31536000000) + min(?4, 31536000000)) * 1000,
+    dedupe_open = 0
 WHERE id IN (
     SELECT id FROM capstan_jobs INDEXED BY capstan_jobs_claim
-    WHERE state = 'available' AND queue = ?5 AND run_at <= ?2
+    WHERE state = 'available' AND unhandled = 0 AND queue = ?5 AND run_at <= ?2
       AND (?6 IS NULL OR kind IN (SELECT value FROM json_each(?6)))
     ORDER BY priority DESC, run_at, id
     LIMIT ?7

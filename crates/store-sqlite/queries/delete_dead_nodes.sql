@@ -1,1 +1,1 @@
-DELETE FROM capstan_nodes WHERE heartbeat_at < ?1 - ?2 * 1000
+DELETE FROM capstan_nodes WHERE max(heartbeat_at, ?2) + (expires_at - heartbeat_at) < ?1

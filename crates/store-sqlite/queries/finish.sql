@@ -1,21 +1,35 @@
--- `+j.node_id` and `+j.state` keep the planner off the running-jobs index:
--- the batch drives the join (one rowid look-up per finish) instead of
+-- `+j.lease_token` and `+j.state` keep the planner off the running-jobs
+-- index: the batch drives the join (one rowid look-up per finish) instead of
 -- scanning the batch once per running job.
+--
+-- A job a user asked to cancel never goes back to waiting: a retry, snooze
+-- or hand-back of it ends `cancelled` instead.
 UPDATE capstan_jobs AS j
-SET state = f.state,
+SET state = CASE WHEN j.cancel_requested = 1 AND f.state IN ('available', 'scheduled', 'retryable')
+                 THEN 'cancelled' ELSE f.state END,
     result = CASE WHEN f.state = 'completed' THEN f.result ELSE j.result END,
-    errors = CASE WHEN f.error_class IS NULL THEN j.errors
+    errors = CASE WHEN j.cancel_requested = 1 AND f.state IN ('available', 'scheduled', 'retryable')
+             THEN json_insert(
+                 CASE WHEN f.error_class IS NULL THEN j.errors
+                 ELSE json_insert(j.errors, '$[#]', json_object(
+                     'at', ?3, 'attempt', j.attempt, 'class', f.error_class, 'message', f.error_message))
+                 END,
+                 '$[#]', json_object('at', ?3, 'attempt', j.attempt, 'class', 'cancelled',
+                                     'message', 'cancelled by a user; not run again'))
+             WHEN f.error_class IS NULL THEN j.errors
              ELSE json_insert(j.errors, '$[#]', json_object(
                  'at', ?3, 'attempt', j.attempt, 'class', f.error_class, 'message', f.error_message))
              END,
-    run_at = CASE WHEN f.delay_ms IS NULL THEN j.run_at ELSE ?2 + f.delay_ms * 1000 END,
-    finished_at = CASE WHEN f.state IN ('completed', 'failed', 'cancelled') THEN ?2 ELSE NULL END,
+    run_at = CASE WHEN f.delay_ms IS NULL THEN j.run_at ELSE ?2 + min(f.delay_ms, 3153600000000) * 1000 END,
+    finished_at = CASE WHEN f.state IN ('completed', 'failed', 'cancelled')
+                        OR (j.cancel_requested = 1 AND f.state IN ('available', 'scheduled', 'retryable'))
+                  THEN ?2 ELSE NULL END,
     attempt = j.attempt - f.refund,
     node_id = NULL,
     lease_expires_at = NULL
 FROM (
     SELECT value ->> '$.id' AS id,
-           value ->> '$.attempt' AS attempt,
+           value ->> '$.lease' AS lease,
            value ->> '$.state' AS state,
            value -> '$.result' AS result,
            value ->> '$.error_class' AS error_class,
@@ -24,5 +38,5 @@ FROM (
            value ->> '$.refund' AS refund
     FROM json_each(?1)
 ) AS f
-WHERE j.id = f.id AND j.attempt = f.attempt AND +j.node_id = ?4 AND +j.state = 'running'
-RETURNING id
+WHERE j.id = f.id AND +j.lease_token = f.lease AND +j.state = 'running'
+RETURNING id, lease_token, state, queue

@@ -1,1 +1,1 @@
-SELECT id, queues, started_at, heartbeat_at FROM capstan_nodes ORDER BY id
+SELECT * FROM capstan_nodes ORDER BY id

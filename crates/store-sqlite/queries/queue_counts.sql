@@ -1,1 +1,2 @@
-SELECT queue, state, count(*) AS n FROM capstan_jobs GROUP BY queue, state ORDER BY queue
+SELECT queue, state, count(*) AS n, sum(unhandled) AS unhandled
+FROM capstan_jobs GROUP BY queue, state ORDER BY queue

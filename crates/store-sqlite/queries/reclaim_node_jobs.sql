@@ -1,6 +1,8 @@
 UPDATE capstan_jobs
-SET state = CASE WHEN attempt >= max_attempts THEN 'failed' ELSE 'available' END,
-    finished_at = CASE WHEN attempt >= max_attempts THEN ?2 ELSE NULL END,
+SET state = CASE WHEN cancel_requested = 1 THEN 'cancelled'
+                 WHEN attempt >= max_attempts THEN 'failed'
+                 ELSE 'available' END,
+    finished_at = CASE WHEN cancel_requested = 1 OR attempt >= max_attempts THEN ?2 ELSE NULL END,
     run_at = ?2,
     errors = json_insert(errors, '$[#]', json_object(
         'at', ?3, 'attempt', attempt, 'class', 'rescued',

@@ -30,8 +30,12 @@ struct Row<'a> {
 
 impl<'a> Row<'a> {
     fn new(job: &'a NewJob, now: Timestamp, default_max_attempts: i32) -> Self {
+        // The delay is bounded by validation (at most 100 years), so the sum fits.
         let run_at = job.run_at.unwrap_or_else(|| {
-            now + chrono::Duration::from_std(job.delay.unwrap_or_default()).unwrap_or_default()
+            chrono::Duration::from_std(job.delay.unwrap_or_default())
+                .ok()
+                .and_then(|d| now.checked_add_signed(d))
+                .unwrap_or(now)
         });
         Row {
             queue: &job.queue,

@@ -5,14 +5,24 @@ use std::collections::BTreeSet;
 
 use capstan_core::{Job, JobId, JobState};
 use capstan_store::{
-    CancelJob, CancelOutcome, Claim, DeleteFinished, ExtendLease, FinishMany, FinishReport,
-    InsertMany, Inserted, JobStore, ListJobs, PromoteDue, PromoteReport, Rescue, RescueReport,
-    RetryJob, StoreError, StoreResult, Wakeup, finish_rows_json, sort_in_claim_order,
+    CancelJob, CancelOutcome, Claim, DeleteFinished, ExtendLeases, Finish, FinishMany, InsertMany,
+    Inserted, JobStore, LeaseReport, ListJobs, MarkUnhandled, Outcome, PromoteDue, PromoteReport,
+    Rescue, RescueReport, RetryJob, StoreError, StoreResult, Wakeup, extension_rows_json,
+    finish_rows_json, sort_in_claim_order,
 };
 use sqlx::Row as _;
+use sqlx::sqlite::SqliteRow;
 
 use crate::SqliteStore;
-use crate::row::{self, db, micros, ms, now_or_system, rfc3339};
+use crate::row::{self, LONG_AGO, db, micros, ms, now_or_system, rfc3339};
+
+/// The `(id, lease)` pairs a fenced batch statement returned.
+fn written(rows: &[SqliteRow], operation: &'static str) -> StoreResult<BTreeSet<(i64, String)>> {
+    rows.iter()
+        .map(|r| Ok((r.try_get::<i64, _>(0)?, r.try_get::<String, _>(1)?)))
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(db(operation))
+}
 
 impl SqliteStore {
     async fn fetch_job(&self, id: JobId) -> StoreResult<Option<Job>> {
@@ -51,60 +61,82 @@ impl JobStore for SqliteStore {
             .fetch_all(&self.inner.writer)
             .await
             .map_err(db("claim"))?;
-        let mut jobs = rows.iter().map(row::job).collect::<StoreResult<Vec<_>>>()?;
+        let mut jobs = Vec::with_capacity(rows.len());
+        let mut corrupt = Vec::new();
+        for r in &rows {
+            match row::job(r) {
+                Ok(job) => jobs.push(job),
+                Err(e) => corrupt.push(capstan_store::fail_corrupt(row::lease(r)?, &e)),
+            }
+        }
+        if !corrupt.is_empty() {
+            for f in &corrupt {
+                tracing::error!(lease = %f.lease, "a claimed job's row could not be read; failing it alone");
+            }
+            let p = FinishMany {
+                finishes: corrupt,
+                now: p.now,
+            };
+            if let Err(e) = self.finish_many(&p).await {
+                tracing::error!(error = %e, "could not fail the unreadable rows; they will be rescued when their leases expire");
+            }
+        }
         sort_in_claim_order(&mut jobs);
         Ok(jobs)
     }
 
-    async fn finish_many(&self, p: &FinishMany) -> StoreResult<FinishReport> {
+    async fn finish_many(&self, p: &FinishMany) -> StoreResult<LeaseReport> {
         if p.finishes.is_empty() {
-            return Ok(FinishReport::default());
+            return Ok(LeaseReport::default());
         }
         let now = now_or_system(p.now);
         let rows = sqlx::query(include_str!("../queries/finish.sql"))
             .bind(finish_rows_json(&p.finishes))
             .bind(micros(now))
             .bind(rfc3339(now))
-            .bind(p.node.as_str())
             .fetch_all(&self.inner.writer)
             .await
             .map_err(db("finish_many"))?;
-        let done: BTreeSet<i64> = rows
-            .iter()
-            .map(|r| r.try_get::<i64, _>(0))
-            .collect::<Result<_, _>>()
-            .map_err(db("finish_many"))?;
-        let report = FinishReport::from_written(&p.finishes, &done);
+        let report = LeaseReport::from_written(
+            p.finishes.iter().map(|f| &f.lease),
+            &written(&rows, "finish_many")?,
+        );
         // A retry or hand-back may have made a job runnable again.
+        let mut queues = BTreeSet::new();
+        for r in &rows {
+            if r.try_get::<String, _>(2).map_err(db("finish_many"))? == JobState::Available.as_str()
+            {
+                queues.insert(r.try_get::<String, _>(3).map_err(db("finish_many"))?);
+            }
+        }
+        for q in queues {
+            self.hub().send(Wakeup::Queue(q));
+        }
         if p.finishes
             .iter()
-            .any(|f| !matches!(f.outcome, capstan_store::Outcome::Complete { .. }))
+            .any(|f: &Finish| matches!(f.outcome, Outcome::Retry { .. } | Outcome::Snooze { .. }))
         {
+            // A scheduler sleeping until the next due job must look again.
             self.hub().send(Wakeup::All);
         }
         Ok(report)
     }
 
-    async fn extend_lease(&self, p: &ExtendLease) -> StoreResult<()> {
-        let now = micros(now_or_system(p.now));
-        let progress = p
-            .progress
-            .as_ref()
-            .map(|v| serde_json::to_string(v).unwrap_or_else(|_| "null".into()));
-        let done = sqlx::query(include_str!("../queries/extend_lease.sql"))
-            .bind(p.id.0)
-            .bind(p.attempt as i64)
-            .bind(p.node.as_str())
-            .bind(now)
-            .bind(ms(p.lease))
-            .bind(progress)
-            .execute(&self.inner.writer)
-            .await
-            .map_err(db("extend_lease"))?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::Fenced { job_id: p.id });
+    async fn extend_leases(&self, p: &ExtendLeases) -> StoreResult<LeaseReport> {
+        if p.leases.is_empty() {
+            return Ok(LeaseReport::default());
         }
-        Ok(())
+        let now = micros(now_or_system(p.now));
+        let rows = sqlx::query(include_str!("../queries/extend_leases.sql"))
+            .bind(extension_rows_json(&p.leases))
+            .bind(now)
+            .fetch_all(&self.inner.writer)
+            .await
+            .map_err(db("extend_leases"))?;
+        Ok(LeaseReport::from_written(
+            p.leases.iter().map(|e| &e.lease),
+            &written(&rows, "extend_leases")?,
+        ))
     }
 
     async fn promote_due(&self, p: &PromoteDue) -> StoreResult<PromoteReport> {
@@ -135,24 +167,56 @@ impl JobStore for SqliteStore {
     }
 
     async fn rescue(&self, p: &Rescue) -> StoreResult<RescueReport> {
-        let now = now_or_system(p.now);
         let mut tx = self
             .inner
             .writer
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(db("rescue"))?;
+        // The time once the write lock is ours: a rescue that waited behind
+        // another process's long write must not judge with the time before.
+        let now = now_or_system(p.now);
+        let mut healthy_since = LONG_AGO;
+        let mut grace = 0;
+        if let Some(beat) = &p.rescuer {
+            let before = crate::nodes::read_node(&mut tx, &beat.node).await?;
+            if before
+                .as_ref()
+                .is_some_and(|b| b.incarnation != beat.incarnation)
+            {
+                // Another process holds this node id now: judge nothing.
+                return Ok(RescueReport {
+                    stalled: true,
+                    ..RescueReport::default()
+                });
+            }
+            let since = beat.healthy_since(before.as_ref(), now);
+            crate::nodes::write_node(&mut tx, beat, before.as_ref(), now, since).await?;
+            if before.as_ref().is_none_or(|b| b.healthy_since != since) {
+                // This beat started our health over: our own writes were
+                // stuck (or we were thought dead), so were everyone's.
+                // Judge nobody until they had time to beat.
+                tx.commit().await.map_err(db("rescue"))?;
+                return Ok(RescueReport {
+                    stalled: true,
+                    ..RescueReport::default()
+                });
+            }
+            healthy_since = micros(since);
+            grace = ms(beat.timeout).saturating_mul(1000);
+        }
         let rows = sqlx::query(include_str!("../queries/rescue.sql"))
             .bind(micros(now))
             .bind(rfc3339(now))
-            .bind(ms(p.node_timeout))
+            .bind(healthy_since)
+            .bind(grace)
             .bind(p.limit as i64)
             .fetch_all(&mut *tx)
             .await
             .map_err(db("rescue"))?;
         let removed = sqlx::query(include_str!("../queries/delete_dead_nodes.sql"))
             .bind(micros(now))
-            .bind(ms(p.node_timeout))
+            .bind(healthy_since)
             .execute(&mut *tx)
             .await
             .map_err(db("rescue"))?
@@ -175,16 +239,34 @@ impl JobStore for SqliteStore {
         Ok(report)
     }
 
+    async fn mark_unhandled(&self, p: &MarkUnhandled) -> StoreResult<u64> {
+        Ok(sqlx::query(include_str!("../queries/mark_unhandled.sql"))
+            .bind(&p.queue)
+            .bind(p.limit as i64)
+            .bind(micros(now_or_system(p.now)))
+            .execute(&self.inner.writer)
+            .await
+            .map_err(db("mark_unhandled"))?
+            .rows_affected())
+    }
+
     async fn delete_finished(&self, p: &DeleteFinished) -> StoreResult<u64> {
+        let now = now_or_system(p.now);
+        let before = |d: std::time::Duration| {
+            chrono::Duration::from_std(d)
+                .ok()
+                .and_then(|d| now.checked_sub_signed(d))
+                .map_or(i64::MIN, micros)
+        };
         let mut deleted = 0;
-        for (state, before) in [
-            (JobState::Completed, p.completed_before),
-            (JobState::Failed, p.failed_before),
-            (JobState::Cancelled, p.failed_before),
+        for (state, after) in [
+            (JobState::Completed, p.completed_after),
+            (JobState::Failed, p.failed_after),
+            (JobState::Cancelled, p.failed_after),
         ] {
             deleted += sqlx::query(include_str!("../queries/delete_finished.sql"))
                 .bind(state.as_str())
-                .bind(micros(before))
+                .bind(before(after))
                 .bind(p.limit as i64)
                 .execute(&self.inner.writer)
                 .await

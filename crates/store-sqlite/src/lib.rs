@@ -42,7 +42,6 @@ pub(crate) struct Inner {
     hub: WakeupHub,
     /// The cross-process watcher, started on first subscribe.
     watcher: OnceCell<()>,
-    config: SqliteConfig,
 }
 
 impl SqliteStore {
@@ -67,7 +66,6 @@ impl SqliteStore {
                 reader,
                 hub: WakeupHub::new(),
                 watcher: OnceCell::new(),
-                config,
             }),
         })
     }
@@ -75,6 +73,8 @@ impl SqliteStore {
     /// The single-writer pool: use it for transactions that enqueue jobs
     /// together with your own writes (`begin_with("BEGIN IMMEDIATE")`), then
     /// call [`SqliteStore::insert_many_in`] and, after commit, [`Store::wake`].
+    /// Keep such transactions short: every write of this process, node
+    /// heartbeats included, waits for them.
     pub fn writer(&self) -> &SqlitePool {
         &self.inner.writer
     }

@@ -1,34 +1,102 @@
-//! [`NodeStore`] on SQLite.
+//! [`NodeStore`] on SQLite. Every write of a node row runs in one
+//! `BEGIN IMMEDIATE` transaction that reads the row first, and takes its time
+//! once the write lock is held: a beat that waited behind another process's
+//! long write is dated after the wait, so the wait shows as a stall.
 
-use capstan_core::{JobId, NodeId};
+use capstan_core::{JobId, Lease, LeaseToken, NodeId, Timestamp};
 use capstan_store::{
-    HeartbeatNode, NodeBeat, NodeInfo, NodeStore, RegisterNode, RegisterReport, StoreError,
+    DeregisterNode, HeartbeatNode, NodeBeat, NodeInfo, NodeStore, RegisterNode, RegisterReport,
     StoreResult, Wakeup,
 };
-use sqlx::Row;
+use sqlx::{Row, SqliteConnection};
 
 use crate::SqliteStore;
-use crate::row::{db, from_micros, micros, now_or_system, rfc3339};
+use crate::row::{self, db, micros, ms, now_or_system, rfc3339};
+
+fn json(v: &[String]) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| "[]".into())
+}
+
+/// The node's row, if any.
+pub(crate) async fn read_node(
+    conn: &mut SqliteConnection,
+    node: &NodeId,
+) -> StoreResult<Option<NodeInfo>> {
+    sqlx::query(include_str!("../queries/node_row.sql"))
+        .bind(node.as_str())
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db("read_node"))?
+        .as_ref()
+        .map(row::node)
+        .transpose()
+}
+
+/// Write `beat` as the node's row, beaten at `now`, healthy since `since`;
+/// returns the queues whose unhandled jobs this node can run.
+pub(crate) async fn write_node(
+    conn: &mut SqliteConnection,
+    beat: &HeartbeatNode,
+    before: Option<&NodeInfo>,
+    now: Timestamp,
+    since: Timestamp,
+) -> StoreResult<Vec<String>> {
+    let started = before
+        .filter(|b| b.incarnation == beat.incarnation)
+        .map_or(now, |b| b.started_at);
+    sqlx::query(include_str!("../queries/write_node.sql"))
+        .bind(beat.node.as_str())
+        .bind(&beat.incarnation)
+        .bind(json(&beat.queues))
+        .bind(json(&beat.kinds))
+        .bind(ms(beat.interval))
+        .bind(micros(started))
+        .bind(micros(now))
+        .bind(ms(beat.timeout))
+        .bind(micros(since))
+        .execute(&mut *conn)
+        .await
+        .map_err(db("write_node"))?;
+    // Jobs that waited for a node like this one go back in the claim order.
+    let rows = sqlx::query(include_str!("../queries/mark_handled.sql"))
+        .bind(json(&beat.queues))
+        .bind(json(&beat.kinds))
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db("write_node"))?;
+    let mut queues: Vec<String> = rows
+        .iter()
+        .map(|r| r.try_get(0))
+        .collect::<Result<_, _>>()
+        .map_err(db("write_node"))?;
+    queues.sort();
+    queues.dedup();
+    Ok(queues)
+}
+
+impl SqliteStore {
+    fn wake_queues(&self, queues: Vec<String>) {
+        for q in queues {
+            self.hub().send(Wakeup::Queue(q));
+        }
+    }
+}
 
 impl NodeStore for SqliteStore {
     async fn register_node(&self, p: &RegisterNode) -> StoreResult<RegisterReport> {
-        let now = now_or_system(p.now);
-        let queues = serde_json::to_string(&p.queues).unwrap_or_else(|_| "[]".into());
         let mut tx = self
             .inner
             .writer
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(db("register_node"))?;
-        sqlx::query(include_str!("../queries/register_node.sql"))
-            .bind(p.node.as_str())
-            .bind(queues)
-            .bind(micros(now))
-            .execute(&mut *tx)
-            .await
-            .map_err(db("register_node"))?;
+        let now = now_or_system(p.beat.now);
+        let before = read_node(&mut tx, &p.beat.node).await?;
+        p.check(before.as_ref(), now)?;
+        // A new incarnation starts healthy now, and takes a fresh started_at.
+        let woken = write_node(&mut tx, &p.beat, None, now, now).await?;
         let rows = sqlx::query(include_str!("../queries/reclaim_node_jobs.sql"))
-            .bind(p.node.as_str())
+            .bind(p.beat.node.as_str())
             .bind(micros(now))
             .bind(rfc3339(now))
             .fetch_all(&mut *tx)
@@ -38,35 +106,61 @@ impl NodeStore for SqliteStore {
         if !rows.is_empty() {
             self.hub().send(Wakeup::All);
         }
+        self.wake_queues(woken);
         Ok(RegisterReport {
             reclaimed: rows.len() as u64,
         })
     }
 
     async fn heartbeat_node(&self, p: &HeartbeatNode) -> StoreResult<NodeBeat> {
-        let now = micros(now_or_system(p.now));
-        sqlx::query(include_str!("../queries/heartbeat_node.sql"))
-            .bind(p.node.as_str())
-            .bind(now)
-            .execute(&self.inner.writer)
+        let mut tx = self
+            .inner
+            .writer
+            .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(db("heartbeat_node"))?;
-        let rows = sqlx::query(include_str!("../queries/cancel_requests.sql"))
+        let now = now_or_system(p.now);
+        let before = read_node(&mut tx, &p.node).await?;
+        if before
+            .as_ref()
+            .is_some_and(|b| b.incarnation != p.incarnation)
+        {
+            return Ok(NodeBeat {
+                replaced: true,
+                ..NodeBeat::default()
+            });
+        }
+        let since = p.healthy_since(before.as_ref(), now);
+        let woken = write_node(&mut tx, p, before.as_ref(), now, since).await?;
+        let rows = sqlx::query(include_str!("../queries/held.sql"))
             .bind(p.node.as_str())
-            .fetch_all(&self.inner.reader)
+            .fetch_all(&mut *tx)
             .await
             .map_err(db("heartbeat_node"))?;
-        let cancel_requested = rows
-            .iter()
-            .map(|r| Ok((JobId(r.try_get(0)?), r.try_get::<i64, _>(1)? as i32)))
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(db("heartbeat_node"))?;
-        Ok(NodeBeat { cancel_requested })
+        tx.commit().await.map_err(db("heartbeat_node"))?;
+        self.wake_queues(woken);
+        let mut beat = NodeBeat {
+            revived: before.is_none(),
+            healthy_since: Some(since),
+            ..NodeBeat::default()
+        };
+        for r in &rows {
+            let lease = Lease {
+                job_id: JobId(r.try_get(0).map_err(db("heartbeat_node"))?),
+                token: LeaseToken(r.try_get(1).map_err(db("heartbeat_node"))?),
+            };
+            if r.try_get::<i64, _>(2).map_err(db("heartbeat_node"))? != 0 {
+                beat.cancel_requested.push(lease.clone());
+            }
+            beat.held.push(lease);
+        }
+        Ok(beat)
     }
 
-    async fn deregister_node(&self, node: &NodeId) -> StoreResult<()> {
+    async fn deregister_node(&self, p: &DeregisterNode) -> StoreResult<()> {
         sqlx::query(include_str!("../queries/deregister_node.sql"))
-            .bind(node.as_str())
+            .bind(p.node.as_str())
+            .bind(&p.incarnation)
             .execute(&self.inner.writer)
             .await
             .map_err(db("deregister_node"))?;
@@ -78,19 +172,6 @@ impl NodeStore for SqliteStore {
             .fetch_all(&self.inner.reader)
             .await
             .map_err(db("list_nodes"))?;
-        rows.iter()
-            .map(|r| {
-                let queues: String = r.try_get("queues").map_err(db("list_nodes"))?;
-                Ok(NodeInfo {
-                    id: NodeId(r.try_get("id").map_err(db("list_nodes"))?),
-                    queues: serde_json::from_str(&queues).map_err(|e| StoreError::Corrupt {
-                        table: "capstan_nodes",
-                        message: format!("queues: {e}"),
-                    })?,
-                    started_at: from_micros(r.try_get("started_at").map_err(db("list_nodes"))?),
-                    heartbeat_at: from_micros(r.try_get("heartbeat_at").map_err(db("list_nodes"))?),
-                })
-            })
-            .collect()
+        rows.iter().map(row::node).collect()
     }
 }

@@ -1,6 +1,7 @@
 //! Decoding rows: integer microseconds to timestamps, JSON text to values.
 
-use capstan_core::{AttemptError, Job, JobId, JobState, NodeId, Timestamp};
+use capstan_core::{AttemptError, Job, JobId, JobState, Lease, LeaseToken, NodeId, Timestamp};
+use capstan_store::NodeInfo;
 use capstan_store::{StoreError, StoreResult};
 use chrono::DateTime;
 use serde::de::DeserializeOwned;
@@ -78,8 +79,41 @@ pub(crate) fn job(row: &SqliteRow) -> StoreResult<Job> {
         attempted_at: get::<Option<i64>>(row, "attempted_at")?.map(from_micros),
         finished_at: get::<Option<i64>>(row, "finished_at")?.map(from_micros),
         node_id: get::<Option<String>>(row, "node_id")?.map(NodeId),
+        lease_token: get::<Option<String>>(row, "lease_token")?.map(LeaseToken),
         lease_expires_at: get::<Option<i64>>(row, "lease_expires_at")?.map(from_micros),
         cancel_requested: get::<i64>(row, "cancel_requested")? != 0,
+        unhandled: get::<i64>(row, "unhandled")? != 0,
+    })
+}
+
+/// The lease of a claimed row, read without the rest of it (so that a row
+/// whose other columns cannot be decoded can still be failed, fenced).
+pub(crate) fn lease(row: &SqliteRow) -> StoreResult<Lease> {
+    Ok(Lease {
+        job_id: JobId(get(row, "id")?),
+        token: LeaseToken(get(row, "lease_token")?),
+    })
+}
+
+pub(crate) fn node(row: &SqliteRow) -> StoreResult<NodeInfo> {
+    let list = |column: &str| -> StoreResult<Vec<String>> {
+        serde_json::from_str(&get::<String>(row, column)?).map_err(|e| StoreError::Corrupt {
+            table: "capstan_nodes",
+            message: format!("{column}: {e}"),
+        })
+    };
+    Ok(NodeInfo {
+        id: NodeId(get(row, "id")?),
+        incarnation: get(row, "incarnation")?,
+        queues: list("queues")?,
+        kinds: list("kinds")?,
+        interval: std::time::Duration::from_millis(
+            u64::try_from(get::<i64>(row, "heartbeat_ms")?).unwrap_or_default(),
+        ),
+        started_at: from_micros(get(row, "started_at")?),
+        heartbeat_at: from_micros(get(row, "heartbeat_at")?),
+        expires_at: from_micros(get(row, "expires_at")?),
+        healthy_since: from_micros(get(row, "healthy_since")?),
     })
 }
 
@@ -87,6 +121,40 @@ pub(crate) fn state(row: &SqliteRow) -> StoreResult<JobState> {
     get::<String>(row, "state")?.parse().map_err(corrupt)
 }
 
+/// Wrap a driver error raised by `operation`: `Unavailable` when it may go
+/// away by itself (another process held the write lock past the busy
+/// timeout, the file could not be opened), `Database` when SQLite refused the
+/// statement itself.
 pub(crate) fn db(operation: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
-    move |e| StoreError::database(operation, e)
+    move |e| {
+        if transient(&e) {
+            StoreError::Unavailable {
+                operation,
+                source: Box::new(e),
+            }
+        } else {
+            StoreError::database(operation, e)
+        }
+    }
 }
+
+fn transient(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::BeginFailed => true,
+        // SQLITE_BUSY (5) and SQLITE_LOCKED (6), with their extended codes
+        // (the primary code is the low byte).
+        sqlx::Error::Database(d) => d
+            .code()
+            .and_then(|c| c.parse::<i32>().ok())
+            .is_some_and(|c| matches!(c & 0xff, 5 | 6)),
+        _ => false,
+    }
+}
+
+/// "No time yet" for `healthy_since`: far in the past, yet safe to add a
+/// timeout to.
+pub(crate) const LONG_AGO: i64 = i64::MIN / 4;

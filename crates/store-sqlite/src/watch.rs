@@ -1,34 +1,36 @@
 //! Cross-process wake-ups on SQLite. SQLite has no LISTEN/NOTIFY, but
 //! `PRAGMA data_version` changes on a connection whenever *another*
-//! connection commits to the file. A dedicated connection reads it every
+//! connection commits to the file. The watcher reads it every
 //! [`WATCH_INTERVAL`] (a read of shared memory in WAL mode, no disk I/O) and
 //! sends [`Wakeup::All`] on change, so a job enqueued by another process (the
 //! CLI, say) starts within that interval instead of at the next idle poll.
-
-use std::time::Duration;
+//!
+//! It reads it on this process's one writer connection: every write of this
+//! process goes through that connection, so its `data_version` moves only
+//! when another process commits. (A connection of its own would see this
+//! process's commits too, and wake every idle producer after each of them.)
 
 use std::sync::Weak;
+use std::time::Duration;
 
-use capstan_store::{StoreError, StoreResult, Wakeup};
-use sqlx::{ConnectOptions, Connection};
+use capstan_store::{StoreResult, Wakeup};
 
 use crate::Inner;
+use crate::row::db;
 
 /// How often the watcher reads `data_version`.
 pub(crate) const WATCH_INTERVAL: Duration = Duration::from_millis(50);
 
+async fn data_version(inner: &Inner) -> StoreResult<i64> {
+    sqlx::query_scalar("PRAGMA data_version")
+        .fetch_one(&inner.writer)
+        .await
+        .map_err(db("subscribe"))
+}
+
 /// Start the watcher; it stops when the store is dropped or closed.
 pub(crate) async fn spawn(inner: &std::sync::Arc<Inner>) -> StoreResult<()> {
-    let mut conn = inner
-        .config
-        .options()?
-        .connect()
-        .await
-        .map_err(|e| StoreError::database("subscribe", e))?;
-    let mut last: i64 = sqlx::query_scalar("PRAGMA data_version")
-        .fetch_one(&mut conn)
-        .await
-        .map_err(|e| StoreError::database("subscribe", e))?;
+    let mut last = data_version(inner).await?;
     let weak: Weak<Inner> = std::sync::Arc::downgrade(inner);
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(WATCH_INTERVAL);
@@ -39,22 +41,19 @@ pub(crate) async fn spawn(inner: &std::sync::Arc<Inner>) -> StoreResult<()> {
             if inner.writer.is_closed() {
                 break;
             }
-            match sqlx::query_scalar::<_, i64>("PRAGMA data_version")
-                .fetch_one(&mut conn)
-                .await
-            {
+            match data_version(&inner).await {
                 Ok(v) if v != last => {
                     last = v;
                     inner.hub.send(Wakeup::All);
                 }
                 Ok(_) => {}
+                Err(e) if e.is_transient() => {}
                 Err(e) => {
                     tracing::warn!(error = %e, "sqlite wake-up watcher stopped; idle polling remains");
                     break;
                 }
             }
         }
-        let _ = conn.close().await;
     });
     Ok(())
 }

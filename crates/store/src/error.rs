@@ -1,7 +1,9 @@
 //! The one error type of the storage seam. Each variant says what failed, on
 //! what, and what to do.
 
-use capstan_core::{JobId, JobState, ValidationError};
+use std::time::Duration;
+
+use capstan_core::{JobId, JobState, Lease, NodeId, Timestamp, ValidationError};
 use thiserror::Error;
 
 /// What a store operation can fail with.
@@ -10,11 +12,12 @@ pub enum StoreError {
     /// The caller no longer holds the job: its lease was lost and the job was
     /// rescued (or finished) and possibly handed to another worker.
     #[error(
-        "job {job_id} is no longer held by this worker (its lease was lost and it was rescued or finished elsewhere)"
+        "job {} is no longer held under lease {} (its lease was lost and it was rescued or finished elsewhere): stop working on it",
+        lease.job_id, lease.token
     )]
     Fenced {
-        /// The job the caller tried to change.
-        job_id: JobId,
+        /// The lease the caller acted under.
+        lease: Lease,
     },
     /// No job has this id (it never existed or the cleaner deleted it).
     #[error("job {job_id} not found (it never existed or was deleted after its retention period)")]
@@ -52,6 +55,28 @@ pub enum StoreError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// Another live process uses this node id.
+    #[error(
+        "node id {node} is in use by another live process (it last beat at {heartbeat_at}, every {interval:?}): give each process its own --node-id, or stop the other one"
+    )]
+    NodeIdInUse {
+        /// The node id.
+        node: NodeId,
+        /// The other process's last heartbeat.
+        heartbeat_at: Timestamp,
+        /// How often the other process beats.
+        interval: Duration,
+    },
+    /// The database could not be reached, or was too busy to answer: nothing
+    /// was decided, and trying again later is the remedy (the runtime does).
+    #[error("the database is unavailable during {operation}: {source} (retrying may help)")]
+    Unavailable {
+        /// The store operation, e.g. `claim` or `finish_many`.
+        operation: &'static str,
+        /// The driver's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// The database refused or failed an operation.
     #[error("database error during {operation}: {source}")]
     Database {
@@ -72,6 +97,12 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// True for errors that may go away by themselves (the database was
+    /// unreachable or busy); false when it refused the operation itself.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Unavailable { .. })
+    }
+
     /// Wrap a driver error raised by `operation`.
     pub fn database(
         operation: &'static str,

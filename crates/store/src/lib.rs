@@ -4,10 +4,12 @@
 //! Two backends implement these traits (SQLite and PostgreSQL) and one
 //! conformance suite checks that they behave the same. The invariants every
 //! implementation keeps:
-//! - a job is held by at most one (node, attempt) at a time;
-//! - every state change of a running job matches id, holder node, attempt and
-//!   `state = 'running'`; a mismatch is [`StoreError::Fenced`], never a silent
-//!   success;
+//! - a job is held by at most one lease at a time, and a lease token never
+//!   repeats;
+//! - every state change of a running job matches its id, its lease token and
+//!   `state = 'running'`; a mismatch is [`StoreError::Fenced`] or a fenced
+//!   row in a [`LeaseReport`], never a silent success;
+//! - a job a user asked to cancel never waits or runs again;
 //! - enqueue keys hold under concurrency through unique indexes, never by
 //!   check-then-insert;
 //! - `now: None` in a params struct means the database's own clock.
@@ -20,11 +22,11 @@ mod report;
 mod traits;
 mod wakeup;
 
-pub use batch::{FinishRow, InsertRow, finish_rows_json};
+pub use batch::{FinishRow, InsertRow, extension_rows_json, finish_rows_json};
 pub use capabilities::Capabilities;
 pub use error::{StoreError, StoreResult};
 pub use params::*;
-pub use report::sort_in_claim_order;
+pub use report::{fail_corrupt, sort_in_claim_order};
 pub use traits::{JobStore, NodeStore, QueueStore, Store};
 pub use wakeup::{Wakeup, WakeupHub, Wakeups};
 

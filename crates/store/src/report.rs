@@ -4,9 +4,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use capstan_core::{Job, JobId, JobState};
+use capstan_core::{ErrorClass, Job, JobId, JobState, Lease};
 
-use crate::{Finish, FinishReport, QueueCounts, RescueReport, StoreError, StoreResult};
+use crate::{
+    ErrorRecord, Finish, LeaseReport, Outcome, QueueCounts, RescueReport, StoreError, StoreResult,
+};
 
 /// Put claimed jobs in claim order: highest priority, then oldest `run_at`,
 /// then lowest id (`RETURNING` gives rows in no promised order).
@@ -19,15 +21,20 @@ pub fn sort_in_claim_order(jobs: &mut [Job]) {
     });
 }
 
-impl FinishReport {
-    /// The report of a batch finish whose statement changed the rows `written`.
-    pub fn from_written(finishes: &[Finish], written: &BTreeSet<i64>) -> Self {
-        let mut report = FinishReport::default();
-        for f in finishes {
-            if written.contains(&f.id.0) {
-                report.finished.push(f.id);
+impl LeaseReport {
+    /// The report of a fenced batch write over `asked`, whose statement
+    /// returned the `(id, token)` pairs it `written`. Pairs, not ids: a stale
+    /// and a current row for the same job in one batch are told apart.
+    pub fn from_written<'a>(
+        asked: impl IntoIterator<Item = &'a Lease>,
+        written: &BTreeSet<(i64, String)>,
+    ) -> Self {
+        let mut report = LeaseReport::default();
+        for lease in asked {
+            if written.contains(&(lease.job_id.0, lease.token.0.clone())) {
+                report.accepted.push(lease.clone());
             } else {
-                report.fenced.push(f.id);
+                report.fenced.push(lease.clone());
             }
         }
         report
@@ -46,11 +53,13 @@ impl RescueReport {
         };
         let mut queues = BTreeSet::new();
         for (id, state, queue) in rows {
-            if state == JobState::Failed {
-                report.failed.push(id);
-            } else {
-                report.retried.push(id);
-                queues.insert(queue);
+            match state {
+                JobState::Failed => report.failed.push(id),
+                JobState::Cancelled => report.cancelled.push(id),
+                _ => {
+                    report.retried.push(id);
+                    queues.insert(queue);
+                }
             }
         }
         report.queues = queues.into_iter().collect();
@@ -59,26 +68,28 @@ impl RescueReport {
 }
 
 impl QueueCounts {
-    /// Counts per queue from `(queue, state, count)` rows, sorted by queue.
+    /// Counts per queue from `(queue, state, count, unhandled count)` rows,
+    /// sorted by queue.
     ///
     /// # Errors
     /// [`StoreError::Corrupt`] for a state that is not one of Capstan's.
     pub fn from_rows(
-        rows: impl IntoIterator<Item = (String, String, i64)>,
+        rows: impl IntoIterator<Item = (String, String, i64, i64)>,
     ) -> StoreResult<Vec<QueueCounts>> {
         let mut by_queue: BTreeMap<String, QueueCounts> = BTreeMap::new();
-        for (queue, state, n) in rows {
+        for (queue, state, n, unhandled) in rows {
             let state: JobState = state.parse().map_err(|e| StoreError::Corrupt {
                 table: "jobs",
                 message: format!("state: {e}"),
             })?;
-            by_queue
+            let counts = by_queue
                 .entry(queue.clone())
                 .or_insert_with(|| QueueCounts {
                     queue,
                     ..QueueCounts::default()
-                })
-                .add(state, u64::try_from(n).unwrap_or_default());
+                });
+            counts.add(state, u64::try_from(n).unwrap_or_default());
+            counts.unhandled += u64::try_from(unhandled).unwrap_or_default();
         }
         Ok(by_queue.into_values().collect())
     }
@@ -96,5 +107,21 @@ impl StoreError {
                 action,
             },
         }
+    }
+}
+
+/// The finish that fails, on its own lease, a claimed job whose row could
+/// not be decoded (so that it never strands the rest of its batch).
+pub fn fail_corrupt(lease: Lease, e: &StoreError) -> Finish {
+    Finish {
+        lease,
+        outcome: Outcome::Fail {
+            error: ErrorRecord {
+                class: ErrorClass::Permanent,
+                message: format!(
+                    "this job's row could not be read ({e}); it was failed on its own so that it cannot stall its queue"
+                ),
+            },
+        },
     }
 }

@@ -7,35 +7,37 @@ use std::future::Future;
 use capstan_core::{Job, JobId};
 
 use crate::{
-    CancelJob, CancelOutcome, Capabilities, Claim, DeleteFinished, ExtendLease, FinishMany,
-    FinishReport, HeartbeatNode, InsertMany, Inserted, ListJobs, NodeBeat, NodeInfo, PromoteDue,
-    PromoteReport, QueueCounts, RegisterNode, RegisterReport, Rescue, RescueReport, RetryJob,
-    StoreResult, Wakeup, Wakeups,
+    CancelJob, CancelOutcome, Capabilities, Claim, DeleteFinished, DeregisterNode, ExtendLeases,
+    FinishMany, HeartbeatNode, InsertMany, Inserted, LeaseReport, ListJobs, MarkUnhandled,
+    NodeBeat, NodeInfo, PromoteDue, PromoteReport, QueueCounts, RegisterNode, RegisterReport,
+    Rescue, RescueReport, RetryJob, StoreResult, Wakeup, Wakeups,
 };
-use capstan_core::NodeId;
 
 /// Jobs: enqueue, claim, finish, and the maintenance of their table.
 pub trait JobStore: Send + Sync {
-    /// Insert many jobs in one round trip, honouring idempotency and dedupe
-    /// keys. On PostgreSQL one NOTIFY per call wakes idle workers of every
-    /// queue that got an available job.
+    /// Insert many jobs in one round trip and one transaction, honouring
+    /// idempotency and dedupe keys. On PostgreSQL one NOTIFY per call wakes
+    /// idle workers of every queue that got an available job.
     fn insert_many(
         &self,
         p: &InsertMany,
     ) -> impl Future<Output = StoreResult<Vec<Inserted>>> + Send;
 
-    /// Claim a batch of available jobs for a node (see [`Claim`]).
+    /// Claim a batch of available jobs for a node (see [`Claim`]). A claimed
+    /// row that cannot be decoded is failed on its own, never returned, and
+    /// never strands the rest of the batch.
     fn claim(&self, p: &Claim) -> impl Future<Output = StoreResult<Vec<Job>>> + Send;
 
-    /// Finish a batch of attempts; attempts the node no longer holds are
+    /// Finish a batch of attempts; rows whose lease is no longer current are
     /// reported as fenced and left untouched.
-    fn finish_many(&self, p: &FinishMany)
-    -> impl Future<Output = StoreResult<FinishReport>> + Send;
+    fn finish_many(&self, p: &FinishMany) -> impl Future<Output = StoreResult<LeaseReport>> + Send;
 
-    /// Extend a running job's lease and record its progress.
-    ///
-    /// Fails with `Fenced` when the caller no longer holds the job.
-    fn extend_lease(&self, p: &ExtendLease) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Extend the leases of running jobs and record their progress; rows
+    /// whose lease is no longer current are reported as fenced.
+    fn extend_leases(
+        &self,
+        p: &ExtendLeases,
+    ) -> impl Future<Output = StoreResult<LeaseReport>> + Send;
 
     /// Move due scheduled and retryable jobs to available.
     fn promote_due(
@@ -43,8 +45,12 @@ pub trait JobStore: Send + Sync {
         p: &PromoteDue,
     ) -> impl Future<Output = StoreResult<PromoteReport>> + Send;
 
-    /// Rescue running jobs of dead nodes and expired leases.
+    /// Rescue running jobs of dead nodes and expired leases (see [`Rescue`]).
     fn rescue(&self, p: &Rescue) -> impl Future<Output = StoreResult<RescueReport>> + Send;
+
+    /// Set aside available jobs no live node can run (see [`MarkUnhandled`]);
+    /// returns how many.
+    fn mark_unhandled(&self, p: &MarkUnhandled) -> impl Future<Output = StoreResult<u64>> + Send;
 
     /// Delete finished jobs past retention; returns how many were deleted.
     fn delete_finished(&self, p: &DeleteFinished) -> impl Future<Output = StoreResult<u64>> + Send;
@@ -64,20 +70,26 @@ pub trait JobStore: Send + Sync {
 
 /// Nodes: the processes that hold jobs.
 pub trait NodeStore: Send + Sync {
-    /// Register a node; jobs a previous process left under the same id are reclaimed.
+    /// Register a node: jobs a previous process left under the same id are
+    /// reclaimed, and unhandled jobs of its queues and kinds are put back in
+    /// the claim order.
+    ///
+    /// Fails with `NodeIdInUse` while another incarnation's row is alive
+    /// (unless `takeover` names its last heartbeat).
     fn register_node(
         &self,
         p: &RegisterNode,
     ) -> impl Future<Output = StoreResult<RegisterReport>> + Send;
 
-    /// Record a node's heartbeat; returns the cancel requests for its jobs.
+    /// Record a node's heartbeat (see [`HeartbeatNode`]); returns the jobs it
+    /// holds and the cancel requests for them.
     fn heartbeat_node(
         &self,
         p: &HeartbeatNode,
     ) -> impl Future<Output = StoreResult<NodeBeat>> + Send;
 
     /// Remove a node that stopped cleanly.
-    fn deregister_node(&self, node: &NodeId) -> impl Future<Output = StoreResult<()>> + Send;
+    fn deregister_node(&self, p: &DeregisterNode) -> impl Future<Output = StoreResult<()>> + Send;
 
     /// Every registered node.
     fn list_nodes(&self) -> impl Future<Output = StoreResult<Vec<NodeInfo>>> + Send;

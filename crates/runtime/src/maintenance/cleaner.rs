@@ -37,21 +37,17 @@ pub(crate) async fn run<S: Store>(client: Client<S>, stop: CancellationToken) {
     }
 }
 
-/// One batch per finished state; returns how many jobs were deleted.
+/// One batch per finished state; returns how many jobs were deleted. Ages
+/// are measured on the database's clock (the one `finished_at` was written
+/// with), so nodes with skewed clocks agree.
 pub(crate) async fn run_once<S: Store>(client: &Client<S>) -> Result<u64, StoreError> {
-    let now = client.clock.now();
-    let ago = |d: Duration| {
-        chrono::Duration::from_std(d)
-            .ok()
-            .and_then(|d| now.checked_sub_signed(d))
-            .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC)
-    };
     client
         .store
         .delete_finished(&DeleteFinished {
-            completed_before: ago(client.config.retain_completed),
-            failed_before: ago(client.config.retain_failed),
+            completed_after: client.config.retain_completed,
+            failed_after: client.config.retain_failed,
             limit: client.config.clean_batch,
+            now: client.clock.pinned(),
         })
         .await
 }

@@ -3,5 +3,6 @@
 //! skips rows another node is working on).
 
 pub(crate) mod cleaner;
+pub(crate) mod parker;
 pub(crate) mod rescuer;
 pub(crate) mod scheduler;

@@ -2,13 +2,16 @@
 
 use std::time::Duration;
 
-use capstan_core::{ErrorClass, JobId, JobState};
+use capstan_core::{Clock, ErrorClass, JobId, JobState};
 use capstan_store::{
-    CancelJob, CancelOutcome, Finish, HeartbeatNode, JobStore, ListJobs, NodeStore, Outcome,
-    QueueStore, RetryJob, StoreError,
+    CancelJob, CancelOutcome, DeregisterNode, HeartbeatNode, JobStore, ListJobs, NodeStore,
+    Outcome, PromoteDue, QueueStore, RegisterNode, RetryJob, StoreError,
 };
 
-use super::{claim, enqueue, enqueue_one, error, finish, get, job, node, now, register};
+use super::{
+    beat, beat_of, claim, enqueue, enqueue_one, error, finish, finish_with, get, job, lease, node,
+    now, register,
+};
 use crate::Harness;
 
 async fn cancel<H: Harness>(h: &H, id: JobId) -> Result<CancelOutcome, StoreError> {
@@ -18,7 +21,24 @@ async fn cancel<H: Harness>(h: &H, id: JobId) -> Result<CancelOutcome, StoreErro
 pub async fn cancel_of_a_waiting_job_is_final<H: Harness>(h: &H) {
     let avail = enqueue_one(h, job("k")).await;
     let sched = enqueue_one(h, job("k").with_delay(Duration::from_secs(60))).await;
-    for id in [avail, sched] {
+    // And one waiting out a retry's backoff.
+    let backoff = enqueue_one(h, job("k").with_queue("q2")).await;
+    let n = node("n1");
+    register(h, &n).await;
+    let j = claim(h, "q2", 1, &n).await.remove(0);
+    finish(
+        h,
+        vec![finish_with(
+            &j,
+            Outcome::Retry {
+                error: error(ErrorClass::Retryable, "HTTP 503"),
+                delay: Duration::from_secs(30),
+            },
+        )],
+    )
+    .await;
+    assert_eq!(get(h, backoff).await.state, JobState::Retryable);
+    for id in [avail, sched, backoff] {
         match cancel(h, id).await.unwrap() {
             CancelOutcome::Cancelled(j) => assert_eq!(j.state, JobState::Cancelled),
             other => panic!("expected Cancelled, got {other:?}"),
@@ -28,9 +48,14 @@ pub async fn cancel_of_a_waiting_job_is_final<H: Harness>(h: &H) {
         assert!(j.finished_at.is_some());
         assert_eq!(j.errors.last().unwrap().class, ErrorClass::Cancelled);
     }
-    let n = node("n1");
-    register(h, &n).await;
+    h.clock().advance(Duration::from_secs(60));
+    let p = PromoteDue {
+        limit: 10,
+        now: now(h),
+    };
+    assert_eq!(h.store().promote_due(&p).await.unwrap().promoted, 0);
     assert!(claim(h, "default", 10, &n).await.is_empty());
+    assert!(claim(h, "q2", 10, &n).await.is_empty());
 }
 
 pub async fn cancel_of_a_running_job_is_requested_from_its_holder<H: Harness>(h: &H) {
@@ -48,27 +73,23 @@ pub async fn cancel_of_a_running_job_is_requested_from_its_holder<H: Harness>(h:
         JobState::Running,
         "the holder decides"
     );
-    let beat = h
-        .store()
-        .heartbeat_node(&HeartbeatNode {
-            node: n.clone(),
-            now: now(h),
-        })
-        .await
-        .unwrap();
-    let attempt = claimed.iter().find(|j| j.id == id).unwrap().attempt;
-    assert_eq!(beat.cancel_requested, vec![(id, attempt)]);
-    let _ = other;
+    let b = beat(h, &n).await;
+    let cancelled = claimed.iter().find(|j| j.id == id).unwrap();
+    assert_eq!(b.cancel_requested, vec![lease(cancelled)]);
+    let mut held = b.held.clone();
+    held.sort();
+    let mut want: Vec<_> = claimed.iter().map(lease).collect();
+    want.sort();
+    assert_eq!(held, want, "the heartbeat lists every job the node holds");
+    assert!(want.iter().any(|l| l.job_id == other));
     finish(
         h,
-        &n,
-        vec![Finish {
-            id,
-            attempt,
-            outcome: Outcome::Cancel {
+        vec![finish_with(
+            cancelled,
+            Outcome::Cancel {
                 error: error(ErrorClass::Cancelled, "cancelled while running"),
             },
-        }],
+        )],
     )
     .await;
     assert_eq!(get(h, id).await.state, JobState::Cancelled);
@@ -100,14 +121,12 @@ pub async fn retry_runs_a_failed_job_again<H: Harness>(h: &H) {
     let j = claim(h, "default", 1, &n).await.remove(0);
     finish(
         h,
-        &n,
-        vec![Finish {
-            id,
-            attempt: j.attempt,
-            outcome: Outcome::Fail {
+        vec![finish_with(
+            &j,
+            Outcome::Fail {
                 error: error(ErrorClass::Permanent, "no"),
             },
-        }],
+        )],
     )
     .await;
     let j = h
@@ -220,7 +239,7 @@ pub async fn queue_counts_by_state<H: Harness>(h: &H) {
     let n = node("n1");
     register(h, &n).await;
     let c = claim(h, "default", 2, &n).await;
-    finish(h, &n, vec![super::complete(&c[0])]).await;
+    finish(h, vec![super::complete(&c[0])]).await;
     let counts = h.store().queue_counts().await.unwrap();
     assert_eq!(counts.len(), 2);
     let d = counts.iter().find(|c| c.queue == "default").unwrap();
@@ -233,9 +252,10 @@ pub async fn queue_counts_by_state<H: Harness>(h: &H) {
             d.completed,
             d.failed,
             d.cancelled,
-            d.retryable
+            d.retryable,
+            d.unhandled
         ),
-        (1, 2, 1, 1, 0, 0, 0)
+        (1, 2, 1, 1, 0, 0, 0, 0)
     );
     let b = counts.iter().find(|c| c.queue == "b").unwrap();
     assert_eq!(b.available, 1);
@@ -260,21 +280,105 @@ pub async fn delete_queue_removes_only_that_queue<H: Harness>(h: &H) {
 pub async fn nodes_register_heartbeat_and_deregister<H: Harness>(h: &H) {
     let n = node("n1");
     register(h, &n).await;
-    let t0 = capstan_core::Clock::now(h.clock());
+    let t0 = h.clock().now();
     h.clock().advance(Duration::from_secs(5));
+    let b = beat(h, &n).await;
+    assert!(!b.revived && !b.replaced);
+    assert_eq!(b.healthy_since, Some(t0));
+    let nodes = h.store().list_nodes().await.unwrap();
+    assert_eq!(nodes.len(), 1);
+    let row = &nodes[0];
+    assert_eq!(row.id, n);
+    assert_eq!(row.incarnation, "1");
+    assert_eq!(row.queues, vec!["default".to_owned()]);
+    assert_eq!(row.kinds, vec!["k".to_owned()]);
+    assert_eq!(row.interval, Duration::from_secs(10));
+    assert_eq!(row.started_at, t0);
+    assert_eq!(row.heartbeat_at, t0 + chrono::Duration::seconds(5));
+    assert_eq!(
+        row.expires_at,
+        t0 + chrono::Duration::seconds(35),
+        "its own 30 s timeout"
+    );
+    assert_eq!(row.healthy_since, t0);
+    assert!(row.handles("default", "k", h.clock().now()));
+    assert!(!row.handles("default", "other", h.clock().now()));
+    assert!(!row.handles("q2", "k", h.clock().now()));
+    // A beat that comes late (writes were stuck) starts the health over.
+    h.clock().advance(Duration::from_secs(25));
+    assert_eq!(beat(h, &n).await.healthy_since, Some(h.clock().now()));
     h.store()
-        .heartbeat_node(&HeartbeatNode {
+        .deregister_node(&DeregisterNode {
             node: n.clone(),
-            now: now(h),
+            incarnation: "1".into(),
         })
         .await
         .unwrap();
-    let nodes = h.store().list_nodes().await.unwrap();
-    assert_eq!(nodes.len(), 1);
-    assert_eq!(nodes[0].id, n);
-    assert_eq!(nodes[0].queues, vec!["default".to_owned()]);
-    assert_eq!(nodes[0].started_at, t0);
-    assert_eq!(nodes[0].heartbeat_at, t0 + chrono::Duration::seconds(5));
-    h.store().deregister_node(&n).await.unwrap();
     assert!(h.store().list_nodes().await.unwrap().is_empty());
+    // A node whose row a rescuer removed writes it back whole.
+    let b = beat(h, &n).await;
+    assert!(b.revived);
+    assert_eq!(
+        h.store().list_nodes().await.unwrap()[0].kinds,
+        vec!["k".to_owned()]
+    );
+}
+
+/// Two live processes never share a node id: a second one is refused while
+/// the first beats; one that waited and saw no beat takes the id over (the
+/// first had crashed), and from then on the first can neither beat nor
+/// remove the row.
+pub async fn a_node_id_in_use_by_a_live_process_is_refused<H: Harness>(h: &H) {
+    let n = node("web-1");
+    register(h, &n).await;
+    let id = enqueue_one(h, job("k")).await;
+    claim(h, "default", 1, &n).await;
+    let twin = |takeover| RegisterNode {
+        beat: HeartbeatNode {
+            incarnation: "2".into(),
+            ..beat_of(h, &n)
+        },
+        takeover,
+    };
+    let err = h.store().register_node(&twin(None)).await.unwrap_err();
+    let StoreError::NodeIdInUse {
+        heartbeat_at,
+        interval,
+        ..
+    } = err
+    else {
+        panic!("expected NodeIdInUse, got {err}");
+    };
+    assert_eq!(interval, Duration::from_secs(10));
+    let again = h.store().register_node(&twin(None)).await.unwrap_err();
+    assert!(again.to_string().contains("--node-id"), "{again}");
+    // The first process beats meanwhile: a takeover named on the old beat fails.
+    h.clock().advance(Duration::from_secs(3));
+    beat(h, &n).await;
+    assert!(matches!(
+        h.store().register_node(&twin(Some(heartbeat_at))).await,
+        Err(StoreError::NodeIdInUse { .. })
+    ));
+    // It does not beat again: the takeover of its last beat succeeds.
+    let last = h.store().list_nodes().await.unwrap()[0].heartbeat_at;
+    h.clock().advance(Duration::from_secs(3));
+    let r = h.store().register_node(&twin(Some(last))).await.unwrap();
+    assert_eq!(r.reclaimed, 1);
+    assert_eq!(get(h, id).await.state, JobState::Available);
+    // The first process, if it was alive after all, is told it was replaced.
+    assert!(beat(h, &n).await.replaced);
+    h.store()
+        .deregister_node(&DeregisterNode {
+            node: n.clone(),
+            incarnation: "1".into(),
+        })
+        .await
+        .unwrap();
+    let rows = h.store().list_nodes().await.unwrap();
+    assert_eq!(
+        rows.len(),
+        1,
+        "the old process cannot remove its successor's row"
+    );
+    assert_eq!(rows[0].incarnation, "2");
 }

@@ -5,10 +5,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use capstan_core::{Clock, JobId, JobState, NewJob};
-use capstan_store::{Claim, FinishMany, InsertMany, JobStore, PromoteDue, QueueStore};
+use capstan_store::{
+    Claim, FinishMany, InsertMany, JobStore, Outcome, PromoteDue, QueueStore, Store,
+};
 use serde_json::json;
 
-use super::{claim, claim_params, complete, enqueue, enqueue_one, get, job, node, now, register};
+use super::{
+    claim, claim_params, complete, enqueue, enqueue_one, finish, finish_with, get, job, lease,
+    node, now, register,
+};
 use crate::Harness;
 
 pub async fn claim_takes_highest_priority_then_oldest_first<H: Harness>(h: &H) {
@@ -37,6 +42,134 @@ pub async fn claim_takes_highest_priority_then_oldest_first<H: Harness>(h: &H) {
         got.extend(claim(h, "default", 1, &n).await.iter().map(|j| j.id));
     }
     assert_eq!(got, same);
+}
+
+/// One job per claim, so the order seen is the SQL's own (a claim of many
+/// returns them sorted in Rust, which would hide it).
+pub async fn a_small_claim_takes_the_highest_priority_and_oldest_first<H: Harness>(h: &H) {
+    let t0 = h.clock().now();
+    let ago = |s: i64| t0 - chrono::Duration::seconds(s);
+    let n = node("n1");
+    register(h, &n).await;
+    let _old_low = enqueue_one(h, job("k").with_run_at(ago(30))).await;
+    let new_high = enqueue_one(h, job("k").with_priority(5).with_run_at(ago(1))).await;
+    assert_eq!(
+        claim(h, "default", 1, &n).await[0].id,
+        new_high,
+        "priority beats age"
+    );
+    // Equal priority: the older run_at first, even with the higher id.
+    let mid = enqueue_one(h, job("k").with_priority(2).with_run_at(ago(5))).await;
+    let older = enqueue_one(h, job("k").with_priority(2).with_run_at(ago(20))).await;
+    assert!(older > mid);
+    assert_eq!(
+        claim(h, "default", 1, &n).await[0].id,
+        older,
+        "age beats id"
+    );
+    assert_eq!(claim(h, "default", 1, &n).await[0].id, mid);
+}
+
+/// A claimer never waits on a row another transaction holds: it takes the
+/// next job (`FOR UPDATE SKIP LOCKED`). Backends without row locks
+/// (SQLite) serialize claims on one writer instead.
+pub async fn claim_skips_rows_another_transaction_holds<H: Harness>(h: &H) {
+    let first = enqueue_one(h, job("k")).await;
+    let second = enqueue_one(h, job("k")).await;
+    let Some(lock) = h.lock_job(first).await else {
+        assert!(!h.store().capabilities().skip_locked);
+        return;
+    };
+    let n = node("n1");
+    register(h, &n).await;
+    let got = tokio::time::timeout(Duration::from_secs(5), claim(h, "default", 1, &n))
+        .await
+        .expect("the claim waited on a locked row instead of skipping it");
+    assert_eq!(got.iter().map(|j| j.id).collect::<Vec<_>>(), vec![second]);
+    drop(lock);
+    assert_eq!(claim(h, "default", 1, &n).await[0].id, first);
+}
+
+/// A hand-back gives the attempt back, so the same node can claim the same
+/// job under the same attempt number again: only the token tells the two
+/// executions apart, and the earlier one is fenced.
+pub async fn each_claim_writes_a_fresh_lease_token<H: Harness>(h: &H) {
+    let id = enqueue_one(h, job("k")).await;
+    let n = node("n1");
+    register(h, &n).await;
+    let first = claim(h, "default", 1, &n).await.remove(0);
+    finish(h, vec![finish_with(&first, Outcome::HandBack)]).await;
+    let second = claim(h, "default", 1, &n).await.remove(0);
+    assert_eq!((first.attempt, second.attempt), (1, 1));
+    assert_ne!(lease(&first), lease(&second));
+    assert!(
+        lease(&first).token.as_str().len() >= 16,
+        "random, not a counter"
+    );
+    let r = finish(h, vec![complete(&first)]).await;
+    assert_eq!(r.fenced, vec![lease(&first)]);
+    assert_eq!(get(h, id).await.state, JobState::Running);
+    let r = finish(h, vec![complete(&second)]).await;
+    assert_eq!(r.accepted, vec![lease(&second)]);
+}
+
+/// A row that cannot be read back (written by hand, or by another version)
+/// is failed on its own; the rest of its batch is claimed and runs.
+pub async fn an_unreadable_row_is_failed_alone_and_its_batch_runs<H: Harness>(h: &H) {
+    let good: Vec<JobId> = enqueue(h, (0..10).map(|_| job("k")).collect())
+        .await
+        .iter()
+        .map(|i| i.id)
+        .collect();
+    let bad = good[3];
+    // Nested 200 deep: more than the JSON decoder accepts.
+    let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+    h.execute(&format!(
+        "UPDATE {} SET args = '{deep}' WHERE id = {bad}",
+        h.table("jobs")
+    ))
+    .await;
+    let n = node("n1");
+    register(h, &n).await;
+    let claimed = claim(h, "default", 20, &n).await;
+    let ids: Vec<JobId> = claimed.iter().map(|j| j.id).collect();
+    assert_eq!(ids.len(), 9, "{ids:?}");
+    assert!(!ids.contains(&bad));
+    let b = h.store().get_job(bad).await;
+    // The bad row itself cannot be decoded by get_job either: look at counts.
+    assert!(b.is_err(), "{b:?}");
+    let counts = h.store().queue_counts().await.unwrap();
+    assert_eq!((counts[0].running, counts[0].failed), (9, 1));
+    let r = finish(h, claimed.iter().map(complete).collect()).await;
+    assert_eq!(r.accepted.len(), 9);
+}
+
+/// Rows written without validation (by hand, by an older version) with an
+/// absurd timeout still get a bounded lease, and never break the claim.
+pub async fn a_huge_stored_timeout_still_gets_a_bounded_lease<H: Harness>(h: &H) {
+    let huge = enqueue_one(h, job("k")).await;
+    let normal = enqueue_one(h, job("k")).await;
+    h.execute(&format!(
+        "UPDATE {} SET timeout_ms = 9223372036854775807 WHERE id = {huge}",
+        h.table("jobs")
+    ))
+    .await;
+    let n = node("n1");
+    register(h, &n).await;
+    let claimed = claim(h, "default", 10, &n).await;
+    assert_eq!(claimed.len(), 2);
+    let t0 = h.clock().now();
+    let lease_of = |id| {
+        claimed
+            .iter()
+            .find(|j| j.id == id)
+            .unwrap()
+            .lease_expires_at
+    };
+    assert_eq!(lease_of(normal), Some(t0 + chrono::Duration::seconds(70)));
+    let year_and_grace = chrono::Duration::days(365) + chrono::Duration::seconds(10);
+    assert_eq!(lease_of(huge), Some(t0 + year_and_grace));
+    assert!(get(h, huge).await.errors.is_empty());
 }
 
 pub async fn claim_respects_limit_and_queue<H: Harness>(h: &H) {
@@ -85,7 +218,9 @@ pub async fn claim_sets_holder_attempt_and_lease<H: Harness>(h: &H) {
         assert_eq!(j.attempt, 1);
         assert_eq!(j.node_id.as_ref(), Some(&n));
         assert_eq!(j.attempted_at, Some(t0));
+        assert!(j.lease_token.is_some());
     }
+    assert_ne!(claimed[0].lease_token, claimed[1].lease_token);
     // Lease = timeout (own or default 60 s) + grace (10 s).
     assert_eq!(
         get(h, plain).await.lease_expires_at,
@@ -151,7 +286,6 @@ pub async fn concurrent_claimers_never_share_a_job<H: Harness>(h: &H) {
                 seen.lock().unwrap().extend(got.iter().map(|j| j.id));
                 let report = store
                     .finish_many(&FinishMany {
-                        node: p.node.clone(),
                         finishes: got.iter().map(complete).collect(),
                         now,
                     })

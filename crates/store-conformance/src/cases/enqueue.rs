@@ -104,7 +104,7 @@ pub async fn idempotency_key_returns_the_existing_job_in_any_state<H: Harness>(h
     let n = node("n1");
     register(h, &n).await;
     let claimed = claim(h, "default", 10, &n).await;
-    finish(h, &n, vec![complete(&claimed[0])]).await;
+    finish(h, vec![complete(&claimed[0])]).await;
     let after = enqueue(h, vec![job("k").with_idempotency_key("order-42")]).await[0];
     assert!(after.existing);
     assert_eq!(after.id, first.id);
@@ -224,15 +224,13 @@ pub async fn job_enqueued_while_its_dedupe_twin_runs_is_a_new_job<H: Harness>(h:
     // The first one failing back to waiting does not collide with the second.
     finish(
         h,
-        &n,
-        vec![capstan_store::Finish {
-            id: first.id,
-            attempt: running[0].attempt,
-            outcome: capstan_store::Outcome::Retry {
+        vec![super::finish_with(
+            &running[0],
+            capstan_store::Outcome::Retry {
                 error: super::error(capstan_core::ErrorClass::Retryable, "boom"),
                 delay: Duration::from_secs(1),
             },
-        }],
+        )],
     )
     .await;
     assert_eq!(get(h, first.id).await.state, JobState::Retryable);
@@ -287,4 +285,83 @@ pub async fn committed_transaction_keeps_its_jobs<H: Harness>(h: &H) {
     let n = node("n1");
     register(h, &n).await;
     assert_eq!(claim(h, "default", 10, &n).await.len(), 2);
+}
+
+/// A job whose idempotency key is held by one job and whose dedupe key by
+/// another answers with the job of its idempotency key: that is the one the
+/// caller's key names.
+pub async fn an_idempotency_key_answers_with_its_own_job_before_a_dedupe_twin<H: Harness>(h: &H) {
+    let by_dedupe = enqueue_one(h, job("k").with_idempotency_key("x").with_dedupe_key("d")).await;
+    let by_key = enqueue_one(h, job("k").with_idempotency_key("y")).await;
+    assert!(by_dedupe < by_key, "the dedupe holder has the lower id");
+    let r = enqueue(
+        h,
+        vec![job("k").with_idempotency_key("y").with_dedupe_key("d")],
+    )
+    .await[0];
+    assert!(r.existing);
+    assert_eq!(r.id, by_key);
+}
+
+/// Two batches that share keys, inserted concurrently in opposite orders,
+/// both go through (no deadlock between their inserts) and make one job
+/// per key.
+pub async fn concurrent_batches_sharing_keys_in_any_order_both_succeed<H: Harness>(h: &H) {
+    let keys: Vec<String> = (0..20).map(|i| format!("key-{i}")).collect();
+    let mut tasks = Vec::new();
+    for t in 0..4 {
+        let store = h.connect_again().await;
+        let mut order = keys.clone();
+        if t % 2 == 1 {
+            order.reverse();
+        }
+        let now = now(h);
+        tasks.push(tokio::spawn(async move {
+            for round in 0..5 {
+                let jobs = order
+                    .iter()
+                    .map(|k| {
+                        NewJob::new("k", json!({ "round": round }))
+                            .with_idempotency_key(format!("{k}-{round}"))
+                    })
+                    .collect();
+                store
+                    .insert_many(&InsertMany {
+                        jobs,
+                        default_max_attempts: 3,
+                        now,
+                    })
+                    .await
+                    .expect("a batch sharing keys with another failed");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("task");
+    }
+    let counts = h.store().queue_counts().await.unwrap();
+    assert_eq!(counts[0].available, 100, "one job per key and round");
+}
+
+/// Durations past their bounds are refused before anything is written:
+/// `Duration::MAX` is a common "no timeout", and would overflow the lease.
+pub async fn unbounded_durations_are_refused_and_nothing_is_written<H: Harness>(h: &H) {
+    for bad in [
+        job("k").with_timeout(Duration::MAX),
+        job("k").with_timeout(Duration::ZERO),
+        job("k").with_delay(Duration::MAX),
+        job("k").with_run_at(h.clock().now() + chrono::Duration::days(200 * 365)),
+    ] {
+        let err = h
+            .store()
+            .insert_many(&InsertMany {
+                jobs: vec![job("fine"), bad],
+                default_max_attempts: 3,
+                now: now(h),
+            })
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Invalid(_)), "{err}");
+    }
+    assert!(h.store().queue_counts().await.unwrap().is_empty());
 }

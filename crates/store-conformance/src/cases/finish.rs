@@ -2,14 +2,17 @@
 
 use std::time::Duration;
 
-use capstan_core::{Clock, ErrorClass, JobState};
+use capstan_core::limits::{MAX_ERROR_MESSAGE_BYTES, MAX_RESULT_BYTES};
+use capstan_core::{Clock, ErrorClass, JobState, Lease, LeaseToken};
 use capstan_store::{
-    ExtendLease, Finish, HeartbeatNode, JobStore, NodeStore, Outcome, PromoteDue, Rescue,
-    StoreError,
+    CancelJob, ExtendLeases, Extension, Finish, JobStore, Outcome, PromoteDue, StoreError,
 };
 use serde_json::json;
 
-use super::{claim, complete, enqueue_one, error, finish, get, job, node, now, register};
+use super::{
+    beat, claim, complete, enqueue, enqueue_one, error, finish, finish_with, get, job, lease, node,
+    now, register, rescue,
+};
 use crate::Harness;
 
 pub async fn complete_records_result_and_finish_time<H: Harness>(h: &H) {
@@ -18,8 +21,8 @@ pub async fn complete_records_result_and_finish_time<H: Harness>(h: &H) {
     register(h, &n).await;
     let j = claim(h, "default", 1, &n).await.remove(0);
     h.clock().advance(Duration::from_millis(1500));
-    let r = finish(h, &n, vec![complete(&j)]).await;
-    assert_eq!(r.finished, vec![id]);
+    let r = finish(h, vec![complete(&j)]).await;
+    assert_eq!(r.accepted, vec![lease(&j)]);
     assert!(r.fenced.is_empty());
     let j = get(h, id).await;
     assert_eq!(j.state, JobState::Completed);
@@ -43,18 +46,16 @@ pub async fn retry_records_the_error_and_waits_for_its_backoff<H: Harness>(h: &H
         let failed_at = h.clock().now();
         finish(
             h,
-            &n,
-            vec![Finish {
-                id,
-                attempt,
-                outcome: Outcome::Retry {
+            vec![finish_with(
+                &j,
+                Outcome::Retry {
                     error: error(
                         ErrorClass::Retryable,
                         &format!("HTTP 503 on attempt {attempt}"),
                     ),
                     delay: Duration::from_secs(delay),
                 },
-            }],
+            )],
         )
         .await;
         let j = get(h, id).await;
@@ -92,15 +93,13 @@ pub async fn fail_is_final_and_keeps_every_error<H: Harness>(h: &H) {
     let j = claim(h, "default", 1, &n).await.remove(0);
     finish(
         h,
-        &n,
-        vec![Finish {
-            id,
-            attempt: j.attempt,
-            outcome: Outcome::Retry {
+        vec![finish_with(
+            &j,
+            Outcome::Retry {
                 error: error(ErrorClass::Timeout, "ran past 5m"),
                 delay: Duration::ZERO,
             },
-        }],
+        )],
     )
     .await;
     assert_eq!(
@@ -111,14 +110,12 @@ pub async fn fail_is_final_and_keeps_every_error<H: Harness>(h: &H) {
     let j = claim(h, "default", 1, &n).await.remove(0);
     finish(
         h,
-        &n,
-        vec![Finish {
-            id,
-            attempt: j.attempt,
-            outcome: Outcome::Fail {
+        vec![finish_with(
+            &j,
+            Outcome::Fail {
                 error: error(ErrorClass::Permanent, "HTTP 401"),
             },
-        }],
+        )],
     )
     .await;
     let j = get(h, id).await;
@@ -136,17 +133,8 @@ pub async fn snooze_gives_the_attempt_back<H: Harness>(h: &H) {
     let j = claim(h, "default", 1, &n).await.remove(0);
     let snoozed_at = h.clock().now();
     let delay = Duration::from_secs(30);
-    let r = finish(
-        h,
-        &n,
-        vec![Finish {
-            id,
-            attempt: j.attempt,
-            outcome: Outcome::Snooze { delay },
-        }],
-    )
-    .await;
-    assert_eq!(r.finished, vec![id]);
+    let r = finish(h, vec![finish_with(&j, Outcome::Snooze { delay })]).await;
+    assert_eq!(r.accepted, vec![lease(&j)]);
     let j = get(h, id).await;
     assert_eq!(j.state, JobState::Scheduled);
     assert_eq!(j.attempt, 0);
@@ -165,18 +153,13 @@ pub async fn hand_back_gives_the_attempt_back<H: Harness>(h: &H) {
     let claimed = claim(h, "default", 2, &n).await;
     let r = finish(
         h,
-        &n,
         claimed
             .iter()
-            .map(|j| Finish {
-                id: j.id,
-                attempt: j.attempt,
-                outcome: Outcome::HandBack,
-            })
+            .map(|j| finish_with(j, Outcome::HandBack))
             .collect(),
     )
     .await;
-    assert_eq!(r.finished.len(), 2);
+    assert_eq!(r.accepted.len(), 2);
     for id in ids {
         let j = get(h, id).await;
         assert_eq!(j.state, JobState::Available);
@@ -186,26 +169,68 @@ pub async fn hand_back_gives_the_attempt_back<H: Harness>(h: &H) {
     assert_eq!(claim(h, "default", 5, &n).await.len(), 2);
 }
 
-pub async fn finish_by_a_stale_holder_is_fenced<H: Harness>(h: &H) {
+pub async fn finish_under_another_lease_is_fenced<H: Harness>(h: &H) {
     let a = enqueue_one(h, job("k")).await;
     let b = enqueue_one(h, job("k")).await;
     let n = node("n1");
     register(h, &n).await;
     let claimed = claim(h, "default", 2, &n).await;
-    let stranger = node("n2");
-    register(h, &stranger).await;
-    // Another node, or a wrong attempt, cannot finish the job.
-    let r = finish(h, &stranger, vec![complete(&claimed[0])]).await;
-    assert_eq!(r.fenced, vec![a]);
-    let mut wrong = complete(&claimed[1]);
-    wrong.attempt += 1;
-    let r = finish(h, &n, vec![wrong, complete(&claimed[0])]).await;
-    assert_eq!(r.fenced, vec![b]);
-    assert_eq!(r.finished, vec![a]);
+    let (ja, jb) = if claimed[0].id == a {
+        (&claimed[0], &claimed[1])
+    } else {
+        (&claimed[1], &claimed[0])
+    };
+    // A token the claim did not write, or another job's, finishes nothing.
+    let forged = Lease {
+        job_id: b,
+        token: LeaseToken("not-the-claims-token".into()),
+    };
+    let swapped = Lease {
+        job_id: b,
+        token: lease(ja).token,
+    };
+    let outcome = Outcome::Complete { result: json!(1) };
+    let r = finish(
+        h,
+        vec![
+            Finish {
+                lease: forged.clone(),
+                outcome: outcome.clone(),
+            },
+            Finish {
+                lease: swapped.clone(),
+                outcome: outcome.clone(),
+            },
+            complete(ja),
+        ],
+    )
+    .await;
+    assert_eq!(r.fenced, vec![forged, swapped]);
+    assert_eq!(r.accepted, vec![lease(ja)]);
     assert_eq!(get(h, b).await.state, JobState::Running);
     // A finished job cannot be finished again.
-    let r = finish(h, &n, vec![complete(&claimed[0])]).await;
-    assert_eq!(r.fenced, vec![a]);
+    let r = finish(h, vec![complete(ja)]).await;
+    assert_eq!(r.fenced, vec![lease(ja)]);
+    assert_eq!(
+        finish(h, vec![complete(jb)]).await.accepted,
+        vec![lease(jb)]
+    );
+}
+
+/// A stale and a current finish of one job in one batch (a retry of an
+/// ambiguous write, say): only the current lease's is written, and the
+/// report says which lease was which.
+pub async fn a_stale_and_a_current_finish_of_one_job_are_told_apart<H: Harness>(h: &H) {
+    let id = enqueue_one(h, job("k")).await;
+    let n = node("n1");
+    register(h, &n).await;
+    let old = claim(h, "default", 1, &n).await.remove(0);
+    finish(h, vec![finish_with(&old, Outcome::HandBack)]).await;
+    let new = claim(h, "default", 1, &n).await.remove(0);
+    let r = finish(h, vec![complete(&old), complete(&new)]).await;
+    assert_eq!(r.fenced, vec![lease(&old)]);
+    assert_eq!(r.accepted, vec![lease(&new)]);
+    assert_eq!(get(h, id).await.state, JobState::Completed);
 }
 
 pub async fn complete_after_rescue_is_fenced<H: Harness>(h: &H) {
@@ -217,29 +242,38 @@ pub async fn complete_after_rescue_is_fenced<H: Harness>(h: &H) {
     h.clock().advance(Duration::from_secs(31));
     let fast = node("fast");
     register(h, &fast).await;
-    let r = h
-        .store()
-        .rescue(&Rescue {
-            node_timeout: Duration::from_secs(30),
-            limit: 100,
-            now: now(h),
-        })
-        .await
-        .unwrap();
+    let r = rescue(h).await;
     assert_eq!(r.retried, vec![id]);
     let fresh = claim(h, "default", 1, &fast).await.remove(0);
     assert_eq!(fresh.attempt, 2);
     // The slow worker finally finishes: rejected, and the job is untouched.
-    let r = finish(h, &slow, vec![complete(&stale)]).await;
-    assert_eq!(r.fenced, vec![id]);
+    let r = finish(h, vec![complete(&stale)]).await;
+    assert_eq!(r.fenced, vec![lease(&stale)]);
     let j = get(h, id).await;
     assert_eq!(j.state, JobState::Running);
     assert_eq!(j.node_id.as_ref(), Some(&fast));
     // The new holder's completion counts.
     assert_eq!(
-        finish(h, &fast, vec![complete(&fresh)]).await.finished,
-        vec![id]
+        finish(h, vec![complete(&fresh)]).await.accepted,
+        vec![lease(&fresh)]
     );
+}
+
+async fn extend<H: Harness>(h: &H, lease: &Lease, progress: serde_json::Value) -> bool {
+    let r = h
+        .store()
+        .extend_leases(&ExtendLeases {
+            leases: vec![Extension {
+                lease: lease.clone(),
+                duration: Duration::from_secs(70),
+                progress: Some(progress),
+            }],
+            now: now(h),
+        })
+        .await
+        .expect("extend_leases");
+    assert_eq!(r.accepted.len() + r.fenced.len(), 1);
+    r.accepted.contains(lease)
 }
 
 pub async fn heartbeat_extends_the_lease_and_records_progress<H: Harness>(h: &H) {
@@ -248,17 +282,7 @@ pub async fn heartbeat_extends_the_lease_and_records_progress<H: Harness>(h: &H)
     register(h, &n).await;
     let j = claim(h, "default", 1, &n).await.remove(0);
     h.clock().advance(Duration::from_secs(50));
-    h.store()
-        .extend_lease(&ExtendLease {
-            id,
-            attempt: j.attempt,
-            node: n.clone(),
-            lease: Duration::from_secs(70),
-            progress: Some(json!({"pages": 3})),
-            now: now(h),
-        })
-        .await
-        .unwrap();
+    assert!(extend(h, &lease(&j), json!({"pages": 3})).await);
     let j = get(h, id).await;
     assert_eq!(
         j.lease_expires_at,
@@ -268,55 +292,173 @@ pub async fn heartbeat_extends_the_lease_and_records_progress<H: Harness>(h: &H)
     // Past the original lease (70 s) but within the extended one, a live
     // node keeps its job.
     h.clock().advance(Duration::from_secs(25));
-    h.store()
-        .heartbeat_node(&HeartbeatNode {
-            node: n.clone(),
-            now: now(h),
-        })
-        .await
-        .unwrap();
-    let r = h
-        .store()
-        .rescue(&Rescue {
-            node_timeout: Duration::from_secs(30),
-            limit: 100,
-            now: now(h),
-        })
-        .await
-        .unwrap();
+    beat(h, &n).await;
+    let r = rescue(h).await;
     assert!(r.retried.is_empty() && r.failed.is_empty());
     assert_eq!(get(h, id).await.state, JobState::Running);
 }
 
-pub async fn heartbeat_after_rescue_is_fenced<H: Harness>(h: &H) {
-    let id = enqueue_one(h, job("k")).await;
+/// The heartbeat fence: a lease that is no longer the job's current one
+/// extends nothing and records no progress, even while the job runs again
+/// on the very same node (same node id, next attempt).
+pub async fn heartbeat_under_a_stale_lease_is_fenced<H: Harness>(h: &H) {
+    let id = enqueue_one(h, job("k").with_timeout(Duration::from_secs(5))).await;
     let n = node("n1");
     register(h, &n).await;
-    let j = claim(h, "default", 1, &n).await.remove(0);
-    h.clock().advance(Duration::from_secs(31));
-    h.store()
-        .rescue(&Rescue {
-            node_timeout: Duration::from_secs(30),
-            limit: 100,
+    let first = claim(h, "default", 1, &n).await.remove(0);
+    // The node lives, but its lease (5 s + 10 s) runs out: rescued.
+    h.clock().advance(Duration::from_secs(16));
+    beat(h, &n).await;
+    assert_eq!(rescue(h).await.retried, vec![id]);
+    let second = claim(h, "default", 1, &n).await.remove(0);
+    assert_eq!(second.attempt, 2);
+    let before = get(h, id).await;
+    assert!(!extend(h, &lease(&first), json!("stale")).await);
+    let after = get(h, id).await;
+    assert_eq!(after.lease_expires_at, before.lease_expires_at);
+    assert_eq!(after.progress, None);
+    // Another token, or another job's, is fenced too.
+    let other = Lease {
+        job_id: id,
+        token: LeaseToken("forged".into()),
+    };
+    assert!(!extend(h, &other, json!("forged")).await);
+    h.clock().advance(Duration::from_secs(1));
+    assert!(extend(h, &lease(&second), json!("current")).await);
+    let j = get(h, id).await;
+    assert_eq!(j.progress, Some(json!("current")));
+    assert_eq!(
+        j.lease_expires_at,
+        Some(h.clock().now() + chrono::Duration::seconds(70))
+    );
+    // A finished job's lease extends nothing either.
+    finish(h, vec![complete(&second)]).await;
+    assert!(!extend(h, &lease(&second), json!("late")).await);
+    let err = StoreError::Fenced {
+        lease: lease(&first),
+    };
+    assert!(err.to_string().contains("no longer held"), "{err}");
+}
+
+/// What the database cannot store never takes a batch down: U+0000 (which
+/// PostgreSQL's jsonb refuses) becomes U+FFFD, an over-long error message is
+/// cut, and a result over the limit fails its own job with a message.
+pub async fn a_finish_the_database_cannot_store_does_not_fail_its_batch<H: Harness>(h: &H) {
+    let ids: Vec<_> = enqueue(h, (0..4).map(|_| job("k")).collect())
+        .await
+        .iter()
+        .map(|i| i.id)
+        .collect();
+    let n = node("n1");
+    register(h, &n).await;
+    let c = claim(h, "default", 4, &n).await;
+    let by_id = |id| c.iter().find(|j| j.id == id).unwrap();
+    let huge = json!("x".repeat(MAX_RESULT_BYTES + 1));
+    let long = format!("a\u{0}b{}", "é".repeat(MAX_ERROR_MESSAGE_BYTES));
+    let r = finish(
+        h,
+        vec![
+            finish_with(
+                by_id(ids[0]),
+                Outcome::Complete {
+                    result: json!({"text": "pdf\u{0}text", "k\u{0}": 1}),
+                },
+            ),
+            finish_with(by_id(ids[1]), Outcome::Complete { result: huge }),
+            finish_with(
+                by_id(ids[2]),
+                Outcome::Fail {
+                    error: error(ErrorClass::Permanent, &long),
+                },
+            ),
+            complete(by_id(ids[3])),
+        ],
+    )
+    .await;
+    assert_eq!(r.accepted.len(), 4, "{r:?}");
+    let nul = get(h, ids[0]).await;
+    assert_eq!(nul.state, JobState::Completed);
+    assert_eq!(
+        nul.result,
+        Some(json!({"text": "pdf\u{FFFD}text", "k\u{FFFD}": 1}))
+    );
+    let big = get(h, ids[1]).await;
+    assert_eq!(big.state, JobState::Failed);
+    assert!(big.result.is_none());
+    let m = &big.errors[0].message;
+    assert!(
+        m.contains("result") && m.contains(&MAX_RESULT_BYTES.to_string()),
+        "{m}"
+    );
+    let cut = &get(h, ids[2]).await.errors[0].message;
+    assert!(cut.starts_with("a\u{FFFD}b"), "{}", &cut[..10]);
+    assert!(cut.len() < MAX_ERROR_MESSAGE_BYTES + 100 && cut.contains("cut"));
+    assert_eq!(get(h, ids[3]).await.state, JobState::Completed);
+}
+
+/// A cancel request is never lost: a job a user asked to cancel while it ran
+/// ends `cancelled` whether its attempt then retried, snoozed or was handed
+/// back — and is not claimed again.
+pub async fn a_cancel_request_survives_retry_snooze_and_hand_back<H: Harness>(h: &H) {
+    let ids: Vec<_> = enqueue(h, (0..3).map(|_| job("k")).collect())
+        .await
+        .iter()
+        .map(|i| i.id)
+        .collect();
+    let n = node("n1");
+    register(h, &n).await;
+    let c = claim(h, "default", 3, &n).await;
+    for id in &ids {
+        h.store()
+            .cancel_job(&CancelJob {
+                id: *id,
+                now: now(h),
+            })
+            .await
+            .unwrap();
+    }
+    let by_id = |id| c.iter().find(|j| j.id == id).unwrap();
+    let r = finish(
+        h,
+        vec![
+            finish_with(
+                by_id(ids[0]),
+                Outcome::Retry {
+                    error: error(ErrorClass::Retryable, "HTTP 503"),
+                    delay: Duration::from_secs(5),
+                },
+            ),
+            finish_with(
+                by_id(ids[1]),
+                Outcome::Snooze {
+                    delay: Duration::from_secs(5),
+                },
+            ),
+            finish_with(by_id(ids[2]), Outcome::HandBack),
+        ],
+    )
+    .await;
+    assert_eq!(r.accepted.len(), 3);
+    for id in &ids {
+        let j = get(h, *id).await;
+        assert_eq!(j.state, JobState::Cancelled, "job {id}");
+        assert!(j.finished_at.is_some());
+        assert_eq!(j.errors.last().unwrap().class, ErrorClass::Cancelled);
+    }
+    assert_eq!(
+        get(h, ids[0]).await.errors[0].message,
+        "HTTP 503",
+        "the attempt's own error is kept"
+    );
+    h.clock().advance(Duration::from_secs(10));
+    let promoted = h
+        .store()
+        .promote_due(&PromoteDue {
+            limit: 10,
             now: now(h),
         })
         .await
         .unwrap();
-    let err = h
-        .store()
-        .extend_lease(&ExtendLease {
-            id,
-            attempt: j.attempt,
-            node: n,
-            lease: Duration::from_secs(70),
-            progress: None,
-            now: now(h),
-        })
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(err, StoreError::Fenced { job_id } if job_id == id),
-        "{err}"
-    );
-    assert!(err.to_string().contains("no longer held"), "{err}");
+    assert_eq!(promoted.promoted, 0);
+    assert!(claim(h, "default", 10, &n).await.is_empty());
 }

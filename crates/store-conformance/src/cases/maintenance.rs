@@ -1,11 +1,17 @@
-//! Maintenance: migrations, promotion, retention, wake-ups.
+//! Maintenance: migrations, promotion, retention, wake-ups, unhandled kinds.
 
 use std::time::Duration;
 
-use capstan_core::{Clock, JobState};
-use capstan_store::{DeleteFinished, JobStore, PromoteDue, QueueStore, Store, Wakeup};
+use capstan_core::{Clock, ErrorClass, JobState};
+use capstan_store::{
+    DeleteFinished, JobStore, MarkUnhandled, NodeStore, Outcome, PromoteDue, QueueStore,
+    RegisterNode, Store, Wakeup,
+};
 
-use super::{claim, complete, enqueue, enqueue_one, finish, get, job, node, now, register};
+use super::{
+    beat_of, claim, complete, enqueue, enqueue_one, error, finish, finish_with, get, job, node,
+    now, register,
+};
 use crate::Harness;
 
 pub async fn migrate_twice_is_a_no_op<H: Harness>(h: &H) {
@@ -45,62 +51,91 @@ pub async fn promote_reports_the_next_due_time<H: Harness>(h: &H) {
     assert_eq!(r.next_due, Some(t0 + chrono::Duration::seconds(60)));
 }
 
+/// Each finished state is kept for its own retention, and a call deletes at
+/// most `limit` rows per state.
 pub async fn cleaner_deletes_only_jobs_past_retention_in_batches<H: Harness>(h: &H) {
     let n = node("n1");
     register(h, &n).await;
-    enqueue(h, (0..5).map(|_| job("k")).collect()).await;
-    let done = claim(h, "default", 5, &n).await;
-    finish(h, &n, done.iter().map(complete).collect()).await;
-    let failed = enqueue_one(h, job("k")).await;
-    h.store()
-        .cancel_job(&capstan_store::CancelJob {
-            id: failed,
-            now: now(h),
-        })
+    // Finished two hours ago: 5 completed, 1 failed, 1 cancelled.
+    let old: Vec<_> = enqueue(h, (0..7).map(|_| job("k")).collect())
         .await
-        .unwrap();
-    let waiting = enqueue_one(h, job("k")).await;
-    h.clock().advance(Duration::from_secs(3600));
+        .iter()
+        .map(|i| i.id)
+        .collect();
+    let c = claim(h, "default", 7, &n).await;
+    let by_id = |id| c.iter().find(|j| j.id == id).unwrap();
+    let mut finishes: Vec<_> = old[..5].iter().map(|id| complete(by_id(*id))).collect();
+    finishes.push(finish_with(
+        by_id(old[5]),
+        Outcome::Fail {
+            error: error(ErrorClass::Permanent, "no"),
+        },
+    ));
+    finishes.push(finish_with(
+        by_id(old[6]),
+        Outcome::Cancel {
+            error: error(ErrorClass::Cancelled, "stop"),
+        },
+    ));
+    finish(h, finishes).await;
+    let waiting = enqueue_one(h, job("k").with_delay(Duration::from_secs(30 * 86_400))).await;
+    h.clock().advance(Duration::from_secs(2 * 3600));
     let recent = enqueue_one(h, job("k")).await;
-    let recent_job = claim(h, "default", 10, &n).await;
-    finish(h, &n, recent_job.iter().map(complete).collect()).await;
-    // Completed older than 30 min go; failed/cancelled are kept for 7 days.
-    let p = DeleteFinished {
-        completed_before: h.clock().now() - chrono::Duration::minutes(30),
-        failed_before: h.clock().now() - chrono::Duration::days(7),
-        limit: 2,
+    let r = claim(h, "default", 1, &n).await;
+    finish(h, r.iter().map(complete).collect()).await;
+    // Completed: kept 1 h. Failed and cancelled: kept 3 h.
+    let p = |limit| DeleteFinished {
+        completed_after: Duration::from_secs(3600),
+        failed_after: Duration::from_secs(3 * 3600),
+        limit,
+        now: now(h),
     };
-    let mut total = 0;
-    loop {
-        let n = h.store().delete_finished(&p).await.unwrap();
-        assert!(n <= 2 * 3, "bounded batch per state");
-        if n == 0 {
-            break;
-        }
-        total += n;
-    }
-    assert_eq!(total, 5);
-    assert_eq!(get(h, failed).await.state, JobState::Cancelled);
-    assert_eq!(get(h, waiting).await.state, JobState::Completed);
-    assert_eq!(get(h, recent).await.state, JobState::Completed);
+    assert_eq!(
+        h.store().delete_finished(&p(2)).await.unwrap(),
+        2,
+        "at most 2 per state"
+    );
+    assert_eq!(h.store().delete_finished(&p(2)).await.unwrap(), 2);
+    assert_eq!(h.store().delete_finished(&p(2)).await.unwrap(), 1);
+    assert_eq!(h.store().delete_finished(&p(2)).await.unwrap(), 0);
     let counts = h.store().queue_counts().await.unwrap();
-    assert_eq!((counts[0].completed, counts[0].cancelled), (2, 1));
+    let d = counts.iter().find(|c| c.queue == "default").unwrap();
+    assert_eq!(
+        (d.completed, d.failed, d.cancelled, d.scheduled),
+        (1, 1, 1, 1),
+        "failed and cancelled jobs outlive completed ones"
+    );
+    assert_eq!(get(h, recent).await.state, JobState::Completed);
+    assert_eq!(get(h, waiting).await.state, JobState::Scheduled);
+    // Past their own retention, failed and cancelled go too (and the recent
+    // completed one, now past its hour); waiting jobs never.
+    h.clock().advance(Duration::from_secs(3600 + 1));
+    assert_eq!(h.store().delete_finished(&p(10)).await.unwrap(), 3);
+    assert!(h.store().get_job(old[5]).await.unwrap().is_none());
+    assert!(h.store().get_job(recent).await.unwrap().is_none());
+    assert_eq!(get(h, waiting).await.state, JobState::Scheduled);
 }
 
-async fn next_wakeup(w: &mut capstan_store::Wakeups) -> Option<Wakeup> {
-    tokio::time::timeout(Duration::from_secs(10), w.recv())
-        .await
-        .ok()
-        .flatten()
+/// The wake-up of this very store, not the cross-process fallback: a
+/// `Queue` hint naming the queue (the watcher of SQLite only ever says `All`).
+async fn wakeup_for(w: &mut capstan_store::Wakeups, queue: &str) -> Option<Wakeup> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match tokio::time::timeout(left, w.recv()).await.ok().flatten() {
+            Some(Wakeup::Queue(q)) if q == queue => return Some(Wakeup::Queue(q)),
+            Some(_) => continue,
+            None => return None,
+        }
+    }
 }
 
 pub async fn enqueue_wakes_subscribers<H: Harness>(h: &H) {
     let mut w = h.store().subscribe().await.unwrap();
     enqueue_one(h, job("k").with_queue("mail")).await;
-    let got = next_wakeup(&mut w).await;
-    assert!(
-        matches!(&got, Some(Wakeup::Queue(q)) if q == "mail") || got == Some(Wakeup::All),
-        "{got:?}"
+    assert_eq!(
+        wakeup_for(&mut w, "mail").await,
+        Some(Wakeup::Queue("mail".into()))
     );
 }
 
@@ -115,9 +150,99 @@ pub async fn enqueue_from_another_connection_wakes_subscribers<H: Harness>(h: &H
         })
         .await
         .unwrap();
-    let got = next_wakeup(&mut w).await;
+    let got = tokio::time::timeout(Duration::from_secs(10), w.recv())
+        .await
+        .ok()
+        .flatten();
     assert!(
         matches!(&got, Some(Wakeup::Queue(q)) if q == "mail") || got == Some(Wakeup::All),
         "another process's enqueue reaches this one: {got:?}"
+    );
+}
+
+/// Jobs no live node can run leave the claim order (so they never make a
+/// claim slower), are counted as unhandled, and come back as soon as a node
+/// with a handler for their kind registers.
+pub async fn unhandled_jobs_wait_outside_the_claim_order_until_a_node_handles_them<H: Harness>(
+    h: &H,
+) {
+    let n = node("n1"); // serves `default` with kind `k`
+    register(h, &n).await;
+    let stray: Vec<_> = enqueue(h, (0..5).map(|_| job("nobody.kind")).collect())
+        .await
+        .iter()
+        .map(|i| i.id)
+        .collect();
+    let handled = enqueue_one(h, job("k")).await;
+    let elsewhere = enqueue_one(h, job("nobody.kind").with_queue("q2")).await;
+    let mark = |queue: &str, limit| MarkUnhandled {
+        queue: queue.to_owned(),
+        limit,
+        now: now(h),
+    };
+    // The head of the claim order, a few at a time.
+    assert_eq!(
+        h.store().mark_unhandled(&mark("default", 3)).await.unwrap(),
+        3
+    );
+    assert_eq!(
+        h.store().mark_unhandled(&mark("default", 3)).await.unwrap(),
+        2
+    );
+    assert_eq!(
+        h.store().mark_unhandled(&mark("default", 3)).await.unwrap(),
+        0
+    );
+    let counts = h.store().queue_counts().await.unwrap();
+    let d = counts.iter().find(|c| c.queue == "default").unwrap();
+    assert_eq!((d.available, d.unhandled), (6, 5));
+    assert!(get(h, stray[0]).await.unhandled);
+    assert!(!get(h, handled).await.unhandled);
+    assert!(!get(h, elsewhere).await.unhandled, "only the queue asked");
+    // Even a claim of every kind passes them by: they are out of the order.
+    let mut p = super::claim_params(h, "default", 10, &n);
+    p.kinds = None;
+    let got = h.store().claim(&p).await.unwrap();
+    assert_eq!(got.iter().map(|j| j.id).collect::<Vec<_>>(), vec![handled]);
+    // A node with a handler for them registers: they are back, and run.
+    let other = node("n2");
+    h.store()
+        .register_node(&RegisterNode {
+            beat: capstan_store::HeartbeatNode {
+                kinds: vec!["nobody.kind".into()],
+                ..beat_of(h, &other)
+            },
+            takeover: None,
+        })
+        .await
+        .unwrap();
+    let counts = h.store().queue_counts().await.unwrap();
+    assert_eq!(
+        counts
+            .iter()
+            .find(|c| c.queue == "default")
+            .unwrap()
+            .unhandled,
+        0
+    );
+    assert_eq!(claim(h, "default", 10, &other).await.len(), 5);
+    // A job of a kind some live node handles is never set aside.
+    let k = enqueue_one(h, job("k")).await;
+    assert_eq!(
+        h.store()
+            .mark_unhandled(&mark("default", 10))
+            .await
+            .unwrap(),
+        0
+    );
+    assert!(!get(h, k).await.unhandled);
+    // Nor once its nodes are dead: then it is.
+    h.clock().advance(Duration::from_secs(31));
+    assert_eq!(
+        h.store()
+            .mark_unhandled(&mark("default", 10))
+            .await
+            .unwrap(),
+        1
     );
 }

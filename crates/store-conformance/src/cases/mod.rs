@@ -12,10 +12,10 @@ pub mod rescue;
 
 use std::time::Duration;
 
-use capstan_core::{Clock, ErrorClass, Job, JobId, NewJob, NodeId, Timestamp};
+use capstan_core::{Clock, ErrorClass, Job, JobId, Lease, NewJob, NodeId, Timestamp};
 use capstan_store::{
-    Claim, ErrorRecord, Finish, FinishMany, FinishReport, InsertMany, Inserted, JobStore,
-    NodeStore, Outcome, RegisterNode,
+    Claim, ErrorRecord, Finish, FinishMany, HeartbeatNode, InsertMany, Inserted, JobStore,
+    LeaseReport, NodeBeat, NodeStore, Outcome, RegisterNode, Rescue, RescueReport,
 };
 use serde_json::json;
 
@@ -49,15 +49,60 @@ pub(crate) async fn enqueue_one<H: Harness>(h: &H, j: NewJob) -> JobId {
     enqueue(h, vec![j]).await[0].id
 }
 
+/// The heartbeat of node `n` (incarnation `"1"`, serving `default` with
+/// kind `k`, beating every 10 s, dead after 30 s), at the test clock's time.
+pub(crate) fn beat_of<H: Harness>(h: &H, n: &NodeId) -> HeartbeatNode {
+    HeartbeatNode {
+        node: n.clone(),
+        incarnation: "1".into(),
+        queues: vec!["default".into()],
+        kinds: vec!["k".into()],
+        interval: Duration::from_secs(10),
+        timeout: Duration::from_secs(30),
+        now: now(h),
+    }
+}
+
 pub(crate) async fn register<H: Harness>(h: &H, n: &NodeId) {
     h.store()
         .register_node(&RegisterNode {
-            node: n.clone(),
-            queues: vec!["default".into()],
-            now: now(h),
+            beat: beat_of(h, n),
+            takeover: None,
         })
         .await
         .expect("register_node");
+}
+
+pub(crate) async fn beat<H: Harness>(h: &H, n: &NodeId) -> NodeBeat {
+    h.store()
+        .heartbeat_node(&beat_of(h, n))
+        .await
+        .expect("heartbeat_node")
+}
+
+/// Rescue without a rescuer node (as a tool would): every node is judged by
+/// its own row alone.
+pub(crate) async fn rescue<H: Harness>(h: &H) -> RescueReport {
+    h.store()
+        .rescue(&Rescue {
+            rescuer: None,
+            limit: 1000,
+            now: now(h),
+        })
+        .await
+        .expect("rescue")
+}
+
+/// Rescue as node `by` does: it beats first, then judges.
+pub(crate) async fn rescue_by<H: Harness>(h: &H, by: &NodeId) -> RescueReport {
+    h.store()
+        .rescue(&Rescue {
+            rescuer: Some(beat_of(h, by)),
+            limit: 1000,
+            now: now(h),
+        })
+        .await
+        .expect("rescue")
 }
 
 pub(crate) fn claim_params<H: Harness>(h: &H, queue: &str, limit: u32, n: &NodeId) -> Claim {
@@ -79,10 +124,9 @@ pub(crate) async fn claim<H: Harness>(h: &H, queue: &str, limit: u32, n: &NodeId
         .expect("claim")
 }
 
-pub(crate) async fn finish<H: Harness>(h: &H, n: &NodeId, finishes: Vec<Finish>) -> FinishReport {
+pub(crate) async fn finish<H: Harness>(h: &H, finishes: Vec<Finish>) -> LeaseReport {
     h.store()
         .finish_many(&FinishMany {
-            node: n.clone(),
             finishes,
             now: now(h),
         })
@@ -90,14 +134,25 @@ pub(crate) async fn finish<H: Harness>(h: &H, n: &NodeId, finishes: Vec<Finish>)
         .expect("finish_many")
 }
 
-pub(crate) fn complete(j: &Job) -> Finish {
+/// The lease a claimed job is held under.
+pub(crate) fn lease(j: &Job) -> Lease {
+    j.lease().expect("a claimed job has a lease")
+}
+
+pub(crate) fn finish_with(j: &Job, outcome: Outcome) -> Finish {
     Finish {
-        id: j.id,
-        attempt: j.attempt,
-        outcome: Outcome::Complete {
+        lease: lease(j),
+        outcome,
+    }
+}
+
+pub(crate) fn complete(j: &Job) -> Finish {
+    finish_with(
+        j,
+        Outcome::Complete {
             result: json!({"ok": j.id.0}),
         },
-    }
+    )
 }
 
 pub(crate) fn error(class: ErrorClass, message: &str) -> ErrorRecord {

@@ -1,33 +1,13 @@
-//! Rescue: jobs of dead nodes and expired leases go back to their queue.
+//! Rescue: jobs of dead nodes and expired leases go back to their queue;
+//! an outage is not a death.
 
 use std::time::Duration;
 
 use capstan_core::{ErrorClass, JobState};
-use capstan_store::{HeartbeatNode, JobStore, NodeStore, Rescue, RescueReport};
+use capstan_store::{CancelJob, HeartbeatNode, JobStore, NodeStore, RegisterNode};
 
-use super::{claim, enqueue_one, get, job, node, now, register};
+use super::{beat, beat_of, claim, enqueue_one, get, job, node, now, register, rescue, rescue_by};
 use crate::Harness;
-
-async fn rescue<H: Harness>(h: &H) -> RescueReport {
-    h.store()
-        .rescue(&Rescue {
-            node_timeout: Duration::from_secs(30),
-            limit: 1000,
-            now: now(h),
-        })
-        .await
-        .expect("rescue")
-}
-
-async fn beat<H: Harness>(h: &H, n: &capstan_core::NodeId) {
-    h.store()
-        .heartbeat_node(&HeartbeatNode {
-            node: n.clone(),
-            now: now(h),
-        })
-        .await
-        .expect("heartbeat");
-}
 
 pub async fn jobs_of_a_dead_node_are_rescued<H: Harness>(h: &H) {
     let id = enqueue_one(h, job("k").with_timeout(Duration::from_secs(3600))).await;
@@ -69,6 +49,107 @@ pub async fn jobs_of_a_live_node_are_kept<H: Harness>(h: &H) {
     assert_eq!(get(h, id).await.state, JobState::Running);
 }
 
+/// Each node is judged by the node timeout it beats with, not the rescuer's.
+pub async fn each_node_is_judged_by_its_own_node_timeout<H: Harness>(h: &H) {
+    let slow_beat = |h: &H| HeartbeatNode {
+        timeout: Duration::from_secs(90),
+        interval: Duration::from_secs(30),
+        ..beat_of(h, &node("patient"))
+    };
+    h.store()
+        .register_node(&RegisterNode {
+            beat: slow_beat(h),
+            takeover: None,
+        })
+        .await
+        .unwrap();
+    let id = enqueue_one(h, job("k").with_timeout(Duration::from_secs(3600))).await;
+    claim(h, "default", 1, &node("patient")).await;
+    let r = node("r");
+    register(h, &r).await;
+    // The rescuer's own timeout is 30 s; the patient node's is 90 s.
+    for _ in 0..8 {
+        h.clock().advance(Duration::from_secs(10));
+        beat(h, &r).await;
+        assert!(
+            rescue_by(h, &r).await.retried.is_empty(),
+            "alive within its own 90 s"
+        );
+    }
+    h.clock().advance(Duration::from_secs(11));
+    assert_eq!(rescue_by(h, &r).await.retried, vec![id]);
+}
+
+/// An outage (nobody could write for longer than a node timeout) is not a
+/// death: the first rescue after it sees its own beat came late, judges
+/// nobody, and every node gets a full node timeout to beat again.
+pub async fn after_an_outage_live_nodes_get_a_node_timeout_to_beat_again<H: Harness>(h: &H) {
+    let id = enqueue_one(h, job("k").with_timeout(Duration::from_secs(3600))).await;
+    let (worker, r) = (node("worker"), node("r"));
+    register(h, &worker).await;
+    register(h, &r).await;
+    claim(h, "default", 1, &worker).await;
+    // 40 s without a write, for anyone: a failover, a long write lock.
+    h.clock().advance(Duration::from_secs(40));
+    let report = rescue_by(h, &r).await;
+    assert!(report.stalled, "the rescuer's own beat came late");
+    assert!(report.retried.is_empty() && report.removed_nodes == 0);
+    // Both beat again (the worker within its timeout of the outage's end).
+    h.clock().advance(Duration::from_secs(20));
+    beat(h, &worker).await;
+    beat(h, &r).await;
+    h.clock().advance(Duration::from_secs(9));
+    let report = rescue_by(h, &r).await;
+    assert!(!report.stalled);
+    assert!(
+        report.retried.is_empty(),
+        "a live node's job is kept: {report:?}"
+    );
+    assert_eq!(get(h, id).await.state, JobState::Running);
+    assert!(get(h, id).await.errors.is_empty());
+}
+
+/// ...while a node that stays silent a full node timeout after the rescuer
+/// recovered is dead, and its jobs are rescued.
+pub async fn a_node_silent_past_the_outage_grace_is_dead<H: Harness>(h: &H) {
+    let id = enqueue_one(h, job("k").with_timeout(Duration::from_secs(3600))).await;
+    let (gone, r) = (node("gone"), node("r"));
+    register(h, &gone).await;
+    register(h, &r).await;
+    claim(h, "default", 1, &gone).await;
+    h.clock().advance(Duration::from_secs(40));
+    assert!(rescue_by(h, &r).await.stalled);
+    for _ in 0..2 {
+        h.clock().advance(Duration::from_secs(10));
+        assert!(
+            rescue_by(h, &r).await.retried.is_empty(),
+            "within the grace"
+        );
+    }
+    h.clock().advance(Duration::from_secs(11));
+    let report = rescue_by(h, &r).await;
+    assert_eq!(report.retried, vec![id]);
+    assert_eq!(report.removed_nodes, 1);
+}
+
+/// A rescuer beats before it judges: its own jobs are never rescued for its
+/// own silence, however long it waited to run.
+pub async fn a_rescuer_never_takes_its_own_nodes_jobs<H: Harness>(h: &H) {
+    let id = enqueue_one(h, job("k").with_timeout(Duration::from_secs(3600))).await;
+    let r = node("r");
+    register(h, &r).await;
+    claim(h, "default", 1, &r).await;
+    // Nothing but the rescues writes its row: 60 s after its last beat of
+    // its own, twice its node timeout, it still holds its job.
+    for _ in 0..4 {
+        h.clock().advance(Duration::from_secs(15));
+        let report = rescue_by(h, &r).await;
+        assert!(!report.stalled);
+        assert!(report.retried.is_empty(), "{report:?}");
+    }
+    assert_eq!(get(h, id).await.state, JobState::Running);
+}
+
 pub async fn expired_lease_is_rescued_even_if_the_node_lives<H: Harness>(h: &H) {
     let id = enqueue_one(h, job("k").with_timeout(Duration::from_secs(5))).await;
     let n = node("n1");
@@ -97,26 +178,76 @@ pub async fn rescue_fails_jobs_without_attempts_left<H: Harness>(h: &H) {
     assert!(j.finished_at.is_some());
 }
 
+/// The process is killed and started again with the same node id (a new
+/// incarnation, once the old one's row has expired).
+async fn restart<H: Harness>(h: &H, n: &capstan_core::NodeId) -> u64 {
+    h.clock().advance(Duration::from_secs(31));
+    h.store()
+        .register_node(&RegisterNode {
+            beat: HeartbeatNode {
+                incarnation: "2".into(),
+                ..beat_of(h, n)
+            },
+            takeover: None,
+        })
+        .await
+        .unwrap()
+        .reclaimed
+}
+
 pub async fn restarted_node_reclaims_its_previous_jobs<H: Harness>(h: &H) {
     let a = enqueue_one(h, job("k")).await;
     let b = enqueue_one(h, job("k")).await;
     let n = node("web-1");
     register(h, &n).await;
     claim(h, "default", 2, &n).await;
-    // The process is killed and started again with the same node id.
-    let report = h
-        .store()
-        .register_node(&capstan_store::RegisterNode {
-            node: n.clone(),
-            queues: vec![],
-            now: now(h),
-        })
-        .await
-        .unwrap();
-    assert_eq!(report.reclaimed, 2);
+    assert_eq!(restart(h, &n).await, 2);
     for id in [a, b] {
         let j = get(h, id).await;
         assert_eq!(j.state, JobState::Available);
         assert_eq!(j.errors.last().unwrap().class, ErrorClass::Rescued);
     }
+}
+
+/// A restart never gives a job more attempts than it has: the attempt the
+/// crash cut short counts, and a job on its last one fails.
+pub async fn restarted_node_fails_jobs_without_attempts_left<H: Harness>(h: &H) {
+    let id = enqueue_one(h, job("k").with_max_attempts(1)).await;
+    let n = node("web-1");
+    register(h, &n).await;
+    claim(h, "default", 1, &n).await;
+    assert_eq!(restart(h, &n).await, 1);
+    let j = get(h, id).await;
+    assert_eq!(j.state, JobState::Failed);
+    assert!(j.finished_at.is_some());
+    assert!(claim(h, "default", 1, &n).await.is_empty());
+}
+
+/// A cancel request outlives the holder: a job cancelled while its node
+/// died ends `cancelled` when rescued or reclaimed, never runs again.
+pub async fn a_cancel_request_survives_rescue_and_restart<H: Harness>(h: &H) {
+    let rescued = enqueue_one(h, job("k")).await;
+    let reclaimed = enqueue_one(h, job("k").with_queue("q2")).await;
+    let (dead, restarted) = (node("dead"), node("restarted"));
+    register(h, &dead).await;
+    register(h, &restarted).await;
+    claim(h, "default", 1, &dead).await;
+    claim(h, "q2", 1, &restarted).await;
+    for id in [rescued, reclaimed] {
+        h.store()
+            .cancel_job(&CancelJob { id, now: now(h) })
+            .await
+            .unwrap();
+    }
+    assert_eq!(restart(h, &restarted).await, 1);
+    let r = rescue(h).await;
+    assert_eq!(r.cancelled, vec![rescued]);
+    assert!(r.retried.is_empty());
+    for id in [rescued, reclaimed] {
+        let j = get(h, id).await;
+        assert_eq!(j.state, JobState::Cancelled, "job {id}");
+        assert!(j.finished_at.is_some());
+    }
+    assert!(claim(h, "default", 5, &restarted).await.is_empty());
+    assert!(claim(h, "q2", 5, &restarted).await.is_empty());
 }

@@ -10,7 +10,7 @@ use capstan_store_postgres::PgStore;
 
 pub use cluster::TestDatabase;
 
-use crate::Harness;
+use crate::{Harness, RowLock};
 
 /// A migrated PostgreSQL database for one case.
 #[derive(Debug)]
@@ -76,5 +76,26 @@ impl Harness for PgHarness {
 
     fn url(&self) -> String {
         self.db.url().to_owned()
+    }
+
+    fn table(&self, name: &str) -> String {
+        format!("capstan.{name}")
+    }
+
+    async fn execute(&self, sql: &str) {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+            .execute(self.store.pool())
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+
+    async fn lock_job(&self, id: capstan_core::JobId) -> Option<RowLock> {
+        let mut tx = self.store.pool().begin().await.expect("begin");
+        sqlx::query("SELECT id FROM capstan.jobs WHERE id = $1 FOR UPDATE")
+            .bind(id.0)
+            .fetch_one(&mut *tx)
+            .await
+            .expect("lock the job's row");
+        Some(RowLock::new(tx))
     }
 }

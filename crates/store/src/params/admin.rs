@@ -52,6 +52,9 @@ pub struct QueueCounts {
     pub scheduled: u64,
     /// Ready to run.
     pub available: u64,
+    /// Of the available ones: no live node serving the queue has a handler
+    /// for their kind; they wait for one.
+    pub unhandled: u64,
     /// Held by a worker.
     pub running: u64,
     /// Waiting for a retry.

@@ -5,8 +5,10 @@ use std::time::Duration;
 use capstan_core::{NodeId, Timestamp};
 
 /// Claim up to `limit` available jobs of `queue`, highest priority first, then
-/// oldest `run_at`, then lowest id. Each claimed job becomes `running`, held by
-/// `node` under a new attempt number.
+/// oldest `run_at`, then lowest id, skipping jobs set aside as unhandled. Each
+/// claimed job becomes `running`, held by `node` under a new attempt number
+/// and a fresh random lease token (see [`capstan_core::Lease`]), with a lease
+/// of its timeout (at most one year) plus `lease_grace` from the claim.
 #[derive(Debug, Clone)]
 pub struct Claim {
     /// The queue to claim from.

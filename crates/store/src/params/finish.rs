@@ -1,9 +1,10 @@
-//! Finishing attempts: complete, retry, fail, snooze, cancel or hand back a
-//! job, in batches, each guarded by the holder's node and attempt.
+//! Finishing attempts and extending leases, in batches. Every row names the
+//! [`Lease`] it acts under; the database accepts it only while the job is
+//! still `running` under that very token, and reports the rest as fenced.
 
 use std::time::Duration;
 
-use capstan_core::{ErrorClass, JobId, NodeId, Timestamp};
+use capstan_core::{ErrorClass, Lease, Timestamp};
 use serde_json::Value;
 
 /// An error to append to a job's attempt history; the store adds the time and
@@ -17,6 +18,9 @@ pub struct ErrorRecord {
 }
 
 /// What to do with a running job whose attempt ended.
+///
+/// A job a user asked to cancel never goes back to waiting: a `Retry`,
+/// `Snooze` or `HandBack` of such a job makes it `cancelled` instead.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
     /// Finished successfully with `result`.
@@ -41,60 +45,61 @@ pub enum Outcome {
         /// How long to wait.
         delay: Duration,
     },
-    /// Cancelled while running: `cancelled`.
+    /// Cancelled while running (or before it started): `cancelled`.
     Cancel {
         /// Why.
         error: ErrorRecord,
     },
-    /// The node is shutting down: back to `available`, the attempt given back.
+    /// Not run (shutdown, or a buffered job that waited too long): back to
+    /// `available`, the attempt given back.
     HandBack,
 }
 
 /// One finished attempt.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Finish {
-    /// The job.
-    pub id: JobId,
-    /// The attempt that ran (the fencing token, with the node).
-    pub attempt: i32,
+    /// The execution that ended (the fencing token).
+    pub lease: Lease,
     /// What to do.
     pub outcome: Outcome,
 }
 
-/// Finish many attempts held by `node` in one round trip.
+/// Finish many attempts in one round trip.
 #[derive(Debug, Clone)]
 pub struct FinishMany {
-    /// The holder.
-    pub node: NodeId,
     /// The attempts.
     pub finishes: Vec<Finish>,
     /// The finish time; `None` = the database's clock.
     pub now: Option<Timestamp>,
 }
 
-/// What a [`FinishMany`] did.
+/// What a batch of fenced writes did ([`FinishMany`], [`ExtendLeases`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct FinishReport {
-    /// Jobs whose state was changed.
-    pub finished: Vec<JobId>,
-    /// Jobs this node no longer held (rescued, cancelled or finished elsewhere):
-    /// nothing was written for them.
-    pub fenced: Vec<JobId>,
+pub struct LeaseReport {
+    /// Rows written: the job was still running under this lease.
+    pub accepted: Vec<Lease>,
+    /// Rows refused: the job is no longer running under this lease (it was
+    /// rescued, finished, or handed to another worker). Nothing was written.
+    pub fenced: Vec<Lease>,
 }
 
-/// A running handler's heartbeat: extend its lease and record progress.
+/// Extend the leases of running jobs (a handler's heartbeat, or the start of
+/// a job that waited in a node's buffer) and record progress.
 #[derive(Debug, Clone)]
-pub struct ExtendLease {
-    /// The job.
-    pub id: JobId,
-    /// The attempt that runs.
-    pub attempt: i32,
-    /// The holder.
-    pub node: NodeId,
-    /// The lease now ends `lease` from `now`.
-    pub lease: Duration,
+pub struct ExtendLeases {
+    /// One row per job.
+    pub leases: Vec<Extension>,
+    /// The time; `None` = the database's clock.
+    pub now: Option<Timestamp>,
+}
+
+/// One lease to extend.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Extension {
+    /// The execution.
+    pub lease: Lease,
+    /// The lease now ends this long from `now`.
+    pub duration: Duration,
     /// Progress to record (`None` keeps the last).
     pub progress: Option<Value>,
-    /// The heartbeat time; `None` = the database's clock.
-    pub now: Option<Timestamp>,
 }

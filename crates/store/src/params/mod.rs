@@ -11,7 +11,9 @@ mod node;
 
 pub use admin::{CancelJob, CancelOutcome, ListJobs, QueueCounts, RetryJob};
 pub use claim::Claim;
-pub use finish::{ErrorRecord, ExtendLease, Finish, FinishMany, FinishReport, Outcome};
+pub use finish::{ErrorRecord, ExtendLeases, Extension, Finish, FinishMany, LeaseReport, Outcome};
 pub use insert::{InsertMany, Inserted};
-pub use maintenance::{DeleteFinished, PromoteDue, PromoteReport, Rescue, RescueReport};
-pub use node::{HeartbeatNode, NodeBeat, NodeInfo, RegisterNode, RegisterReport};
+pub use maintenance::{
+    DeleteFinished, MarkUnhandled, PromoteDue, PromoteReport, Rescue, RescueReport,
+};
+pub use node::{DeregisterNode, HeartbeatNode, NodeBeat, NodeInfo, RegisterNode, RegisterReport};

@@ -1,42 +1,133 @@
 //! Nodes: the processes that hold jobs. A node registers, heartbeats, and
-//! deregisters; a node that stops heartbeating is dead and its jobs are rescued.
+//! deregisters; a node whose row expires is dead and its jobs are rescued.
+//!
+//! Each row carries the node's own expiry (`heartbeat_at + its node_timeout`)
+//! and `healthy_since`: the time since which its beats have come without a
+//! stall. A beat that follows the previous one by more than [`HeartbeatNode::stall`]
+//! means writes were stuck (an outage, a failover, a long SQLite write lock),
+//! for this node and very likely for every other: `healthy_since` starts
+//! over, and its rescuer gives every other node a full node timeout to beat
+//! again before judging it dead.
 
-use capstan_core::{JobId, NodeId, Timestamp};
+use std::time::Duration;
+
+use capstan_core::{Lease, NodeId, Timestamp};
 use serde::Serialize;
+
+use crate::StoreError;
+
+/// A live node's heartbeat: everything its row holds, so that a row deleted
+/// by a rescuer (the node was thought dead) is written back whole.
+#[derive(Debug, Clone)]
+pub struct HeartbeatNode {
+    /// The node.
+    pub node: NodeId,
+    /// This process, among processes that may use the same node id: random
+    /// per start. A beat never overwrites a row of another incarnation.
+    pub incarnation: String,
+    /// The queues it serves.
+    pub queues: Vec<String>,
+    /// The job kinds it has handlers for.
+    pub kinds: Vec<String>,
+    /// How often it beats.
+    pub interval: Duration,
+    /// It is dead when silent this long (its `node_timeout`).
+    pub timeout: Duration,
+    /// The time; `None` = the database's clock.
+    pub now: Option<Timestamp>,
+}
+
+impl HeartbeatNode {
+    /// A gap between two beats longer than this means writes were stuck:
+    /// halfway between the interval and the timeout, so that a stall long
+    /// enough to let a live node expire is always noticed.
+    pub fn stall(&self) -> Duration {
+        self.interval + self.timeout.saturating_sub(self.interval) / 2
+    }
+
+    /// The health of this node after a beat at `now`, given its row before.
+    pub fn healthy_since(&self, before: Option<&NodeInfo>, now: Timestamp) -> Timestamp {
+        match before {
+            Some(row) if row.incarnation == self.incarnation => {
+                let gap = (now - row.heartbeat_at).to_std().unwrap_or_default();
+                if gap > self.stall() {
+                    now
+                } else {
+                    row.healthy_since
+                }
+            }
+            _ => now,
+        }
+    }
+}
 
 /// Register a starting node.
 #[derive(Debug, Clone)]
 pub struct RegisterNode {
-    /// The node.
-    pub node: NodeId,
-    /// The queues it serves (informational).
-    pub queues: Vec<String>,
-    /// The time; `None` = the database's clock.
-    pub now: Option<Timestamp>,
+    /// The row to write.
+    pub beat: HeartbeatNode,
+    /// Take over a row of another incarnation that still looks alive, but
+    /// only if its last heartbeat is still this one (it did not beat since
+    /// we last looked: a crashed predecessor, not a live twin).
+    pub takeover: Option<Timestamp>,
+}
+
+impl RegisterNode {
+    /// Refuse to register over `before`, the row already under this node
+    /// id, while it belongs to another process that still looks alive at
+    /// `now` — unless `takeover` names its last heartbeat.
+    ///
+    /// # Errors
+    /// [`StoreError::NodeIdInUse`] with the other process's last beat.
+    pub fn check(&self, before: Option<&NodeInfo>, now: Timestamp) -> Result<(), StoreError> {
+        match before {
+            Some(row)
+                if row.incarnation != self.beat.incarnation
+                    && row.expires_at >= now
+                    && self.takeover != Some(row.heartbeat_at) =>
+            {
+                Err(StoreError::NodeIdInUse {
+                    node: row.id.clone(),
+                    heartbeat_at: row.heartbeat_at,
+                    interval: row.interval,
+                })
+            }
+            _ => Ok(()),
+        }
+    }
 }
 
 /// What registering did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RegisterReport {
     /// Jobs still held under this node id by a previous process with the same
-    /// id, given back to their queues (attempts left) or failed.
+    /// id, given back to their queues (attempts left), failed, or cancelled.
     pub reclaimed: u64,
-}
-
-/// A node's periodic heartbeat.
-#[derive(Debug, Clone)]
-pub struct HeartbeatNode {
-    /// The node.
-    pub node: NodeId,
-    /// The time; `None` = the database's clock.
-    pub now: Option<Timestamp>,
 }
 
 /// What the database tells a node on heartbeat.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NodeBeat {
-    /// Running jobs of this node that a user asked to cancel: (job, attempt).
-    pub cancel_requested: Vec<(JobId, i32)>,
+    /// Every job running under this node: a local handler whose lease is not
+    /// here lost its job (rescued) and is told to stop.
+    pub held: Vec<Lease>,
+    /// Running jobs of this node that a user asked to cancel.
+    pub cancel_requested: Vec<Lease>,
+    /// The row was gone (a rescuer thought this node dead) and was written back.
+    pub revived: bool,
+    /// Another process now owns this node id: nothing was written.
+    pub replaced: bool,
+    /// Since when this node's beats have come without a stall.
+    pub healthy_since: Option<Timestamp>,
+}
+
+/// Remove a node that stopped cleanly.
+#[derive(Debug, Clone)]
+pub struct DeregisterNode {
+    /// The node.
+    pub node: NodeId,
+    /// Only the row of this incarnation (never a successor's).
+    pub incarnation: String,
 }
 
 /// A registered node, as listed.
@@ -44,10 +135,45 @@ pub struct NodeBeat {
 pub struct NodeInfo {
     /// Its id.
     pub id: NodeId,
+    /// The process holding the id.
+    pub incarnation: String,
     /// The queues it serves.
     pub queues: Vec<String>,
+    /// The job kinds it has handlers for.
+    pub kinds: Vec<String>,
+    /// How often it beats.
+    #[serde(rename = "heartbeat_interval_ms", with = "ms")]
+    pub interval: Duration,
     /// When it registered.
     pub started_at: Timestamp,
     /// Its last heartbeat.
     pub heartbeat_at: Timestamp,
+    /// When it counts as dead unless it beats again.
+    pub expires_at: Timestamp,
+    /// Since when its beats have come without a stall.
+    pub healthy_since: Timestamp,
+}
+
+impl NodeInfo {
+    /// Alive at `now`: its row has not expired.
+    pub fn is_live(&self, now: Timestamp) -> bool {
+        self.expires_at >= now
+    }
+
+    /// A live node that serves `queue` and has a handler for `kind`.
+    pub fn handles(&self, queue: &str, kind: &str, now: Timestamp) -> bool {
+        self.is_live(now)
+            && self.queues.iter().any(|q| q == queue)
+            && self.kinds.iter().any(|k| k == kind)
+    }
+}
+
+mod ms {
+    use std::time::Duration;
+
+    use serde::Serializer;
+
+    pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_millis() as u64)
+    }
 }

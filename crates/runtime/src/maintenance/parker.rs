@@ -1,0 +1,63 @@
+//! The parker: sets aside available jobs that no live node can run — a kind
+//! nobody has a handler for in that queue (a typo, an enqueuer deployed before
+//! its workers, a worker removed). They leave the claim order, so they never
+//! make a claim slower however many pile up, and wait as `unhandled` (shown
+//! by `capstan queues` and `jobs list`) until a node with a handler for their
+//! kind registers or beats, which puts them back.
+//!
+//! It looks only at the head of each queue's claim order: jobs deeper in the
+//! queue cost a claim nothing until they reach the head.
+
+use std::time::Duration;
+
+use capstan_store::{MarkUnhandled, Store, StoreError};
+use tokio_util::sync::CancellationToken;
+
+use crate::Client;
+
+/// Jobs looked at per statement.
+const PARK_BATCH: u32 = 1000;
+
+pub(crate) async fn run<S: Store>(client: Client<S>, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(client.config.rescue_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = stop.cancelled() => break,
+        }
+        match run_once(&client).await {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(
+                jobs = n,
+                "set aside jobs that no live node has a handler for; they wait for one (see `capstan queues`)"
+            ),
+            Err(e) => tracing::warn!(error = %e, "setting aside unhandled jobs failed"),
+        }
+    }
+}
+
+/// Set aside the unhandled jobs at the head of every queue this client's
+/// configuration serves; returns how many.
+pub(crate) async fn run_once<S: Store>(client: &Client<S>) -> Result<u64, StoreError> {
+    let mut total = 0;
+    for q in &client.config.queues {
+        loop {
+            let n = client
+                .store
+                .mark_unhandled(&MarkUnhandled {
+                    queue: q.name.clone(),
+                    limit: PARK_BATCH,
+                    now: client.clock.pinned(),
+                })
+                .await?;
+            total += n;
+            // A full batch set aside: the next jobs are at the head now.
+            if n < u64::from(PARK_BATCH) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    Ok(total)
+}

@@ -1,0 +1,2 @@
+SELECT id, coalesce(lease_token, ''), cancel_requested FROM capstan.jobs
+WHERE state = 'running' AND node_id = $1

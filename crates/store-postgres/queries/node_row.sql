@@ -1,0 +1,1 @@
+SELECT * FROM capstan.nodes WHERE id = $1 FOR UPDATE

@@ -1,0 +1,6 @@
+-- A node with these queues and kinds is here: its unhandled jobs go back in
+-- the claim order.
+UPDATE capstan_jobs SET unhandled = 0
+WHERE unhandled = 1 AND state = 'available'
+  AND queue IN (SELECT value FROM json_each(?1)) AND kind IN (SELECT value FROM json_each(?2))
+RETURNING queue

@@ -1,0 +1,1 @@
+SELECT * FROM capstan_nodes WHERE id = ?1
