@@ -21,6 +21,12 @@ use crate::JobId;
 pub struct LeaseToken(pub String);
 
 impl LeaseToken {
+    /// A fresh random token: 128 bits, as 32 hex digits. Drawn once per
+    /// claim; with the job's id it names one execution.
+    pub fn generate() -> Self {
+        LeaseToken(format!("{:032x}", rand::random::<u128>()))
+    }
+
     /// The token as text.
     pub fn as_str(&self) -> &str {
         &self.0

@@ -75,7 +75,11 @@ pub fn check_json(
     refuse_nul: bool,
 ) -> Result<(), ValidationError> {
     let bad = |reason: String| Err(ValidationError::Json { field, reason });
-    let (depth, nul) = depth_and_nul(value);
+    let Shape {
+        depth,
+        nul,
+        most_bytes,
+    } = shape(value);
     if depth > MAX_JSON_DEPTH {
         return bad(format!(
             "nested {depth} levels deep, more than the limit of {MAX_JSON_DEPTH}"
@@ -87,7 +91,12 @@ pub fn check_json(
                 .into(),
         );
     }
-    let size = json_len(value);
+    // The exact size only when the bound says it may be too big.
+    let size = if most_bytes <= max_bytes {
+        0
+    } else {
+        json_len(value)
+    };
     if size > max_bytes {
         return bad(format!(
             "is {size} bytes as JSON, more than the limit of {max_bytes} bytes"
@@ -114,36 +123,59 @@ pub fn json_len(value: &Value) -> usize {
     c.0
 }
 
-/// How deep `value` nests, and whether any string or key holds U+0000.
-/// Iterative, so a hostile payload cannot exhaust the stack.
-fn depth_and_nul(value: &Value) -> (usize, bool) {
-    let mut max = 0;
-    let mut nul = false;
+/// What one walk over a value tells.
+struct Shape {
+    /// How deep arrays and objects nest.
+    depth: usize,
+    /// A string or key holds U+0000.
+    nul: bool,
+    /// The most bytes its JSON text can take (every character escaped).
+    most_bytes: usize,
+}
+
+/// One walk over `value`; iterative, so a hostile payload cannot exhaust
+/// the stack.
+fn shape(value: &Value) -> Shape {
+    // A string escapes each byte to at most 6 (`\u0001`), plus its quotes.
+    let text = |s: &str| 2 + 6 * s.len();
+    let mut out = Shape {
+        depth: 0,
+        nul: false,
+        most_bytes: 0,
+    };
     let mut stack = vec![(value, 1usize)];
     while let Some((v, d)) = stack.pop() {
+        out.most_bytes += 1; // a separator
         match v {
             Value::Array(items) => {
-                max = max.max(d);
+                out.depth = out.depth.max(d);
+                out.most_bytes += 2;
                 stack.extend(items.iter().map(|i| (i, d + 1)));
             }
             Value::Object(map) => {
-                max = max.max(d);
+                out.depth = out.depth.max(d);
+                out.most_bytes += 2;
                 for (k, i) in map {
-                    nul |= k.contains('\0');
+                    out.nul |= k.contains('\0');
+                    out.most_bytes += text(k) + 1;
                     stack.push((i, d + 1));
                 }
             }
-            Value::String(s) => nul |= s.contains('\0'),
-            _ => {}
+            Value::String(s) => {
+                out.nul |= s.contains('\0');
+                out.most_bytes += text(s);
+            }
+            // Numbers print in at most 24 characters; true, false, null in 5.
+            _ => out.most_bytes += 24,
         }
     }
-    (max, nul)
+    out
 }
 
 /// `value` with every U+0000 in its strings and keys replaced by U+FFFD.
 /// Returns `None` when there was none (the common case: nothing is copied).
 pub fn without_nul(value: &Value) -> Option<Value> {
-    if !depth_and_nul(value).1 {
+    if !shape(value).nul {
         return None;
     }
     fn clean(v: &Value) -> Value {
@@ -197,6 +229,9 @@ mod tests {
         check_json("result", &json!({"a": "x\u{0}y"}), 1 << 20, false).unwrap();
         let big = json!("x".repeat(100));
         assert_eq!(json_len(&big), 102);
+        assert!(shape(&big).most_bytes >= 102);
+        let nested = json!({"a": [1, 2.5, true, null, "\u{1}é"], "b": {"c": []}});
+        assert!(shape(&nested).most_bytes >= json_len(&nested));
         check_json("args", &big, 102, true).unwrap();
         let e = check_json("args", &big, 101, true).unwrap_err();
         assert!(e.to_string().contains("102 bytes"), "{e}");

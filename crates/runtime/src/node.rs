@@ -326,13 +326,14 @@ async fn register<S: Store>(
             Err(StoreError::NodeIdInUse {
                 heartbeat_at,
                 interval,
+                beats,
                 ..
             }) if takeover.is_none() => {
                 // Wait a little longer than the other process beats: a live
                 // twin beats meanwhile, a crashed predecessor does not.
                 let wait = interval + interval / 2 + Duration::from_millis(200);
                 tracing::warn!(node = %shared.node_id, last_beat = %heartbeat_at, ?wait, "this node id was alive a moment ago: waiting to tell a crashed predecessor from a live twin");
-                takeover = Some(heartbeat_at);
+                takeover = Some(beats);
                 wait
             }
             Err(e) if e.is_transient() => {

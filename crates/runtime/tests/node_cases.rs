@@ -11,7 +11,7 @@ use capstan_store_conformance::Harness;
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 
-use crate::support::{advance_while_beating, client, config, wait_for_job, wait_for_state};
+use crate::support::{Gates, advance_while_beating, client, config, wait_for_job, wait_for_state};
 
 type Calls = Arc<Mutex<HashMap<JobId, usize>>>;
 
@@ -44,8 +44,13 @@ pub(crate) async fn each_job_runs_exactly_once_with_8_concurrent_nodes<H: Harnes
     let mut nodes = Vec::new();
     for n in 0..NODES {
         let store = h.connect_again().await;
-        let c =
-            Client::with_config(store, config().with_node_id(NodeId(format!("node-{n}")))).unwrap();
+        // This test is about claims and finishes: maintenance at its pace.
+        let cfg = Config {
+            heartbeat_interval: Duration::from_secs(1),
+            rescue_interval: Duration::from_secs(1),
+            ..config().with_node_id(NodeId(format!("node-{n}")))
+        };
+        let c = Client::with_config(store, cfg).unwrap();
         nodes.push(c.node(counting_workers(calls.clone())).unwrap().start());
     }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
@@ -84,20 +89,91 @@ pub(crate) async fn jobs_of_kinds_without_a_handler_wait_for_one<H: Harness>(h: 
         .await
         .unwrap()
         .id;
+    assert!(!c.is_handled("default", "report.build").await.unwrap());
     let node = c.node(Workers::new()).unwrap().start();
     let done = wait_for_state(&c, noop, JobState::Completed).await;
     assert_eq!(done.result, Some(json!({"x": 1})), "noop returns its args");
+    assert!(c.is_handled("default", "capstan.noop").await.unwrap());
+    // No live node has a handler for it: it is set aside, out of the claim
+    // order, and shown as such.
+    let j = wait_for_job(&c, other, Duration::from_secs(20), |j| j.unhandled).await;
+    assert_eq!(j.state, JobState::Available);
+    assert_eq!(c.queue_counts().await.unwrap()[0].unhandled, 1);
     node.shutdown().await.unwrap();
-    assert_eq!(
-        c.job(other).await.unwrap().unwrap().state,
-        JobState::Available
-    );
     // A node that has the handler runs it.
     let mut w = Workers::empty();
     w.register_fn("report.build", |_ctx, _args| async { Ok(json!("built")) })
         .unwrap();
     let node = c.node(w).unwrap().start();
-    wait_for_state(&c, other, JobState::Completed).await;
+    let j = wait_for_state(&c, other, JobState::Completed).await;
+    assert!(!j.unhandled);
+    node.shutdown().await.unwrap();
+}
+
+/// A second live process may not use a node id (fencing and reclaim rely on
+/// it): it is refused with a message that says so. A process restarted
+/// under the id of one that crashed takes it over, and its jobs back.
+pub(crate) async fn a_node_id_in_use_is_refused_and_a_crashed_ones_taken_over<H: Harness>(h: &H) {
+    let gates = Gates::default();
+    let c = client(h, config());
+    let id = c.enqueue(crate::support::gated("held")).await.unwrap().id;
+    let first = client(h, config().with_node_id(NodeId("web-1".into())))
+        .node(gates.workers())
+        .unwrap()
+        .start();
+    gates.started("held", 1).await;
+    let twin = client(h, config().with_node_id(NodeId("web-1".into())))
+        .node(gates.workers())
+        .unwrap()
+        .run(std::future::pending())
+        .await;
+    let err = twin.expect_err("a second live process with the same node id");
+    assert!(
+        err.to_string().contains("web-1") && err.to_string().contains("in use"),
+        "{err}"
+    );
+    assert_eq!(
+        c.job(id).await.unwrap().unwrap().attempt,
+        1,
+        "the twin took nothing"
+    );
+    first.abort().await;
+    gates.open("held");
+    let again = client(h, config().with_node_id(NodeId("web-1".into())))
+        .node(gates.workers())
+        .unwrap()
+        .start();
+    let j = wait_for_state(&c, id, JobState::Completed).await;
+    assert_eq!(j.attempt, 2);
+    assert!(j.errors[0].message.contains("restarted"), "{:?}", j.errors);
+    again.shutdown().await.unwrap();
+}
+
+/// A handler factory (a `register_fn` closure) that panics before it even
+/// returns its future is caught like a handler panic: the attempt fails as
+/// panicked and the job moves on, instead of sitting `running` (review L5).
+pub(crate) async fn a_handler_factory_that_panics_fails_the_attempt<H: Harness>(h: &H) {
+    let mut cfg = config();
+    cfg.retry.default = capstan_core::RetryPolicy::exponential(2, Duration::ZERO, 2.0);
+    let c = client(h, cfg);
+    let mut w = Workers::empty();
+    w.register_fn("factory-panics", |_ctx, args: Value| {
+        if args["explode"] == json!(true) {
+            panic!("the factory exploded");
+        }
+        async { Ok(Value::Null) }
+    })
+    .unwrap();
+    let id = c
+        .enqueue(NewJob::new("factory-panics", json!({"explode": true})))
+        .await
+        .unwrap()
+        .id;
+    let node = c.node(w).unwrap().start();
+    let j = wait_for_state(&c, id, JobState::Failed).await;
+    let classes: Vec<_> = j.errors.iter().map(|e| e.class).collect();
+    assert_eq!(classes, vec![ErrorClass::Panicked, ErrorClass::Panicked]);
+    assert!(j.errors[0].message.contains("the factory exploded"));
     node.shutdown().await.unwrap();
 }
 
@@ -222,9 +298,18 @@ pub(crate) async fn idle_node_wakes_on_enqueue_without_polling<H: Harness>(h: &H
         ..config()
     };
     let c = client(h, cfg);
-    let node = c.node(Workers::new()).unwrap().start();
-    // Let the node go idle.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let faults = capstan_store_conformance::Faults::default();
+    let node = Client::with_config(
+        capstan_store_conformance::FaultyStore::new(h.store().clone(), faults.clone()),
+        c.config().clone(),
+    )
+    .unwrap()
+    .with_clock(c.clock().clone())
+    .node(Workers::new())
+    .unwrap()
+    .start();
+    // The node is idle once its first claim came back empty.
+    crate::support::until("the node's first claim", || faults.answered("claim") > 0).await;
     let other = h.connect_again().await;
     let id = Client::new(other)
         .with_clock(c.clock().clone())

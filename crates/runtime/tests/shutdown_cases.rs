@@ -109,38 +109,42 @@ pub(crate) async fn cleaner_deletes_finished_jobs_after_retention<H: Harness>(h:
     );
 }
 
-pub(crate) async fn a_buffered_job_that_waits_too_long_is_handed_back_not_run_late<H: Harness>(
-    h: &H,
-) {
-    let mut cfg = Config {
-        lease_grace: Duration::from_millis(400),
-        ..config()
-    };
-    cfg.queues[0].concurrency = 1;
-    // The real clock: left in the buffer, the quick job's 600 ms lease would
-    // expire and the rescuer (every 100 ms) would record it as rescued.
-    let c = capstan_runtime::Client::with_config(h.store().clone(), cfg).unwrap();
-    let slow = c
-        .enqueue(NewJob::new("capstan.sleep", json!({"ms": 2_000})).with_priority(1))
-        .await
-        .unwrap()
-        .id;
-    // Lease 600 ms: it may wait in the local buffer 300 ms at most.
-    let quick = c
-        .enqueue(NewJob::new("capstan.noop", json!({})).with_timeout(Duration::from_millis(200)))
-        .await
-        .unwrap()
-        .id;
-    let node = c.node(Workers::new()).unwrap().start();
-    let q = wait_for_state(&c, quick, JobState::Completed).await;
-    let s = c.job(slow).await.unwrap().unwrap();
-    assert_eq!(
-        s.state,
-        JobState::Completed,
-        "the quick job ran only after the slow one"
+/// A second signal during the shutdown (a second ctrl-c) stops the jobs
+/// still running at once and hands them back, instead of waiting out the
+/// grace period.
+pub(crate) async fn a_second_signal_stops_the_running_jobs_at_once<H: Harness>(h: &H) {
+    let c = client(
+        h,
+        Config {
+            shutdown_grace: Duration::from_secs(600),
+            ..config()
+        },
     );
-    assert!(q.finished_at.unwrap() >= s.finished_at.unwrap());
-    assert_eq!(q.attempt, 1, "hand-backs from the buffer burn no attempt");
-    assert!(q.errors.is_empty(), "never rescued: {:?}", q.errors);
-    node.shutdown().await.unwrap();
+    let id = c
+        .enqueue(NewJob::new("capstan.sleep", json!({"ms": 600_000})))
+        .await
+        .unwrap()
+        .id;
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let (force_tx, force_rx) = tokio::sync::oneshot::channel::<()>();
+    let node = c.node(Workers::new()).unwrap();
+    let run = tokio::spawn(node.run_with_force(
+        async move {
+            let _ = stop_rx.await;
+        },
+        async move {
+            let _ = force_rx.await;
+        },
+    ));
+    wait_for_state(&c, id, JobState::Running).await;
+    stop_tx.send(()).unwrap();
+    force_tx.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(20), run)
+        .await
+        .expect("the forced shutdown did not wait for the 10-minute grace")
+        .unwrap()
+        .unwrap();
+    let j = c.job(id).await.unwrap().unwrap();
+    assert_eq!(j.state, JobState::Available, "handed back");
+    assert_eq!(j.attempt, 0, "no attempt burned");
 }

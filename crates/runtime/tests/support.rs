@@ -102,3 +102,113 @@ pub(crate) async fn wait_for_state<S: Store>(
 ) -> Job {
     wait_for_job(client, id, Duration::from_secs(20), |j| j.state == state).await
 }
+
+/// Handlers that block until the test opens their gate, and record each of
+/// their runs: `gated` `{"gate": "a"}` completes with `"a"` once gate `a` is
+/// open, or fails (retryable) when told to stop; `fail-when-open` fails
+/// (retryable) once its gate is open.
+#[derive(Clone, Default)]
+pub(crate) struct Gates {
+    state: Arc<std::sync::Mutex<std::collections::HashMap<String, Gate>>>,
+}
+
+#[derive(Default)]
+struct Gate {
+    open: bool,
+    runs: Vec<capstan_core::Lease>,
+}
+
+impl Gates {
+    pub(crate) fn workers(&self) -> capstan_runtime::Workers {
+        let mut w = capstan_runtime::Workers::new();
+        for (kind, fail) in [("gated", false), ("fail-when-open", true)] {
+            let gates = self.clone();
+            w.register_fn(kind, move |ctx, args| {
+                let gates = gates.clone();
+                async move {
+                    let name = args["gate"].as_str().unwrap_or_default().to_owned();
+                    gates.record(&name, ctx.lease().clone());
+                    loop {
+                        if gates.is_open(&name) {
+                            return if fail {
+                                Err(capstan_runtime::JobError::retryable("failed once opened"))
+                            } else {
+                                Ok(serde_json::json!(name))
+                            };
+                        }
+                        tokio::select! {
+                            () = ctx.cancelled() => {
+                                return Err(capstan_runtime::JobError::retryable("told to stop"));
+                            }
+                            () = tokio::time::sleep(Duration::from_millis(5)) => {}
+                        }
+                    }
+                }
+            })
+            .expect("register");
+        }
+        w
+    }
+
+    fn record(&self, gate: &str, lease: capstan_core::Lease) {
+        self.state
+            .lock()
+            .unwrap()
+            .entry(gate.to_owned())
+            .or_default()
+            .runs
+            .push(lease);
+    }
+
+    fn is_open(&self, gate: &str) -> bool {
+        self.state.lock().unwrap().get(gate).is_some_and(|g| g.open)
+    }
+
+    pub(crate) fn open(&self, gate: &str) {
+        self.state
+            .lock()
+            .unwrap()
+            .entry(gate.to_owned())
+            .or_default()
+            .open = true;
+    }
+
+    /// How many times a handler behind `gate` started.
+    pub(crate) fn runs(&self, gate: &str) -> usize {
+        self.state
+            .lock()
+            .unwrap()
+            .get(gate)
+            .map_or(0, |g| g.runs.len())
+    }
+
+    /// Wait (at most 20 s) until a handler behind `gate` started `n` times.
+    pub(crate) async fn started(&self, gate: &str, n: usize) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while self.runs(gate) < n {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "gate {gate} was reached {} times, not {n}",
+                self.runs(gate)
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+/// A job behind gate `name`.
+pub(crate) fn gated(name: &str) -> capstan_core::NewJob {
+    capstan_core::NewJob::new("gated", serde_json::json!({ "gate": name }))
+}
+
+/// Wait (at most 20 s) until `cond` holds, checking every 5 ms.
+pub(crate) async fn until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !cond() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}

@@ -5,7 +5,10 @@
 
 mod support;
 
+mod cancel_cases;
+mod lease_cases;
 mod node_cases;
+mod outage_cases;
 mod retry_cases;
 mod shutdown_cases;
 
@@ -17,6 +20,18 @@ capstan_store_conformance::on_both_backends!(
     node_cases::cancel_stops_a_running_handler,
     node_cases::idle_node_wakes_on_enqueue_without_polling,
     node_cases::each_queue_runs_at_most_its_concurrency,
+    node_cases::a_node_id_in_use_is_refused_and_a_crashed_ones_taken_over,
+    node_cases::a_handler_factory_that_panics_fails_the_attempt,
+    lease_cases::a_job_that_waited_in_the_buffer_starts_with_a_lease_for_its_whole_timeout,
+    lease_cases::a_buffered_job_that_waits_half_its_lease_is_handed_back,
+    lease_cases::a_heartbeat_that_failed_does_not_move_the_deadline,
+    lease_cases::a_fenced_heartbeat_tells_the_handler_to_stop,
+    lease_cases::a_handler_whose_job_was_taken_is_told_to_stop,
+    outage_cases::an_outage_longer_than_the_node_timeout_rescues_no_live_job,
+    outage_cases::finishes_are_retried_through_a_blip,
+    outage_cases::one_bad_finish_never_takes_its_batch_down,
+    cancel_cases::a_cancel_heard_too_late_still_ends_the_job,
+    cancel_cases::a_job_cancelled_in_the_buffer_never_starts,
     retry_cases::timeout_cancels_the_handler_and_retries,
     retry_cases::heartbeat_keeps_a_long_handler_alive,
     retry_cases::each_error_class_is_recorded_and_acted_on,
@@ -26,5 +41,15 @@ capstan_store_conformance::on_both_backends!(
     shutdown_cases::graceful_shutdown_hands_jobs_back_without_burning_attempts,
     shutdown_cases::jobs_finishing_within_the_grace_period_complete,
     shutdown_cases::cleaner_deletes_finished_jobs_after_retention,
-    shutdown_cases::a_buffered_job_that_waits_too_long_is_handed_back_not_run_late,
+    shutdown_cases::a_second_signal_stops_the_running_jobs_at_once,
 );
+
+/// SQLite only: a write lock held by another process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_a_write_lock_held_past_the_node_timeout_rescues_no_live_job() {
+    let h = <capstan_store_conformance::SqliteHarness as capstan_store_conformance::Harness>::new(
+        "write_lock",
+    )
+    .await;
+    outage_cases::a_write_lock_held_past_the_node_timeout_rescues_no_live_job(&h).await;
+}

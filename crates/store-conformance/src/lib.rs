@@ -10,10 +10,12 @@
 //! `CAPSTAN_TEST_DATABASE_URL`).
 
 pub mod cases;
+mod faults;
 mod harness;
 pub mod postgres;
 mod sqlite;
 
+pub use faults::{Faults, FaultyStore};
 pub use harness::{Harness, RowLock, TempDir};
 pub use postgres::PgHarness;
 pub use sqlite::SqliteHarness;

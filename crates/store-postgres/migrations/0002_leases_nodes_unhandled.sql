@@ -16,6 +16,9 @@ CREATE INDEX jobs_unhandled ON capstan.jobs (queue, kind) WHERE unhandled;
 ALTER TABLE capstan.nodes ADD COLUMN incarnation text NOT NULL DEFAULT '';
 ALTER TABLE capstan.nodes ADD COLUMN kinds jsonb NOT NULL DEFAULT '[]';
 ALTER TABLE capstan.nodes ADD COLUMN heartbeat_ms bigint NOT NULL DEFAULT 5000;
+-- Counts the row's writes: a node id is taken over only from a process that
+-- did not beat meanwhile (times may stand still on a test clock).
+ALTER TABLE capstan.nodes ADD COLUMN beats bigint NOT NULL DEFAULT 0;
 -- The node's own expiry: its last heartbeat plus its own node_timeout.
 ALTER TABLE capstan.nodes ADD COLUMN expires_at timestamptz;
 -- Since when its beats have come without a stall (an outage resets it).
@@ -33,9 +36,11 @@ DROP FUNCTION capstan.claim_jobs(text, text[], integer, text, timestamptz, bigin
 -- keeps the statement's plan for the session, where a non-inlined SQL
 -- function is planned at every call (pgbench, 100-row claims on a
 -- 100,000-job queue: 1.57 ms instead of 1.91 ms).
+-- p_token is fresh and random for every call (the caller draws it): with
+-- the job's id it names one execution, never repeated.
 CREATE FUNCTION capstan.claim_jobs(
     p_queue text, p_kinds text[], p_limit integer, p_node text, p_now timestamptz,
-    p_default_timeout_ms bigint, p_grace_ms bigint
+    p_default_timeout_ms bigint, p_grace_ms bigint, p_token text
 ) RETURNS SETOF capstan.jobs
 LANGUAGE plpgsql
 SET enable_seqscan = off
@@ -61,7 +66,7 @@ BEGIN
     SET state = 'running',
         attempt = j.attempt + 1,
         node_id = p_node,
-        lease_token = gen_random_uuid()::text,
+        lease_token = p_token,
         attempted_at = p_now,
         -- Bounded even for rows written without validation (timeouts are at
         -- most a year): the sum can never overflow.

@@ -6,7 +6,8 @@ WITH up AS (
     SET state = CASE WHEN j.cancel_requested AND f.state IN ('available', 'scheduled', 'retryable')
                      THEN 'cancelled' ELSE f.state END,
         result = CASE WHEN f.state = 'completed' THEN f.result ELSE j.result END,
-        errors = j.errors
+        errors = CASE WHEN f.error_class IS NULL AND NOT j.cancel_requested THEN j.errors
+                 ELSE j.errors
                  || CASE WHEN f.error_class IS NULL THEN '[]'::jsonb
                     ELSE jsonb_build_array(jsonb_build_object(
                         'at', coalesce($2::timestamptz, now()), 'attempt', j.attempt,
@@ -15,7 +16,8 @@ WITH up AS (
                     THEN jsonb_build_array(jsonb_build_object(
                         'at', coalesce($2::timestamptz, now()), 'attempt', j.attempt,
                         'class', 'cancelled', 'message', 'cancelled by a user; not run again'))
-                    ELSE '[]'::jsonb END,
+                    ELSE '[]'::jsonb END
+                 END,
         run_at = CASE WHEN f.delay_ms IS NULL THEN j.run_at
                  ELSE coalesce($2::timestamptz, now())
                       + make_interval(secs => least(f.delay_ms, 3153600000000) / 1000.0) END,

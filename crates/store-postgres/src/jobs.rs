@@ -46,6 +46,7 @@ impl JobStore for PgStore {
             .bind(p.now)
             .bind(ms(p.default_timeout))
             .bind(ms(p.lease_grace))
+            .bind(capstan_core::LeaseToken::generate().0)
             .fetch_all(&self.inner.pool)
             .await
             .map_err(db("claim"))?;

@@ -63,13 +63,17 @@ pub(crate) async fn write_node(
         .execute(&mut *conn)
         .await
         .map_err(db("write_node"))?;
-    // Jobs that waited for a node like this one go back in the claim order.
+    Ok(())
+}
+
+/// Jobs that waited for a node like `beat`'s go back in the claim order.
+async fn mark_handled(conn: &mut PgConnection, beat: &HeartbeatNode) -> StoreResult<()> {
     sqlx::query(include_str!("../queries/mark_handled.sql"))
         .bind(json(&beat.queues))
         .bind(json(&beat.kinds))
         .execute(&mut *conn)
         .await
-        .map_err(db("write_node"))?;
+        .map_err(db("mark_handled"))?;
     Ok(())
 }
 
@@ -85,6 +89,7 @@ impl NodeStore for PgStore {
         p.check(before.as_ref(), now)?;
         // A new incarnation starts healthy now, and takes a fresh started_at.
         write_node(&mut tx, &p.beat, None, now, now).await?;
+        mark_handled(&mut tx, &p.beat).await?;
         let reclaimed: i64 = sqlx::query(include_str!("../queries/reclaim_node_jobs.sql"))
             .bind(p.beat.node.as_str())
             .bind(p.beat.now)
@@ -118,6 +123,7 @@ impl NodeStore for PgStore {
         }
         let since = p.healthy_since(before.as_ref(), now);
         write_node(&mut tx, p, before.as_ref(), now, since).await?;
+        mark_handled(&mut tx, p).await?;
         let rows = sqlx::query(include_str!("../queries/held.sql"))
             .bind(p.node.as_str())
             .fetch_all(&mut *tx)

@@ -82,6 +82,7 @@ pub(crate) fn node(row: &PgRow) -> StoreResult<NodeInfo> {
         interval: std::time::Duration::from_millis(
             u64::try_from(get::<i64>(row, "heartbeat_ms")?).unwrap_or_default(),
         ),
+        beats: u64::try_from(get::<i64>(row, "beats")?).unwrap_or_default(),
         started_at: get(row, "started_at")?,
         heartbeat_at: get(row, "heartbeat_at")?,
         expires_at: get(row, "expires_at")?,

@@ -17,6 +17,9 @@ CREATE INDEX capstan_jobs_unhandled ON capstan_jobs (queue, kind) WHERE unhandle
 ALTER TABLE capstan_nodes ADD COLUMN incarnation TEXT NOT NULL DEFAULT '';
 ALTER TABLE capstan_nodes ADD COLUMN kinds TEXT NOT NULL DEFAULT '[]';
 ALTER TABLE capstan_nodes ADD COLUMN heartbeat_ms INTEGER NOT NULL DEFAULT 5000;
+-- Counts the row's writes: a node id is taken over only from a process that
+-- did not beat meanwhile (times may stand still on a test clock).
+ALTER TABLE capstan_nodes ADD COLUMN beats INTEGER NOT NULL DEFAULT 0;
 -- The node's own expiry: its last heartbeat plus its own node_timeout.
 ALTER TABLE capstan_nodes ADD COLUMN expires_at INTEGER NOT NULL DEFAULT 0;
 -- Since when its beats have come without a stall (an outage resets it).

@@ -1,10 +1,11 @@
 -- Timeouts are bounded (at most a year) even for rows written without
--- validation, so the lease sum stays an integer.
+-- validation, so the lease sum stays an integer. ?8 is fresh and random for
+-- every claim: with the job's id it names one execution, never repeated.
 UPDATE capstan_jobs
 SET state = 'running',
     attempt = attempt + 1,
     node_id = ?1,
-    lease_token = lower(hex(randomblob(16))),
+    lease_token = ?8,
     attempted_at = ?2,
     lease_expires_at = ?2 + (min(coalesce(timeout_ms, ?3), 31536000000) + min(?4, 31536000000)) * 1000,
     dedupe_open = 0

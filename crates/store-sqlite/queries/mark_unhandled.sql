@@ -1,15 +1,20 @@
 -- Walk the head of the queue's claim order (where such jobs slow every
 -- claim) and set aside the jobs whose kind no live node serving the queue
--- has a handler for.
-UPDATE capstan_jobs SET unhandled = 1
-WHERE id IN (
-    SELECT id FROM capstan_jobs INDEXED BY capstan_jobs_claim
+-- has a handler for. The kinds are judged once each, not once per job.
+WITH head AS MATERIALIZED (
+    SELECT id, kind FROM capstan_jobs INDEXED BY capstan_jobs_claim
     WHERE state = 'available' AND unhandled = 0 AND queue = ?1
     ORDER BY priority DESC, run_at, id
     LIMIT ?2
-) AND NOT EXISTS (
-    SELECT 1 FROM capstan_nodes AS n
-    WHERE n.expires_at >= ?3
-      AND EXISTS (SELECT 1 FROM json_each(n.queues) WHERE value = ?1)
-      AND EXISTS (SELECT 1 FROM json_each(n.kinds) WHERE value = capstan_jobs.kind)
+)
+UPDATE capstan_jobs SET unhandled = 1
+WHERE id IN (SELECT id FROM head)
+  AND kind IN (
+    SELECT DISTINCT head.kind FROM head
+    WHERE NOT EXISTS (
+        SELECT 1 FROM capstan_nodes AS n
+        WHERE n.expires_at >= ?3
+          AND EXISTS (SELECT 1 FROM json_each(n.queues) WHERE value = ?1)
+          AND EXISTS (SELECT 1 FROM json_each(n.kinds) WHERE value = head.kind)
+    )
 )

@@ -5,4 +5,5 @@ ON CONFLICT (id) DO UPDATE
 SET incarnation = excluded.incarnation, queues = excluded.queues, kinds = excluded.kinds,
     heartbeat_ms = excluded.heartbeat_ms, started_at = excluded.started_at,
     heartbeat_at = excluded.heartbeat_at, expires_at = excluded.expires_at,
-    healthy_since = excluded.healthy_since
+    healthy_since = excluded.healthy_since,
+    beats = capstan_nodes.beats + 1

@@ -58,6 +58,7 @@ impl JobStore for SqliteStore {
             .bind(&p.queue)
             .bind(kinds)
             .bind(p.limit as i64)
+            .bind(capstan_core::LeaseToken::generate().0)
             .fetch_all(&self.inner.writer)
             .await
             .map_err(db("claim"))?;

@@ -32,15 +32,14 @@ pub(crate) async fn read_node(
         .transpose()
 }
 
-/// Write `beat` as the node's row, beaten at `now`, healthy since `since`;
-/// returns the queues whose unhandled jobs this node can run.
+/// Write `beat` as the node's row, beaten at `now`, healthy since `since`.
 pub(crate) async fn write_node(
     conn: &mut SqliteConnection,
     beat: &HeartbeatNode,
     before: Option<&NodeInfo>,
     now: Timestamp,
     since: Timestamp,
-) -> StoreResult<Vec<String>> {
+) -> StoreResult<()> {
     let started = before
         .filter(|b| b.incarnation == beat.incarnation)
         .map_or(now, |b| b.started_at);
@@ -57,18 +56,26 @@ pub(crate) async fn write_node(
         .execute(&mut *conn)
         .await
         .map_err(db("write_node"))?;
-    // Jobs that waited for a node like this one go back in the claim order.
+    Ok(())
+}
+
+/// Jobs that waited for a node like `beat`'s go back in the claim order;
+/// returns the queues to wake.
+async fn mark_handled(
+    conn: &mut SqliteConnection,
+    beat: &HeartbeatNode,
+) -> StoreResult<Vec<String>> {
     let rows = sqlx::query(include_str!("../queries/mark_handled.sql"))
         .bind(json(&beat.queues))
         .bind(json(&beat.kinds))
         .fetch_all(&mut *conn)
         .await
-        .map_err(db("write_node"))?;
+        .map_err(db("mark_handled"))?;
     let mut queues: Vec<String> = rows
         .iter()
         .map(|r| r.try_get(0))
         .collect::<Result<_, _>>()
-        .map_err(db("write_node"))?;
+        .map_err(db("mark_handled"))?;
     queues.sort();
     queues.dedup();
     Ok(queues)
@@ -94,7 +101,8 @@ impl NodeStore for SqliteStore {
         let before = read_node(&mut tx, &p.beat.node).await?;
         p.check(before.as_ref(), now)?;
         // A new incarnation starts healthy now, and takes a fresh started_at.
-        let woken = write_node(&mut tx, &p.beat, None, now, now).await?;
+        write_node(&mut tx, &p.beat, None, now, now).await?;
+        let woken = mark_handled(&mut tx, &p.beat).await?;
         let rows = sqlx::query(include_str!("../queries/reclaim_node_jobs.sql"))
             .bind(p.beat.node.as_str())
             .bind(micros(now))
@@ -131,7 +139,8 @@ impl NodeStore for SqliteStore {
             });
         }
         let since = p.healthy_since(before.as_ref(), now);
-        let woken = write_node(&mut tx, p, before.as_ref(), now, since).await?;
+        write_node(&mut tx, p, before.as_ref(), now, since).await?;
+        let woken = mark_handled(&mut tx, p).await?;
         let rows = sqlx::query(include_str!("../queries/held.sql"))
             .bind(p.node.as_str())
             .fetch_all(&mut *tx)

@@ -110,6 +110,7 @@ pub(crate) fn node(row: &SqliteRow) -> StoreResult<NodeInfo> {
         interval: std::time::Duration::from_millis(
             u64::try_from(get::<i64>(row, "heartbeat_ms")?).unwrap_or_default(),
         ),
+        beats: u64::try_from(get::<i64>(row, "beats")?).unwrap_or_default(),
         started_at: from_micros(get(row, "started_at")?),
         heartbeat_at: from_micros(get(row, "heartbeat_at")?),
         expires_at: from_micros(get(row, "expires_at")?),

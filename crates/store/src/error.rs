@@ -66,6 +66,8 @@ pub enum StoreError {
         heartbeat_at: Timestamp,
         /// How often the other process beats.
         interval: Duration,
+        /// The other process's beat count (see [`crate::RegisterNode::takeover`]).
+        beats: u64,
     },
     /// The database could not be reached, or was too busy to answer: nothing
     /// was decided, and trying again later is the remedy (the runtime does).

@@ -75,7 +75,7 @@ pub trait NodeStore: Send + Sync {
     /// the claim order.
     ///
     /// Fails with `NodeIdInUse` while another incarnation's row is alive
-    /// (unless `takeover` names its last heartbeat).
+    /// (unless `takeover` names its beat count).
     fn register_node(
         &self,
         p: &RegisterNode,

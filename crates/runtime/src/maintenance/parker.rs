@@ -15,8 +15,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::Client;
 
-/// Jobs looked at per statement.
-const PARK_BATCH: u32 = 1000;
+/// Jobs looked at per statement (the head of the claim order).
+const PARK_BATCH: u32 = 100;
 
 pub(crate) async fn run<S: Store>(client: Client<S>, stop: CancellationToken) {
     let mut tick = tokio::time::interval(client.config.rescue_interval);
@@ -52,8 +52,8 @@ pub(crate) async fn run_once<S: Store>(client: &Client<S>) -> Result<u64, StoreE
                 })
                 .await?;
             total += n;
-            // A full batch set aside: the next jobs are at the head now.
-            if n < u64::from(PARK_BATCH) {
+            // Some were set aside: the next jobs are at the head now.
+            if n == 0 {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;

@@ -174,13 +174,12 @@ pub async fn finish_under_another_lease_is_fenced<H: Harness>(h: &H) {
     let b = enqueue_one(h, job("k")).await;
     let n = node("n1");
     register(h, &n).await;
-    let claimed = claim(h, "default", 2, &n).await;
-    let (ja, jb) = if claimed[0].id == a {
-        (&claimed[0], &claimed[1])
-    } else {
-        (&claimed[1], &claimed[0])
-    };
-    // A token the claim did not write, or another job's, finishes nothing.
+    // Two claims, so two tokens.
+    let ja = &claim(h, "default", 1, &n).await[0];
+    let jb = &claim(h, "default", 1, &n).await[0];
+    assert_eq!((ja.id, jb.id), (a, b));
+    assert_ne!(ja.lease_token, jb.lease_token);
+    // A token no claim wrote, or another claim's, finishes nothing.
     let forged = Lease {
         job_id: b,
         token: LeaseToken("not-the-claims-token".into()),

@@ -7,7 +7,8 @@ use capstan_core::{NodeId, Timestamp};
 /// Claim up to `limit` available jobs of `queue`, highest priority first, then
 /// oldest `run_at`, then lowest id, skipping jobs set aside as unhandled. Each
 /// claimed job becomes `running`, held by `node` under a new attempt number
-/// and a fresh random lease token (see [`capstan_core::Lease`]), with a lease
+/// and a lease token drawn at random for this claim (with the job's id it
+/// names one execution: see [`capstan_core::Lease`]), with a lease
 /// of its timeout (at most one year) plus `lease_grace` from the claim.
 #[derive(Debug, Clone)]
 pub struct Claim {

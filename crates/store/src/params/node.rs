@@ -67,15 +67,15 @@ pub struct RegisterNode {
     /// The row to write.
     pub beat: HeartbeatNode,
     /// Take over a row of another incarnation that still looks alive, but
-    /// only if its last heartbeat is still this one (it did not beat since
-    /// we last looked: a crashed predecessor, not a live twin).
-    pub takeover: Option<Timestamp>,
+    /// only if its beat count is still this one (it did not beat since we
+    /// last looked: a crashed predecessor, not a live twin).
+    pub takeover: Option<u64>,
 }
 
 impl RegisterNode {
     /// Refuse to register over `before`, the row already under this node
     /// id, while it belongs to another process that still looks alive at
-    /// `now` — unless `takeover` names its last heartbeat.
+    /// `now` — unless `takeover` names its beat count.
     ///
     /// # Errors
     /// [`StoreError::NodeIdInUse`] with the other process's last beat.
@@ -84,12 +84,13 @@ impl RegisterNode {
             Some(row)
                 if row.incarnation != self.beat.incarnation
                     && row.expires_at >= now
-                    && self.takeover != Some(row.heartbeat_at) =>
+                    && self.takeover != Some(row.beats) =>
             {
                 Err(StoreError::NodeIdInUse {
                     node: row.id.clone(),
                     heartbeat_at: row.heartbeat_at,
                     interval: row.interval,
+                    beats: row.beats,
                 })
             }
             _ => Ok(()),
@@ -144,6 +145,8 @@ pub struct NodeInfo {
     /// How often it beats.
     #[serde(rename = "heartbeat_interval_ms", with = "ms")]
     pub interval: Duration,
+    /// How many times its row was written.
+    pub beats: u64,
     /// When it registered.
     pub started_at: Timestamp,
     /// Its last heartbeat.

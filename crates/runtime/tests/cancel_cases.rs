@@ -1,0 +1,71 @@
+//! Cancel sticks: a cancel request survives a retry that beat it to the
+//! node, and a job cancelled while it waits in a node's buffer never starts
+//! (review M2).
+
+use std::time::Duration;
+
+use capstan_core::{ErrorClass, JobState, NewJob, NodeId, RetryPolicy};
+use capstan_runtime::{Client, Config};
+use capstan_store::CancelOutcome;
+use capstan_store_conformance::Harness;
+use serde_json::json;
+
+use crate::support::{Gates, client, config, gated, wait_for_state};
+
+/// The handler fails (retryably) before its node hears of the cancel (on
+/// SQLite, another process's cancel is heard at the next heartbeat): the job
+/// ends cancelled anyway, and never runs again.
+pub(crate) async fn a_cancel_heard_too_late_still_ends_the_job<H: Harness>(h: &H) {
+    let mut cfg = Config {
+        heartbeat_interval: Duration::from_secs(5),
+        node_timeout: Duration::from_secs(25),
+        ..config()
+    };
+    // A retry would run it again at once.
+    cfg.retry.default = RetryPolicy::exponential(5, Duration::ZERO, 2.0);
+    let c = client(h, cfg);
+    let gates = Gates::default();
+    let id = c
+        .enqueue(NewJob::new("fail-when-open", json!({"gate": "g"})))
+        .await
+        .unwrap()
+        .id;
+    let node = c.node(gates.workers()).unwrap().start();
+    gates.started("g", 1).await;
+    // Cancelled from another process.
+    let other = Client::new(h.connect_again().await).with_clock(c.clock().clone());
+    assert!(matches!(
+        other.cancel(id).await.unwrap(),
+        CancelOutcome::Requested(_)
+    ));
+    gates.open("g");
+    let j = wait_for_state(&c, id, JobState::Cancelled).await;
+    assert_eq!(gates.runs("g"), 1, "not run again");
+    assert_eq!(j.errors.last().unwrap().class, ErrorClass::Cancelled);
+    node.shutdown().await.unwrap();
+}
+
+/// A job cancelled while it waits in its node's buffer ends cancelled
+/// without running.
+pub(crate) async fn a_job_cancelled_in_the_buffer_never_starts<H: Harness>(h: &H) {
+    let mut cfg = config().with_node_id(NodeId("n".into()));
+    cfg.queues[0].concurrency = 1;
+    let c = client(h, cfg);
+    let gates = Gates::default();
+    gates.open("b");
+    let a = c.enqueue(gated("a").with_priority(1)).await.unwrap().id;
+    let b = c.enqueue(gated("b")).await.unwrap().id;
+    let node = c.node(gates.workers()).unwrap().start();
+    gates.started("a", 1).await;
+    wait_for_state(&c, b, JobState::Running).await; // claimed, buffered
+    assert!(matches!(
+        c.cancel(b).await.unwrap(),
+        CancelOutcome::Requested(_)
+    ));
+    gates.open("a");
+    wait_for_state(&c, a, JobState::Completed).await;
+    let j = wait_for_state(&c, b, JobState::Cancelled).await;
+    assert_eq!(gates.runs("b"), 0, "never started");
+    assert_eq!(j.errors.last().unwrap().class, ErrorClass::Cancelled);
+    node.shutdown().await.unwrap();
+}

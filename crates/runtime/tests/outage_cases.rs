@@ -1,0 +1,242 @@
+//! The database goes away, or refuses a write: outages are not deaths,
+//! completions are not dropped on a blip, and one bad finish never takes
+//! the others down.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use capstan_core::limits::MAX_RESULT_BYTES;
+use capstan_core::{Clock, ErrorClass, JobState, NewJob, NodeId};
+use capstan_runtime::{Client, Config, Workers};
+use capstan_store::Store;
+use capstan_store_conformance::{Faults, FaultyStore, Harness};
+use serde_json::json;
+
+use crate::support::{Gates, client, config, gated, until, wait_for_job, wait_for_state};
+
+fn faulty<H: Harness, S: Store>(
+    h: &H,
+    store: S,
+    faults: &Faults,
+    cfg: Config,
+) -> Client<FaultyStore<S>> {
+    Client::with_config(FaultyStore::new(store, faults.clone()), cfg)
+        .unwrap()
+        .with_clock(Arc::new(h.clock().clone()) as Arc<dyn Clock>)
+}
+
+/// Nobody can write for 30 s, longer than the node timeout (25 s); when the
+/// database is back, one node's rescuer runs before the other node's
+/// heartbeat: it must not take the other's live job (review H2). Both nodes
+/// ride the outage through and go on working.
+pub(crate) async fn an_outage_longer_than_the_node_timeout_rescues_no_live_job<H: Harness>(h: &H) {
+    let gates = Gates::default();
+    let (fa, fb) = (Faults::default(), Faults::default());
+    let a = faulty(
+        h,
+        h.store().clone(),
+        &fa,
+        config().with_node_id(NodeId("a".into())),
+    );
+    let b = faulty(
+        h,
+        h.connect_again().await,
+        &fb,
+        config().with_node_id(NodeId("b".into())),
+    );
+    let plain = client(h, config());
+    let id = plain
+        .enqueue(gated("long").with_timeout(Duration::from_secs(3600)))
+        .await
+        .unwrap()
+        .id;
+    let node_a = a.node(gates.workers()).unwrap().start();
+    gates.started("long", 1).await;
+    let node_b = b.node(gates.workers()).unwrap().start();
+    until("b to register", || fb.calls("heartbeat_node") > 0).await;
+    // The outage.
+    fa.set_down(true);
+    fb.set_down(true);
+    let (beats_a, beats_b) = (fa.calls("heartbeat_node"), fb.calls("heartbeat_node"));
+    until("both heartbeats to fail", || {
+        fa.calls("heartbeat_node") > beats_a && fb.calls("heartbeat_node") > beats_b
+    })
+    .await;
+    h.clock().advance(Duration::from_secs(30));
+    // b comes back first, and its rescuer runs a few times before a beats.
+    fb.set_down(false);
+    let rescues = fb.calls("rescue");
+    until("b's rescuer to run", || fb.calls("rescue") >= rescues + 3).await;
+    fa.set_down(false);
+    let beats = fa.calls("heartbeat_node");
+    until("a to beat again", || {
+        fa.calls("heartbeat_node") >= beats + 2
+    })
+    .await;
+    let rescues = fb.calls("rescue");
+    until("b's rescuer to run again", || {
+        fb.calls("rescue") >= rescues + 3
+    })
+    .await;
+    let j = plain.job(id).await.unwrap().unwrap();
+    assert_eq!(j.state, JobState::Running, "{j:?}");
+    assert!(
+        j.errors.is_empty(),
+        "rescued from a live node: {:?}",
+        j.errors
+    );
+    gates.open("long");
+    let j = wait_for_state(&plain, id, JobState::Completed).await;
+    assert_eq!(j.attempt, 1);
+    assert_eq!(gates.runs("long"), 1);
+    // Both nodes work on.
+    gates.open("after");
+    let after = plain.enqueue(gated("after")).await.unwrap().id;
+    wait_for_state(&plain, after, JobState::Completed).await;
+    node_a.shutdown().await.unwrap();
+    node_b.shutdown().await.unwrap();
+}
+
+/// Finishes that cannot be written for a while (a blip: a failover, a
+/// pgbouncer restart) are retried until they are, not dropped: the jobs
+/// complete once, and nothing is rescued (review M1).
+pub(crate) async fn finishes_are_retried_through_a_blip<H: Harness>(h: &H) {
+    let faults = Faults::default();
+    let c = faulty(h, h.store().clone(), &faults, config());
+    // More failures in a row than the completer used to try.
+    faults.fail_next("finish_many", 7);
+    let ids: Vec<_> = c
+        .enqueue_many(
+            (0..5)
+                .map(|i| NewJob::new("capstan.noop", json!({ "i": i })))
+                .collect(),
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.id)
+        .collect();
+    let node = c.node(Workers::new()).unwrap().start();
+    for id in ids {
+        let j = wait_for_state(&c, id, JobState::Completed).await;
+        assert_eq!(j.attempt, 1);
+        assert!(j.errors.is_empty(), "{:?}", j.errors);
+    }
+    assert!(faults.calls("finish_many") >= 8);
+    node.shutdown().await.unwrap();
+}
+
+/// One finish the database refuses does not take its batch down: the
+/// others are written, and the bad one fails its own job with the reason
+/// (review H4). Text PostgreSQL cannot store and a result over the limit
+/// are handled on both backends alike.
+pub(crate) async fn one_bad_finish_never_takes_its_batch_down<H: Harness>(h: &H) {
+    let faults = Faults::default();
+    let c = faulty(h, h.store().clone(), &faults, config());
+    let mut w = Workers::new();
+    w.register_fn("nul", |_ctx, _args| async { Ok(json!("a\u{0}b")) })
+        .unwrap();
+    w.register_fn("huge", |_ctx, _args| async {
+        Ok(json!("x".repeat(MAX_RESULT_BYTES)))
+    })
+    .unwrap();
+    let mut jobs: Vec<NewJob> = (0..50)
+        .map(|i| NewJob::new("capstan.noop", json!({ "i": i })))
+        .collect();
+    jobs.push(NewJob::new("capstan.noop", json!({"poison": true})));
+    jobs.push(NewJob::new("nul", json!({})));
+    jobs.push(NewJob::new("huge", json!({})));
+    let ids: Vec<_> = c
+        .enqueue_many(jobs)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.id)
+        .collect();
+    let (poison, nul, huge) = (ids[50], ids[51], ids[52]);
+    faults.refuse_completion_of(poison);
+    let node = c.node(w).unwrap().start();
+    for id in &ids[..50] {
+        let j = wait_for_state(&c, *id, JobState::Completed).await;
+        assert!(j.errors.is_empty(), "{:?}", j.errors);
+    }
+    let p = wait_for_state(&c, poison, JobState::Failed).await;
+    assert!(
+        p.errors[0].message.contains("refused"),
+        "{}",
+        p.errors[0].message
+    );
+    assert_eq!(p.attempt, 1, "failed once, not rescued and run again");
+    let n = wait_for_state(&c, nul, JobState::Completed).await;
+    assert_eq!(n.result, Some(json!("a\u{FFFD}b")));
+    let big = wait_for_state(&c, huge, JobState::Failed).await;
+    assert_eq!(big.errors[0].class, ErrorClass::Permanent);
+    assert!(
+        big.errors[0].message.contains("limit"),
+        "{}",
+        big.errors[0].message
+    );
+    node.shutdown().await.unwrap();
+}
+
+/// SQLite: another process holds the write lock longer than the node
+/// timeout (a long transaction, a big batch). Every node's writes wait; once
+/// the lock is free, no node takes another's live job, nor its own.
+pub(crate) async fn a_write_lock_held_past_the_node_timeout_rescues_no_live_job(
+    h: &capstan_store_conformance::SqliteHarness,
+) {
+    let cfg = |id: &str| Config {
+        heartbeat_interval: Duration::from_millis(300),
+        node_timeout: Duration::from_millis(1500),
+        rescue_interval: Duration::from_millis(100),
+        ..Config::default().with_node_id(NodeId(id.into()))
+    };
+    let gates = Gates::default();
+    let (fa, fb) = (Faults::default(), Faults::default());
+    let c = Client::new(h.store().clone());
+    let id = c.enqueue(gated("long")).await.unwrap().id;
+    let a = Client::with_config(FaultyStore::new(h.store().clone(), fa.clone()), cfg("a"))
+        .unwrap()
+        .node(gates.workers())
+        .unwrap()
+        .start();
+    let b = Client::with_config(
+        FaultyStore::new(h.connect_again().await, fb.clone()),
+        cfg("b"),
+    )
+    .unwrap()
+    .node(gates.workers())
+    .unwrap()
+    .start();
+    gates.started("long", 1).await;
+    until("both nodes to beat", || {
+        fa.calls("heartbeat_node") > 0 && fb.calls("heartbeat_node") > 0
+    })
+    .await;
+    let other = h.connect_again().await;
+    let tx = other
+        .writer()
+        .begin_with("BEGIN IMMEDIATE")
+        .await
+        .expect("take the write lock");
+    // Held past the node timeout (1.5 s).
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    tx.rollback().await.unwrap();
+    let (ra, rb) = (fa.calls("rescue"), fb.calls("rescue"));
+    until("a few rescues on each side once the lock is free", || {
+        fa.calls("rescue") >= ra + 4 && fb.calls("rescue") >= rb + 4
+    })
+    .await;
+    let j = c.job(id).await.unwrap().unwrap();
+    assert_eq!(j.state, JobState::Running);
+    assert!(
+        j.errors.is_empty(),
+        "rescued from a live node: {:?}",
+        j.errors
+    );
+    gates.open("long");
+    let j = wait_for_job(&c, id, Duration::from_secs(20), |j| j.state.is_finished()).await;
+    assert_eq!((j.state, j.attempt), (JobState::Completed, 1));
+    a.shutdown().await.unwrap();
+    b.shutdown().await.unwrap();
+}

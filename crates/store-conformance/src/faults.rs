@@ -1,0 +1,258 @@
+//! A store that fails on demand: the tests of outages, blips and refused
+//! writes wrap a real store in it. Every operation first asks its
+//! [`Faults`]: the database may be "down" (every call fails as unavailable,
+//! as during a failover), the next few calls of one operation may fail, or
+//! finishes of one job may be refused (as a database refuses a bad row).
+//! Calls are counted per operation, so a test can wait for "the rescuer ran
+//! twice" instead of sleeping.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use capstan_core::{Job, JobId};
+use capstan_store::{
+    CancelJob, CancelOutcome, Capabilities, Claim, DeleteFinished, DeregisterNode, ExtendLeases,
+    FinishMany, HeartbeatNode, InsertMany, Inserted, JobStore, LeaseReport, ListJobs,
+    MarkUnhandled, NodeBeat, NodeInfo, NodeStore, Outcome, PromoteDue, PromoteReport, QueueCounts,
+    QueueStore, RegisterNode, RegisterReport, Rescue, RescueReport, RetryJob, Store, StoreError,
+    StoreResult, Wakeup, Wakeups,
+};
+
+#[derive(Debug, Default)]
+struct State {
+    down: AtomicBool,
+    fail_next: Mutex<HashMap<&'static str, u32>>,
+    calls: Mutex<HashMap<&'static str, u64>>,
+    answered: Mutex<HashMap<&'static str, u64>>,
+    refuse_completion_of: Mutex<Option<JobId>>,
+}
+
+/// The switches of a [`FaultyStore`]; clones share them.
+#[derive(Debug, Clone, Default)]
+pub struct Faults {
+    state: Arc<State>,
+}
+
+impl Faults {
+    /// Fail every call (as unavailable) until `set_down(false)`.
+    pub fn set_down(&self, down: bool) {
+        self.state.down.store(down, Ordering::SeqCst);
+    }
+
+    /// Fail the next `n` calls of `operation` (as unavailable).
+    pub fn fail_next(&self, operation: &'static str, n: u32) {
+        self.state.fail_next.lock().unwrap().insert(operation, n);
+    }
+
+    /// Refuse (as the database refuses a row it cannot store) every batch
+    /// of finishes that completes job `id`.
+    pub fn refuse_completion_of(&self, id: JobId) {
+        *self.state.refuse_completion_of.lock().unwrap() = Some(id);
+    }
+
+    /// How many calls of `operation` were made (failed ones included).
+    pub fn calls(&self, operation: &'static str) -> u64 {
+        self.state
+            .calls
+            .lock()
+            .unwrap()
+            .get(operation)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// How many calls of `operation` have returned (failed ones included).
+    pub fn answered(&self, operation: &'static str) -> u64 {
+        self.state
+            .answered
+            .lock()
+            .unwrap()
+            .get(operation)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Count the call, fail it when planned, else await `call`.
+    async fn call<T>(
+        &self,
+        operation: &'static str,
+        call: impl std::future::Future<Output = StoreResult<T>>,
+    ) -> StoreResult<T> {
+        let r = match self.check(operation) {
+            Ok(()) => call.await,
+            Err(e) => Err(e),
+        };
+        *self
+            .state
+            .answered
+            .lock()
+            .unwrap()
+            .entry(operation)
+            .or_default() += 1;
+        r
+    }
+
+    fn check(&self, operation: &'static str) -> StoreResult<()> {
+        *self
+            .state
+            .calls
+            .lock()
+            .unwrap()
+            .entry(operation)
+            .or_default() += 1;
+        let planned = {
+            let mut next = self.state.fail_next.lock().unwrap();
+            match next.get_mut(operation) {
+                Some(n) if *n > 0 => {
+                    *n -= 1;
+                    true
+                }
+                _ => false,
+            }
+        };
+        if planned || self.state.down.load(Ordering::SeqCst) {
+            return Err(StoreError::Unavailable {
+                operation,
+                source: "injected fault: the database is unreachable".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// A real store behind [`Faults`].
+#[derive(Debug, Clone)]
+pub struct FaultyStore<S> {
+    inner: S,
+    faults: Faults,
+}
+
+impl<S> FaultyStore<S> {
+    /// Wrap `inner`; `faults` switches the failures.
+    pub fn new(inner: S, faults: Faults) -> Self {
+        FaultyStore { inner, faults }
+    }
+}
+
+impl<S: JobStore> JobStore for FaultyStore<S> {
+    async fn insert_many(&self, p: &InsertMany) -> StoreResult<Vec<Inserted>> {
+        self.faults
+            .call("insert_many", self.inner.insert_many(p))
+            .await
+    }
+    async fn claim(&self, p: &Claim) -> StoreResult<Vec<Job>> {
+        self.faults.call("claim", self.inner.claim(p)).await
+    }
+    async fn finish_many(&self, p: &FinishMany) -> StoreResult<LeaseReport> {
+        let refused = *self.faults.state.refuse_completion_of.lock().unwrap();
+        let refuse = refused.filter(|id| {
+            p.finishes
+                .iter()
+                .any(|f| f.lease.job_id == *id && matches!(f.outcome, Outcome::Complete { .. }))
+        });
+        self.faults
+            .call("finish_many", async {
+                match refuse {
+                    Some(id) => Err(StoreError::Database {
+                        operation: "finish_many",
+                        source: format!("injected fault: cannot store the result of job {id}")
+                            .into(),
+                    }),
+                    None => self.inner.finish_many(p).await,
+                }
+            })
+            .await
+    }
+    async fn extend_leases(&self, p: &ExtendLeases) -> StoreResult<LeaseReport> {
+        self.faults
+            .call("extend_leases", self.inner.extend_leases(p))
+            .await
+    }
+    async fn promote_due(&self, p: &PromoteDue) -> StoreResult<PromoteReport> {
+        self.faults
+            .call("promote_due", self.inner.promote_due(p))
+            .await
+    }
+    async fn rescue(&self, p: &Rescue) -> StoreResult<RescueReport> {
+        self.faults.call("rescue", self.inner.rescue(p)).await
+    }
+    async fn mark_unhandled(&self, p: &MarkUnhandled) -> StoreResult<u64> {
+        self.faults
+            .call("mark_unhandled", self.inner.mark_unhandled(p))
+            .await
+    }
+    async fn delete_finished(&self, p: &DeleteFinished) -> StoreResult<u64> {
+        self.faults
+            .call("delete_finished", self.inner.delete_finished(p))
+            .await
+    }
+    async fn get_job(&self, id: JobId) -> StoreResult<Option<Job>> {
+        self.faults.call("get_job", self.inner.get_job(id)).await
+    }
+    async fn list_jobs(&self, p: &ListJobs) -> StoreResult<Vec<Job>> {
+        self.faults.call("list_jobs", self.inner.list_jobs(p)).await
+    }
+    async fn cancel_job(&self, p: &CancelJob) -> StoreResult<CancelOutcome> {
+        self.faults
+            .call("cancel_job", self.inner.cancel_job(p))
+            .await
+    }
+    async fn retry_job(&self, p: &RetryJob) -> StoreResult<Job> {
+        self.faults.call("retry_job", self.inner.retry_job(p)).await
+    }
+}
+
+impl<S: NodeStore> NodeStore for FaultyStore<S> {
+    async fn register_node(&self, p: &RegisterNode) -> StoreResult<RegisterReport> {
+        self.faults
+            .call("register_node", self.inner.register_node(p))
+            .await
+    }
+    async fn heartbeat_node(&self, p: &HeartbeatNode) -> StoreResult<NodeBeat> {
+        self.faults
+            .call("heartbeat_node", self.inner.heartbeat_node(p))
+            .await
+    }
+    async fn deregister_node(&self, p: &DeregisterNode) -> StoreResult<()> {
+        self.faults
+            .call("deregister_node", self.inner.deregister_node(p))
+            .await
+    }
+    async fn list_nodes(&self) -> StoreResult<Vec<NodeInfo>> {
+        self.faults
+            .call("list_nodes", self.inner.list_nodes())
+            .await
+    }
+}
+
+impl<S: QueueStore> QueueStore for FaultyStore<S> {
+    async fn queue_counts(&self) -> StoreResult<Vec<QueueCounts>> {
+        self.faults
+            .call("queue_counts", self.inner.queue_counts())
+            .await
+    }
+    async fn delete_queue(&self, queue: &str) -> StoreResult<u64> {
+        self.faults
+            .call("delete_queue", self.inner.delete_queue(queue))
+            .await
+    }
+}
+
+impl<S: Store> Store for FaultyStore<S> {
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+    async fn migrate(&self) -> StoreResult<()> {
+        self.inner.migrate().await
+    }
+    async fn subscribe(&self) -> StoreResult<Wakeups> {
+        self.inner.subscribe().await
+    }
+    async fn wake(&self, wakeup: Wakeup) -> StoreResult<()> {
+        self.inner.wake(wakeup).await
+    }
+    async fn close(&self) {
+        self.inner.close().await;
+    }
+}
