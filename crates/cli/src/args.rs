@@ -1,10 +1,12 @@
-//! The command line, as clap types. Values are parsed here (JSON, durations,
-//! times), so a malformed one is a usage error (exit 2) before anything runs.
+//! The command line, as clap types. Values are parsed and bounded here (JSON,
+//! durations, times, names, counts), so a malformed or out-of-range one is a
+//! usage error (exit 2) that names its flag, before anything runs.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use capstan::JobState;
+use capstan::core::limits;
 use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand};
 
@@ -44,8 +46,8 @@ pub(crate) struct ServeArgs {
     /// Queues to serve, comma-separated (default: from config, else `default`).
     #[arg(long, value_delimiter = ',', value_name = "Q,…")]
     pub(crate) queues: Option<Vec<String>>,
-    /// Jobs run at once per queue on this node.
-    #[arg(long, value_name = "N")]
+    /// Jobs run at once per queue on this node (1 to 100000).
+    #[arg(long, value_name = "N", value_parser = concurrency)]
     pub(crate) concurrency: Option<usize>,
     /// This node's id; must be unique among live nodes (default: host name + random).
     #[arg(long, value_name = "ID")]
@@ -55,34 +57,34 @@ pub(crate) struct ServeArgs {
 #[derive(Debug, Args)]
 pub(crate) struct EnqueueArgs {
     /// The job's kind (not with --batch).
-    #[arg(required_unless_present = "batch", conflicts_with = "batch")]
+    #[arg(required_unless_present = "batch", conflicts_with = "batch", value_parser = kind)]
     pub(crate) kind: Option<String>,
     /// The job's args, as JSON.
     #[arg(long, value_parser = parse_json, value_name = "JSON")]
     pub(crate) args: Option<serde_json::Value>,
-    /// Queue (default `default`).
-    #[arg(long, value_name = "Q")]
+    /// Queue (default `default`): 1 to 100 characters from A-Z a-z 0-9 _ . : -
+    #[arg(long, value_name = "Q", value_parser = queue)]
     pub(crate) queue: Option<String>,
-    /// Priority: higher runs first (default 0).
+    /// Priority, -32768 to 32767: higher runs first (default 0).
     #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub(crate) priority: Option<i16>,
-    /// Run no earlier than this long from now (e.g. 30s, 5m).
-    #[arg(long, value_parser = parse_duration, conflicts_with = "run_at", value_name = "DUR")]
+    /// Run no earlier than this long from now (e.g. 30s, 5m; at most 100 years).
+    #[arg(long, value_parser = delay, conflicts_with = "run_at", value_name = "DUR")]
     pub(crate) delay: Option<Duration>,
-    /// Run no earlier than this time (RFC 3339).
+    /// Run no earlier than this time (RFC 3339, from 1970 to 100 years ahead).
     #[arg(long, value_parser = parse_time, value_name = "RFC3339")]
     pub(crate) run_at: Option<DateTime<Utc>>,
     /// At most one job per key while retained: a known key returns the existing job.
-    #[arg(long, value_name = "K")]
+    #[arg(long, value_name = "K", value_parser = key)]
     pub(crate) idempotency_key: Option<String>,
     /// At most one not-yet-started job per key: a second enqueue coalesces into it.
-    #[arg(long, value_name = "K")]
+    #[arg(long, value_name = "K", value_parser = key)]
     pub(crate) dedupe_key: Option<String>,
-    /// Attempts allowed (default: the retry policy's).
-    #[arg(long, value_name = "N")]
+    /// Attempts allowed, 1 to 1000 (default: the retry policy's).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(i32).range(1..=1000))]
     pub(crate) max_attempts: Option<i32>,
-    /// Per-attempt timeout (default: 5m, or the config's).
-    #[arg(long, value_parser = parse_duration, value_name = "DUR")]
+    /// Per-attempt timeout (default: 5m, or the config's; at most 365 days).
+    #[arg(long, value_parser = timeout, value_name = "DUR")]
     pub(crate) timeout: Option<Duration>,
     /// A tag; repeat for several.
     #[arg(long = "tag", value_name = "TAG")]
@@ -161,11 +163,11 @@ pub(crate) struct QueuesArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct BenchArgs {
-    /// Jobs to bulk-enqueue and drain.
-    #[arg(long, default_value_t = 20_000)]
-    pub(crate) jobs: usize,
-    /// Handlers run at once (default: the queue default, 100).
-    #[arg(long)]
+    /// Jobs to bulk-enqueue and drain (at least 1).
+    #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) jobs: u64,
+    /// Handlers run at once, 1 to 100000 (default: the queue default, 100).
+    #[arg(long, value_parser = concurrency)]
     pub(crate) concurrency: Option<usize>,
     /// Keep the drained jobs (completed) instead of deleting the bench queue:
     /// run once with a large --jobs and --keep to measure over a big retained history.
@@ -185,10 +187,63 @@ pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
         .map_err(|e| format!("{e}: use a duration like 500ms, 30s, 5m or 1h"))
 }
 
+fn bounded(s: &str, max: Duration, bound: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d > max {
+        return Err(format!("{s} is too long: {bound}"));
+    }
+    Ok(d)
+}
+
+fn delay(s: &str) -> Result<Duration, String> {
+    bounded(s, limits::MAX_DELAY, "a delay is at most 100 years")
+}
+
+fn timeout(s: &str) -> Result<Duration, String> {
+    let d = bounded(s, limits::MAX_TIMEOUT, "a timeout is at most 365 days")?;
+    if d.is_zero() {
+        return Err("a timeout must be more than zero".into());
+    }
+    Ok(d)
+}
+
 fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
-    DateTime::parse_from_rfc3339(s)
+    let t = DateTime::parse_from_rfc3339(s)
         .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| format!("{e}: use RFC 3339, e.g. 2026-11-23T12:00:00Z"))
+        .map_err(|e| format!("{e}: use RFC 3339, e.g. 2026-11-23T12:00:00Z"))?;
+    // The same bounds as the job's own validation, said here with the flag.
+    capstan::NewJob::new("k", serde_json::Value::Null)
+        .with_run_at(t)
+        .validate()
+        .map_err(|_| "give a time between 1970-01-01 and 100 years from now".to_owned())?;
+    Ok(t)
+}
+
+fn kind(s: &str) -> Result<String, String> {
+    if s.is_empty() || s.chars().count() > 200 {
+        return Err("a kind is 1 to 200 characters".into());
+    }
+    Ok(s.to_owned())
+}
+
+fn queue(s: &str) -> Result<String, String> {
+    capstan::core::validate_queue(s)
+        .map(|()| s.to_owned())
+        .map_err(|_| "use 1 to 100 characters from A-Z a-z 0-9 _ . : -".into())
+}
+
+fn key(s: &str) -> Result<String, String> {
+    if s.is_empty() || s.chars().count() > 500 {
+        return Err("a key is 1 to 500 characters".into());
+    }
+    Ok(s.to_owned())
+}
+
+fn concurrency(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if (1..=100_000).contains(&n) => Ok(n),
+        _ => Err("give a number of jobs from 1 to 100000".into()),
+    }
 }
 
 fn parse_state(s: &str) -> Result<JobState, String> {

@@ -1,15 +1,17 @@
 //! `capstan`: the command-line shell over the library. It parses arguments,
 //! resolves configuration (flag > environment > `capstan.toml` > default),
 //! opens and migrates the store, runs one command and maps the outcome to an
-//! exit code: 0 success, 2 usage error, 1 any other error (with one line on
-//! stderr saying what failed and what to do); `jobs wait` adds 1 for a failed
-//! or cancelled job and 3 for a timeout.
+//! exit code: 0 success, 2 bad input (a flag, a config file, a batch file:
+//! nothing was done), 1 any other error (with one line on stderr saying what
+//! failed and what to do); `jobs wait` adds 1 for a failed or cancelled job
+//! and 3 for a timeout. No input ever makes it panic.
 
 mod args;
 mod commands;
 mod settings;
 mod shutdown;
 mod table;
+mod usage;
 
 use std::process::ExitCode;
 
@@ -36,13 +38,13 @@ async fn main() -> ExitCode {
                 }
             }
             eprintln!("error: {line}");
-            ExitCode::from(1)
+            ExitCode::from(usage::exit_code(&e))
         }
     }
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let settings = settings::Settings::load(&cli)?;
+    let settings = settings::Settings::load(&cli).map_err(usage::Usage::wrap)?;
     match cli.command {
         Command::Migrate => commands::migrate::run(&settings).await,
         Command::Serve(a) => commands::serve::run(&settings, a).await,

@@ -62,6 +62,17 @@ pub(crate) async fn enqueue_prints_the_job_and_honours_keys<H: Harness>(h: &H) {
     assert_eq!(j["kind"], "email.send");
     assert_eq!(j["queue"], "mail");
     assert_eq!(j["state"], "scheduled");
+    assert_eq!(j["priority"], 3);
+    let run_at = chrono::DateTime::parse_from_rfc3339(j["run_at"].as_str().unwrap()).unwrap();
+    let in_30s = chrono::Utc::now() + chrono::Duration::seconds(30);
+    assert!(
+        (run_at.with_timezone(&chrono::Utc) - in_30s)
+            .num_seconds()
+            .abs()
+            <= 5,
+        "run_at is about now + 30 s: {run_at}"
+    );
+    assert_eq!(j["handled"], false, "no node serves mail with email.send");
     assert_eq!(j["attempt"], 0);
     assert_eq!(j["max_attempts"], 5);
     assert_eq!(j["timeout_ms"], 90_000);
@@ -122,6 +133,8 @@ pub(crate) async fn batch_enqueue_is_all_or_nothing<H: Harness>(h: &H) {
         &["enqueue", "--batch", good.to_str().unwrap(), "--json"],
     );
     assert_eq!(out["enqueued"], 3);
+    let c = json(&url, &dir, &["jobs", "list", "--kind", "c", "--json"]);
+    assert_eq!(c[0]["priority"], 2, "the line's priority is kept");
     let bad = write(
         &dir,
         "bad.jsonl",
@@ -132,7 +145,11 @@ pub(crate) async fn batch_enqueue_is_all_or_nothing<H: Harness>(h: &H) {
         &dir,
         &["enqueue", "--batch", bad.to_str().unwrap(), "--json"],
     );
-    assert_eq!(res.status.code(), Some(1));
+    assert_eq!(
+        res.status.code(),
+        Some(2),
+        "a bad input file is a usage error"
+    );
     let err = String::from_utf8_lossy(&res.stderr);
     assert!(err.contains("line 2"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
@@ -316,6 +333,44 @@ pub(crate) async fn serve_runs_jobs_and_stops_on_sigterm<H: Harness>(h: &H) {
     assert_eq!(j["attempt"], 0);
 }
 
+/// A second SIGTERM stops `serve` at once, however long its grace: running
+/// jobs are handed back, attempt given back.
+pub(crate) async fn a_second_sigterm_stops_serve_at_once<H: Harness>(h: &H) {
+    let dir = TempDir::new("cli");
+    let url = h.url();
+    write(&dir, "capstan.toml", "shutdown_grace = \"10m\"\n");
+    let long = json(
+        &url,
+        &dir,
+        &[
+            "enqueue",
+            "capstan.sleep",
+            "--args",
+            r#"{"ms":600000}"#,
+            "--json",
+        ],
+    );
+    let mut node = serve(&url, &dir, &[]);
+    loop {
+        let j = json(&url, &dir, &["jobs", "show", &id_of(&long), "--json"]);
+        if j["state"] == "running" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    signal(&node, "TERM");
+    // Let the first one start the graceful shutdown.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    signal(&node, "TERM");
+    let status = wait_exit(&mut node, Duration::from_secs(20)).await;
+    assert!(status.success(), "serve exit: {status}");
+    let j = json(&url, &dir, &["jobs", "show", &id_of(&long), "--json"]);
+    assert_eq!(
+        (j["state"].as_str(), j["attempt"].as_i64()),
+        (Some("available"), Some(0))
+    );
+}
+
 pub(crate) async fn wait_exit_codes_tell_the_outcome<H: Harness>(h: &H) {
     let dir = TempDir::new("cli");
     let url = h.url();
@@ -357,6 +412,11 @@ pub(crate) async fn wait_exit_codes_tell_the_outcome<H: Harness>(h: &H) {
         &["jobs", "wait", &id_of(&never), "--timeout", "300ms"],
     );
     assert_eq!(timed_out.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&timed_out.stderr);
+    assert!(
+        err.contains("no live node") && !err.contains("wait longer"),
+        "waiting longer would not help: {err}"
+    );
     signal(&node, "INT");
     assert!(
         wait_exit(&mut node, Duration::from_secs(30))
@@ -390,11 +450,41 @@ pub(crate) async fn errors_are_one_line_with_the_right_exit_code<H: Harness>(h: 
             String::from_utf8_lossy(&out.stderr)
         );
     }
+    // Out-of-range values: exit 2, naming the flag, never a panic (101).
+    for (args, needle) in [
+        (vec!["enqueue", "k", "--delay", "99999999d"], "--delay"),
+        (vec!["enqueue", "k", "--timeout", "400d"], "--timeout"),
+        (vec!["enqueue", "k", "--timeout", "0s"], "--timeout"),
+        (
+            vec!["enqueue", "k", "--run-at", "2999-01-01T00:00:00Z"],
+            "--run-at",
+        ),
+        (vec!["enqueue", "k", "--queue", "bad queue"], "--queue"),
+        (
+            vec!["enqueue", "k", "--max-attempts", "0"],
+            "--max-attempts",
+        ),
+        (vec!["enqueue", "k", "--priority", "99999"], "--priority"),
+        (
+            vec!["enqueue", "k", "--idempotency-key", ""],
+            "--idempotency-key",
+        ),
+        (vec!["serve", "--concurrency", "0"], "--concurrency"),
+        (vec!["bench", "--jobs", "0"], "--jobs"),
+    ] {
+        let out = run(&url, &dir, &args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+    assert_eq!(
+        json(&url, &dir, &["queues", "--json"]),
+        serde_json::json!([]),
+        "nothing was enqueued"
+    );
     for (args, needle) in [
         (vec!["jobs", "show", "424242"], "not found"),
         (vec!["jobs", "cancel", "424242"], "not found"),
-        (vec!["enqueue", "k", "--queue", "bad queue"], "queue"),
-        (vec!["enqueue", "k", "--max-attempts", "0"], "max_attempts"),
     ] {
         let out = run(&url, &dir, &args);
         let err = String::from_utf8_lossy(&out.stderr);
@@ -411,10 +501,16 @@ pub(crate) async fn errors_are_one_line_with_the_right_exit_code<H: Harness>(h: 
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot open the database"));
-    let cfg = write(&dir, "bad.toml", "concurrency = 0\n");
-    let out = run(&url, &dir, &["--config", cfg.to_str().unwrap(), "queues"]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("concurrency"));
+    for (text, needle) in [
+        ("concurrency = 0\n", "concurrency"),
+        ("default_timeout = \"1000000y\"\n", "default_timeout"),
+    ] {
+        let cfg = write(&dir, "bad.toml", text);
+        let out = run(&url, &dir, &["--config", cfg.to_str().unwrap(), "queues"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{text}: {err}");
+        assert!(err.contains(needle), "{text}: {err}");
+    }
 }
 
 pub(crate) async fn bench_prints_its_report<H: Harness>(h: &H) {

@@ -14,6 +14,7 @@ capstan_store_conformance::on_both_backends!(
     contract::jobs_list_show_cancel_retry,
     contract::queues_prints_counts_per_state,
     contract::serve_runs_jobs_and_stops_on_sigterm,
+    contract::a_second_sigterm_stops_serve_at_once,
     contract::wait_exit_codes_tell_the_outcome,
     contract::errors_are_one_line_with_the_right_exit_code,
     contract::bench_prints_its_report,

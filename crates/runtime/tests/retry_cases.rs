@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use capstan_core::{Clock, ErrorClass, JobState, NewJob, RetryPolicy};
+use capstan_core::{ErrorClass, JobState, NewJob, RetryPolicy};
 use capstan_runtime::{Config, JobContext, JobError, Workers};
 use capstan_store_conformance::Harness;
 use serde_json::{Value, json};
@@ -145,7 +145,8 @@ pub(crate) async fn retry_after_is_honoured_exactly<H: Harness>(h: &H) {
         "not the 1 s default backoff"
     );
     h.clock().advance(Duration::from_secs(16));
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    // A promotion at 16 s moves nothing (the node's scheduler cannot either).
+    assert_eq!(c.run_scheduler_once().await.unwrap().promoted, 0);
     assert_eq!(
         c.job(id).await.unwrap().unwrap().state,
         JobState::Retryable,
@@ -191,7 +192,6 @@ pub(crate) async fn backoff_follows_the_policy_on_the_injected_clock<H: Harness>
     let j = wait_for_state(&c, id, JobState::Failed).await;
     assert_eq!(j.attempt, 4);
     assert_eq!(j.errors.len(), 4);
-    assert!(h.clock().now() > j.created_at);
     node.shutdown().await.unwrap();
 }
 

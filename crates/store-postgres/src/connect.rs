@@ -76,13 +76,23 @@ pub(crate) async fn open_pool(config: &PgConfig) -> StoreResult<PgPool> {
     // One direct connection first: a pool retries a failing connect until
     // its acquire timeout and then reports only "timed out", where the user
     // needs the cause.
+    // The server not answering may pass (it is starting, failing over):
+    // `Unavailable`, which `serve` retries. A refused login or a missing
+    // database will not: `Connect`.
+    let unreachable = |message: String| StoreError::Unavailable {
+        operation: "connect",
+        source: connect_err(message).to_string().into(),
+    };
     match tokio::time::timeout(config.connect_timeout, opts.connect()).await {
         Ok(Ok(conn)) => {
             let _ = conn.close().await;
         }
+        Ok(Err(e @ (sqlx::Error::Io(_) | sqlx::Error::Tls(_)))) => {
+            return Err(unreachable(explain(&e)));
+        }
         Ok(Err(e)) => return Err(connect_err(explain(&e))),
         Err(_) => {
-            return Err(connect_err(format!(
+            return Err(unreachable(format!(
                 "no answer within {:?} (is the host reachable, and the port right?)",
                 config.connect_timeout
             )));

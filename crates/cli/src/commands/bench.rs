@@ -40,7 +40,6 @@ struct Report {
 }
 
 pub(crate) async fn run(settings: &Settings, args: BenchArgs) -> anyhow::Result<ExitCode> {
-    anyhow::ensure!(args.jobs > 0, "--jobs must be at least 1");
     let store = settings.open().await?;
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -53,14 +52,15 @@ pub(crate) async fn run(settings: &Settings, args: BenchArgs) -> anyhow::Result<
     config.node_id = None;
     let client = Client::with_config(store.clone(), config).context("bench configuration")?;
     let show = !args.json && std::io::stderr().is_terminal();
-    let result = measure(&client, &queue, args.jobs, show).await;
+    let jobs = usize::try_from(args.jobs).context("--jobs is too large")?;
+    let result = measure(&client, &queue, jobs, show).await;
     if !args.keep {
         store.delete_queue(&queue).await?;
     }
     let (enqueue, bulk, drain, pickup) = result?;
     let report = Report {
         backend: store.capabilities().backend,
-        jobs: args.jobs,
+        jobs,
         concurrency,
         enqueue_per_s: round(enqueue),
         bulk_enqueue_per_s: round(bulk),

@@ -1,6 +1,10 @@
 //! `capstan enqueue`: one job from flags, or every job of a JSON-lines file
 //! (`--batch FILE`, `-` = stdin), all or nothing: a malformed line is
-//! reported with its number and nothing from the file is enqueued.
+//! reported with its number (exit 2) and nothing from the file is enqueued.
+//!
+//! A job of a kind no live node serving its queue has a handler for is
+//! enqueued all the same (its node may not be started yet), with a warning
+//! on stderr saying so.
 
 use std::io::{BufRead, IsTerminal};
 use std::path::Path;
@@ -50,9 +54,11 @@ pub(crate) async fn run(settings: &Settings, args: EnqueueArgs) -> anyhow::Resul
         .job(enqueued.id)
         .await?
         .with_context(|| format!("job {} vanished right after enqueue", enqueued.id))?;
+    let handled = warn_if_unhandled(&client, [(&job.queue, &job.kind)]).await?;
     if args.json {
         let mut v = serde_json::to_value(&job)?;
         v["existing"] = Value::Bool(enqueued.existing);
+        v["handled"] = Value::Bool(handled);
         println!("{v}");
     } else if enqueued.existing {
         println!(
@@ -150,8 +156,34 @@ fn read_jobs(path: &Path) -> anyhow::Result<Vec<NewJob>> {
     Ok(jobs)
 }
 
+/// Warn on stderr for each (queue, kind) that no live node handles; returns
+/// true when every one is handled.
+pub(crate) async fn warn_if_unhandled<'a, S: capstan::Store>(
+    client: &Client<S>,
+    jobs: impl IntoIterator<Item = (&'a String, &'a String)>,
+) -> anyhow::Result<bool> {
+    let nodes = client.nodes().await?;
+    let now = capstan::Clock::now(client.clock().as_ref());
+    let mut all = true;
+    let mut seen = std::collections::BTreeSet::new();
+    for (queue, kind) in jobs {
+        if !seen.insert((queue, kind)) || nodes.iter().any(|n| n.handles(queue, kind, now)) {
+            continue;
+        }
+        all = false;
+        eprintln!(
+            "warning: no live node serves queue {queue} with a handler for kind {kind}; the job waits until one does (start `capstan serve` where a handler for {kind} is registered)"
+        );
+    }
+    Ok(all)
+}
+
 async fn run_batch(settings: &Settings, path: &Path, json: bool) -> anyhow::Result<ExitCode> {
-    let jobs = read_jobs(path)?;
+    let jobs = read_jobs(path).map_err(crate::usage::Usage::wrap)?;
+    let kinds: Vec<(String, String)> = jobs
+        .iter()
+        .map(|j| (j.queue.clone(), j.kind.clone()))
+        .collect();
     let store = settings.open().await?;
     let client = Client::with_config(store.clone(), settings.config.clone())?;
     let total = jobs.len();
@@ -164,6 +196,7 @@ async fn run_batch(settings: &Settings, path: &Path, json: bool) -> anyhow::Resu
     }
     let inserted = store.insert_all_or_nothing(&batches).await?;
     bar.finish_and_clear();
+    warn_if_unhandled(&client, kinds.iter().map(|(q, k)| (q, k))).await?;
     let new = inserted.iter().filter(|i| !i.existing).count();
     if json {
         println!(

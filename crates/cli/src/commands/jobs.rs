@@ -39,7 +39,7 @@ pub(crate) async fn run(settings: &Settings, args: JobsArgs) -> anyhow::Result<E
                             j.id.to_string(),
                             j.queue.clone(),
                             j.kind.clone(),
-                            j.state.to_string(),
+                            state_text(j),
                             format!("{}/{}", j.attempt, j.max_attempts),
                             j.run_at.format("%Y-%m-%d %H:%M:%S").to_string(),
                         ]
@@ -79,6 +79,14 @@ pub(crate) async fn run(settings: &Settings, args: JobsArgs) -> anyhow::Result<E
         }
         JobsCommand::Wait { id, timeout, json } => {
             let limit = timeout.unwrap_or(Duration::from_secs(100 * 365 * 24 * 3600));
+            // Waiting on a job no node can run would never end: say so now.
+            let unhandled = match client.job(JobId(id)).await? {
+                Some(j) if !j.state.is_finished() => {
+                    !crate::commands::enqueue::warn_if_unhandled(&client, [(&j.queue, &j.kind)])
+                        .await?
+                }
+                _ => false,
+            };
             return match client.wait(JobId(id), limit).await {
                 Ok(job) => {
                     if json {
@@ -97,8 +105,13 @@ pub(crate) async fn run(settings: &Settings, args: JobsArgs) -> anyhow::Result<E
                     waited,
                     state,
                 }) => {
+                    let hint = if unhandled {
+                        "no live node has a handler for its kind: start one"
+                    } else {
+                        "wait longer with --timeout"
+                    };
                     eprintln!(
-                        "error: job {job_id} is still {state} after {}; wait longer with --timeout",
+                        "error: job {job_id} is still {state} after {}; {hint}",
                         humantime::format_duration(waited)
                     );
                     Ok(ExitCode::from(3))
@@ -110,11 +123,26 @@ pub(crate) async fn run(settings: &Settings, args: JobsArgs) -> anyhow::Result<E
     Ok(ExitCode::SUCCESS)
 }
 
+/// The state as shown in tables: an available job no live node can run says so.
+fn state_text(j: &Job) -> String {
+    if j.unhandled {
+        format!("{} (no handler)", j.state)
+    } else {
+        j.state.to_string()
+    }
+}
+
 fn show(j: &Job) {
     let opt = |t: Option<chrono::DateTime<chrono::Utc>>| {
         t.map(|t| t.to_rfc3339()).unwrap_or_else(|| "-".into())
     };
-    println!("job {}  {}  queue {}  {}", j.id, j.kind, j.queue, j.state);
+    println!(
+        "job {}  {}  queue {}  {}",
+        j.id,
+        j.kind,
+        j.queue,
+        state_text(j)
+    );
     println!("  attempt       {}/{}", j.attempt, j.max_attempts);
     println!("  priority      {}", j.priority);
     println!("  args          {}", j.args);
@@ -124,7 +152,8 @@ fn show(j: &Job) {
     println!("  finished at   {}", opt(j.finished_at));
     if let Some(n) = &j.node_id {
         println!(
-            "  held by       {n} (lease until {})",
+            "  held by       {n} (lease {}, until {})",
+            j.lease_token.as_ref().map(|t| t.as_str()).unwrap_or("-"),
             opt(j.lease_expires_at)
         );
     }

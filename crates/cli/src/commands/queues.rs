@@ -16,12 +16,18 @@ pub(crate) async fn run(settings: &Settings, args: QueuesArgs) -> anyhow::Result
     } else if counts.is_empty() {
         println!("no jobs");
     } else {
+        if counts.iter().any(|c| c.unhandled > 0) {
+            eprintln!(
+                "note: NO HANDLER counts available jobs that no live node serving their queue has a handler for; they wait for one (`capstan jobs list --state available` shows their kinds)"
+            );
+        }
         let rows: Vec<Vec<String>> = counts
             .iter()
             .map(|c| {
                 [
                     c.scheduled,
                     c.available,
+                    c.unhandled,
                     c.running,
                     c.retryable,
                     c.completed,
@@ -41,6 +47,7 @@ pub(crate) async fn run(settings: &Settings, args: QueuesArgs) -> anyhow::Result
                 "QUEUE",
                 "SCHEDULED",
                 "AVAILABLE",
+                "NO HANDLER",
                 "RUNNING",
                 "RETRYABLE",
                 "COMPLETED",

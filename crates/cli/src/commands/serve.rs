@@ -1,13 +1,17 @@
-//! `capstan serve`: run a node until SIGINT or SIGTERM, then stop gracefully.
+//! `capstan serve`: run a node until SIGINT or SIGTERM, then stop gracefully
+//! (a second signal stops the running jobs at once). A database that does
+//! not answer yet is waited for, with backoff, rather than a reason to exit.
 
 use std::process::ExitCode;
 
+use std::time::Duration;
+
 use anyhow::Context;
-use capstan::{Client, NodeId, QueueConfig, Workers};
+use capstan::{AnyStore, Client, NodeId, QueueConfig, StoreError, Workers};
 
 use crate::args::ServeArgs;
 use crate::settings::Settings;
-use crate::shutdown;
+use crate::shutdown::Signals;
 
 pub(crate) async fn run(settings: &Settings, args: ServeArgs) -> anyhow::Result<ExitCode> {
     let mut config = settings.config.clone();
@@ -33,10 +37,41 @@ pub(crate) async fn run(settings: &Settings, args: ServeArgs) -> anyhow::Result<
     if let Some(id) = args.node_id {
         config.node_id = Some(NodeId(id));
     }
-    let store = settings.open().await?;
+    let signals = Signals::listen();
+    let Some(store) = open_with_retry(settings, signals.nth(1)).await? else {
+        return Ok(ExitCode::SUCCESS);
+    };
     let client = Client::with_config(store, config).context("cannot start the node")?;
     let node = client.node(Workers::new())?;
     tracing::info!(node = %node.id(), database = %capstan::postgres::redact_url(&settings.url), "serving; stop with ctrl-c or SIGTERM");
-    node.run(shutdown::signal()).await?;
+    node.run_with_force(signals.nth(1), signals.nth(2)).await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Open the store; while the database does not answer (it is starting,
+/// failing over), log the cause and try again with backoff (1 s growing to
+/// 30 s). `None` when stopped meanwhile.
+async fn open_with_retry(
+    settings: &Settings,
+    stop: impl Future<Output = ()>,
+) -> anyhow::Result<Option<AnyStore>> {
+    tokio::pin!(stop);
+    let mut pause = Duration::from_secs(1);
+    loop {
+        match settings.open().await {
+            Ok(store) => return Ok(Some(store)),
+            Err(e)
+                if e.downcast_ref::<StoreError>()
+                    .is_some_and(StoreError::is_transient) =>
+            {
+                tracing::warn!(error = %e, retry_in = ?pause, "the database does not answer yet; retrying");
+            }
+            Err(e) => return Err(e),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(pause) => {}
+            () = &mut stop => return Ok(None),
+        }
+        pause = (pause * 2).min(Duration::from_secs(30));
+    }
 }
