@@ -62,9 +62,14 @@ struct FileConfig {
     poll_max: Option<String>,
     poll_multiplier: Option<f64>,
     claim_batch: Option<usize>,
+    complete_batch: Option<usize>,
+    schedule_interval: Option<String>,
     shutdown_grace: Option<String>,
+    cancel_grace: Option<String>,
     retain_completed: Option<String>,
     retain_failed: Option<String>,
+    clean_interval: Option<String>,
+    clean_batch: Option<u32>,
     #[serde(default)]
     queue: BTreeMap<String, QueueFile>,
     #[serde(default)]
@@ -218,10 +223,18 @@ fn runtime_config(f: &FileConfig) -> anyhow::Result<Config> {
         poll_max: duration("poll_max", &f.poll_max, d.poll_max)?,
         poll_multiplier: f.poll_multiplier.unwrap_or(d.poll_multiplier),
         claim_batch: f.claim_batch.unwrap_or(d.claim_batch),
+        complete_batch: f.complete_batch.unwrap_or(d.complete_batch),
+        schedule_interval: duration(
+            "schedule_interval",
+            &f.schedule_interval,
+            d.schedule_interval,
+        )?,
         shutdown_grace: duration("shutdown_grace", &f.shutdown_grace, d.shutdown_grace)?,
+        cancel_grace: duration("cancel_grace", &f.cancel_grace, d.cancel_grace)?,
         retain_completed: duration("retain_completed", &f.retain_completed, d.retain_completed)?,
         retain_failed: duration("retain_failed", &f.retain_failed, d.retain_failed)?,
-        ..d
+        clean_interval: duration("clean_interval", &f.clean_interval, d.clean_interval)?,
+        clean_batch: f.clean_batch.unwrap_or(d.clean_batch),
     };
     config.validate()?;
     Ok(config)

@@ -3,6 +3,7 @@
 //! SIGKILL mid-run, restarted, and every job completes.
 #![allow(missing_docs)]
 
+mod chaos;
 mod contract;
 mod crash;
 mod support;
@@ -20,3 +21,13 @@ capstan_store_conformance::on_both_backends!(
     contract::bench_prints_its_report,
     crash::serve_killed_mid_run_loses_no_job,
 );
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_postgres() {
+    chaos::nodes_survive_kills_crashes_cuts_and_an_outage_on_postgres().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_sqlite() {
+    chaos::processes_killed_mid_batch_leave_sqlite_whole().await;
+}

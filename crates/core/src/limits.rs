@@ -105,6 +105,16 @@ pub fn check_json(
     Ok(())
 }
 
+/// `None` when `value` fits in `max_bytes` as JSON text, else its length:
+/// the exact length is computed only when a cheap bound cannot tell.
+pub fn json_over(value: &Value, max_bytes: usize) -> Option<usize> {
+    if shape(value).most_bytes <= max_bytes {
+        return None;
+    }
+    let size = json_len(value);
+    (size > max_bytes).then_some(size)
+}
+
 /// The length of `value` as JSON text, without building the text.
 pub fn json_len(value: &Value) -> usize {
     struct Count(usize);

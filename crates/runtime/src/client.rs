@@ -233,7 +233,11 @@ impl<S: Store> Client<S> {
     /// # Errors
     /// The database's error.
     pub async fn run_parker_once(&self) -> Result<u64, RuntimeError> {
-        Ok(crate::maintenance::parker::run_once(self).await?)
+        // Without a node, this client knows nothing of the database's
+        // health: it judges every row by its own expiry alone.
+        let long_ago = chrono::DateTime::<chrono::Utc>::UNIX_EPOCH;
+        let stop = tokio_util::sync::CancellationToken::new();
+        Ok(crate::maintenance::parker::run_once(self, long_ago, &stop).await?)
     }
 
     /// Every registered node (live or not yet removed).

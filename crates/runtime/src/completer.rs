@@ -4,17 +4,20 @@
 //! stays a single row when idle, with no timer adding latency.
 //!
 //! Nothing is dropped on a blip. While the node runs, a batch the database
-//! could not take (unreachable, failing over, busy) is retried until it is
-//! written: executors wait on the full channel meanwhile, which is the
-//! backpressure wanted (slots stay taken, no new work starts). At shutdown
-//! the retries are bounded by `final_flush`, and what could not be written is
+//! could not take (unreachable, failing over, busy, or any error that is not
+//! a refusal of the data itself) is retried until it is written; a write
+//! that does not answer within [`WRITE_TIMEOUT`] counts as failed. Executors
+//! wait on the full channel meanwhile, holding their slots: the backpressure
+//! wanted (no new work starts). Once the node starts shutting down, the
+//! retries are bounded by `final_flush`, and what could not be written is
 //! logged by lease (those jobs are rescued later).
 //!
-//! One bad finish cannot take its batch down. When the database refuses a
-//! batch (rather than being unreachable), the batch is split in halves and
-//! each is written on its own, down to single rows; a single finish it still
-//! refuses is written as a failure of its job that quotes the database's
-//! reason, so the other jobs are finished and the bad one does not come back.
+//! One bad finish cannot take its batch down. When the database refuses the
+//! data of a batch (`StoreError::Refused`: a value out of range, text it
+//! cannot store), the batch is split in halves and each is written on its
+//! own, down to single rows; a single finish it still refuses is written as a
+//! failure of its job that quotes the database's reason, so the other jobs are
+//! finished and the bad one does not come back.
 //!
 //! A finish the database reports as fenced is logged and dropped: that job
 //! belongs to someone else now.
@@ -29,9 +32,11 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 /// First pause after a failed write; it doubles up to [`MAX_PAUSE`].
-const FIRST_PAUSE: Duration = Duration::from_millis(50);
+const FIRST_PAUSE: Duration = Duration::from_millis(20);
 /// Longest pause between two tries of a write.
-const MAX_PAUSE: Duration = Duration::from_millis(500);
+const MAX_PAUSE: Duration = Duration::from_millis(250);
+/// A write that has not answered after this long is given up and tried again.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub(crate) struct Completer<S> {
     pub(crate) store: S,
@@ -40,13 +45,15 @@ pub(crate) struct Completer<S> {
     pub(crate) batch: usize,
     /// At shutdown, how long a batch is retried before it is given up.
     pub(crate) final_flush: Duration,
+    /// Fired when the node starts shutting down: retries become bounded.
+    pub(crate) stopping: CancellationToken,
     pub(crate) crash: CancellationToken,
 }
 
 /// What became of one write.
 enum Written {
     Done,
-    /// The database refused these finishes (not a transient failure).
+    /// The database refused the data of these finishes.
     Refused(StoreError),
     /// Stopping, and the database stayed unavailable.
     GaveUp(StoreError),
@@ -65,8 +72,7 @@ impl<S: Store> Completer<S> {
             let Some(first) = first else { break };
             buf.push(first);
             self.gather(&mut buf);
-            self.flush(std::mem::take(&mut buf), &stop, &mut give_up_at)
-                .await;
+            self.flush(std::mem::take(&mut buf), &mut give_up_at).await;
         }
         if self.crash.is_cancelled() {
             return;
@@ -77,8 +83,7 @@ impl<S: Store> Completer<S> {
             if buf.is_empty() {
                 break;
             }
-            self.flush(std::mem::take(&mut buf), &stop, &mut give_up_at)
-                .await;
+            self.flush(std::mem::take(&mut buf), &mut give_up_at).await;
         }
     }
 
@@ -89,18 +94,29 @@ impl<S: Store> Completer<S> {
                 Err(_) => break,
             }
         }
+        // One finish per lease and statement: two rows for one job in one
+        // UPDATE … FROM would apply one of them at random. The first sent
+        // is the one that counts (a later one, a hand-back of a lease the
+        // heartbeat thought lost, would be fenced anyway).
+        let mut seen = std::collections::HashSet::with_capacity(buf.len());
+        let again: Vec<usize> = buf
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| !seen.insert((f.lease.job_id, f.lease.token.as_str())))
+            .map(|(i, _)| i)
+            .collect();
+        for i in again.into_iter().rev() {
+            let f = buf.remove(i);
+            tracing::debug!(lease = %f.lease, "a second finish of one lease in one batch: dropped");
+        }
     }
 
     /// Write `finishes`, splitting batches the database refuses.
-    async fn flush(
-        &self,
-        finishes: Vec<Finish>,
-        stop: &CancellationToken,
-        give_up_at: &mut Option<Instant>,
-    ) {
+    async fn flush(&self, finishes: Vec<Finish>, give_up_at: &mut Option<Instant>) {
         let mut todo = vec![finishes];
         while let Some(batch) = todo.pop() {
-            match self.write(&batch, stop, give_up_at).await {
+            let (batch, written) = self.write(batch, give_up_at).await;
+            match written {
                 Written::Done => {}
                 Written::Refused(e) if batch.len() > 1 => {
                     tracing::warn!(error = %e, finishes = batch.len(), "the database refused a batch of finishes; writing its halves apart");
@@ -125,7 +141,7 @@ impl<S: Store> Completer<S> {
                             },
                         },
                     }];
-                    match self.write(&failed, stop, give_up_at).await {
+                    match self.write(failed, give_up_at).await.1 {
                         Written::Done => {}
                         Written::Refused(e) | Written::GaveUp(e) => {
                             tracing::error!(lease = %f.lease, error = %e, "could not record the failure either; the job will be rescued when its lease expires");
@@ -140,56 +156,65 @@ impl<S: Store> Completer<S> {
         }
     }
 
-    /// One batch: retried while the database is unavailable — without end
-    /// while the node runs, until `give_up_at` once it stops.
+    /// One batch: retried until it is written or refused — without end while
+    /// the node runs, until `give_up_at` once it shuts down. Gives the
+    /// batch back with what became of it.
     async fn write(
         &self,
-        finishes: &[Finish],
-        stop: &CancellationToken,
+        finishes: Vec<Finish>,
         give_up_at: &mut Option<Instant>,
-    ) -> Written {
+    ) -> (Vec<Finish>, Written) {
         let started = std::time::Instant::now();
         let mut pause = FIRST_PAUSE;
         let mut failures = 0u32;
+        let mut p = FinishMany {
+            finishes,
+            now: None,
+        };
         loop {
-            let p = FinishMany {
-                finishes: finishes.to_vec(),
-                now: self.clock.pinned(),
-            };
-            let e = match self.store.finish_many(&p).await {
+            p.now = self.clock.pinned();
+            let written = tokio::time::timeout(WRITE_TIMEOUT, self.store.finish_many(&p))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(StoreError::Unavailable {
+                        operation: "finish_many",
+                        source: format!("no answer within {WRITE_TIMEOUT:?}").into(),
+                    })
+                });
+            let e = match written {
                 Ok(report) => {
                     tracing::trace!(
-                        finishes = finishes.len(),
+                        finishes = p.finishes.len(),
                         micros = started.elapsed().as_micros() as u64,
                         "finish batch written"
                     );
                     if failures > 0 {
                         tracing::info!(
-                            finishes = finishes.len(),
+                            finishes = p.finishes.len(),
                             tries = failures + 1,
                             "finishes written after the database came back"
                         );
                     }
                     for lease in &report.fenced {
-                        tracing::warn!(%lease, "finish rejected: this node no longer holds the job under this lease (it was rescued); the result is discarded");
+                        tracing::warn!(%lease, "finish rejected: the job is no longer running under this lease (rescued or finished elsewhere, or this very finish was already written); nothing changed");
                     }
-                    return Written::Done;
+                    return (p.finishes, Written::Done);
                 }
-                Err(e) if e.is_transient() => e,
-                Err(e) => return Written::Refused(e),
+                Err(e @ StoreError::Refused { .. }) => return (p.finishes, Written::Refused(e)),
+                Err(e) => e,
             };
             if self.crash.is_cancelled() {
-                return Written::GaveUp(e);
+                return (p.finishes, Written::GaveUp(e));
             }
-            if stop.is_cancelled() {
+            if self.stopping.is_cancelled() {
                 let at = *give_up_at.get_or_insert_with(|| Instant::now() + self.final_flush);
                 if Instant::now() >= at {
-                    return Written::GaveUp(e);
+                    return (p.finishes, Written::GaveUp(e));
                 }
             }
             failures += 1;
             if failures == 1 {
-                tracing::warn!(error = %e, finishes = finishes.len(), "writing finishes failed; retrying until the database answers");
+                tracing::warn!(error = %e, finishes = p.finishes.len(), "writing finishes failed; retrying until the database answers");
             } else {
                 tracing::debug!(error = %e, failures, "writing finishes failed again");
             }

@@ -142,6 +142,21 @@ impl Config {
     /// Cleaner batch.
     pub const DEFAULT_CLEAN_BATCH: u32 = 1000;
 
+    /// A buffered job that waited longer than this starts only once its
+    /// lease was extended: half of what `lease_grace` leaves after
+    /// `cancel_grace` (12.5 s by default).
+    pub fn fresh_start(&self) -> Duration {
+        self.lease_grace.saturating_sub(self.cancel_grace) / 2
+    }
+
+    /// A job the database says this node holds, that this node does not
+    /// know, and that was claimed longer ago than this, is handed back (its
+    /// claim's reply was lost). Longer than a buffered job may wait to start
+    /// without a fresh lease, so a reply read late is fenced, never run.
+    pub fn stray_after(&self) -> Duration {
+        self.node_timeout.max(self.fresh_start()) + self.heartbeat_interval
+    }
+
     /// Serve these queues (replacing the list).
     pub fn with_queues(mut self, queues: Vec<QueueConfig>) -> Self {
         self.queues = queues;
@@ -213,6 +228,14 @@ impl Config {
                 return bad(format!("{name} must be more than zero"));
             }
         }
+        let stall = (self.node_timeout + self.heartbeat_interval) / 2;
+        if self.lease_grace < stall {
+            return bad(format!(
+                "lease_grace ({}) must be at least half of node_timeout + heartbeat_interval ({}): a database outage too short to be told from late beats must not outlast the grace of a lease whose finish it held back",
+                humanize(self.lease_grace),
+                humanize(stall)
+            ));
+        }
         if self.lease_grace <= self.cancel_grace {
             return bad(format!(
                 "lease_grace ({}) must be longer than cancel_grace ({}): a stopped handler may take cancel_grace to return, and must not outlive its lease",
@@ -220,10 +243,11 @@ impl Config {
                 humanize(self.cancel_grace)
             ));
         }
-        if self.node_timeout <= self.heartbeat_interval {
+        if self.node_timeout < self.heartbeat_interval * 3 {
             return bad(format!(
-                "node_timeout ({:?}) must be longer than heartbeat_interval ({:?}), or live nodes would be rescued",
-                self.node_timeout, self.heartbeat_interval
+                "node_timeout ({}) must be at least 3 times heartbeat_interval ({}): a node must be able to miss a beat, and a stalled database must be told from a dead node",
+                humanize(self.node_timeout),
+                humanize(self.heartbeat_interval)
             ));
         }
         if self.poll_max < self.poll_initial {
@@ -370,6 +394,8 @@ mod tests {
         let c = Config {
             lease_grace: Duration::from_secs(5),
             cancel_grace: Duration::from_secs(5),
+            heartbeat_interval: Duration::from_secs(1),
+            node_timeout: Duration::from_secs(5),
             ..Config::default()
         };
         let e = c.validate().unwrap_err().to_string();
@@ -377,5 +403,18 @@ mod tests {
             e.contains("lease_grace") && e.contains("cancel_grace"),
             "{e}"
         );
+        // Nor one an unnoticed outage could outlast.
+        let c = Config {
+            lease_grace: Duration::from_secs(14),
+            ..Config::default()
+        };
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("node_timeout + heartbeat_interval"), "{e}");
+        // A node timeout too short to tell a stall from a death.
+        let c = Config {
+            node_timeout: Duration::from_secs(14),
+            ..Config::default()
+        };
+        assert!(c.validate().unwrap_err().to_string().contains("3 times"));
     }
 }

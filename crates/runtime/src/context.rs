@@ -244,3 +244,34 @@ impl JobContext {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_handler_stops_at_the_earlier_of_its_timeout_and_its_lease() {
+        let now = Instant::now();
+        let s = Duration::from_secs;
+        // A lease the database holds 3 s more, a timeout of 10 s, a stopped
+        // handler allowed 1 s: the lease decides, 2 s from now.
+        let d = Deadline::new(s(10), s(11), now + s(3), s(1));
+        assert!(d.at() <= now + s(2));
+        assert_eq!(d.reached(now + s(1)), None);
+        assert_eq!(
+            d.reached(now + s(2) + Duration::from_millis(50)),
+            Some(Reached::Lease)
+        );
+        // A lease that covers the timeout: the timeout decides.
+        let d = Deadline::new(s(10), s(11), now + s(12), s(1));
+        assert_eq!(d.reached(now + s(9)), None);
+        assert_eq!(
+            d.reached(now + s(10) + Duration::from_millis(50)),
+            Some(Reached::Timeout)
+        );
+        // An accepted extension moves both.
+        d.extended(now + s(5));
+        assert_eq!(d.reached(now + s(11)), None);
+        assert!(d.at() >= now + s(15));
+    }
+}

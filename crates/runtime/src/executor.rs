@@ -23,6 +23,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::context::{Deadline, JobContext, Reached};
+use crate::leases::StopReason;
 use crate::node::{Shared, Start};
 use crate::{JobError, RetryPolicies};
 
@@ -51,7 +52,8 @@ pub(crate) async fn execute<S: Store>(
         .timeout_ms
         .and_then(|ms| u64::try_from(ms).ok())
         .map(Duration::from_millis)
-        .unwrap_or(config.default_timeout);
+        .unwrap_or(config.default_timeout)
+        .min(capstan_core::limits::MAX_TIMEOUT);
     let ended = match shared.workers.get(&job.kind) {
         None => Ended::Returned(Err(JobError::permanent(format!(
             "no handler for kind {} on node {}",
@@ -87,20 +89,31 @@ pub(crate) async fn execute<S: Store>(
             supervise(task, &deadline, timeout, stops).await
         }
     };
-    shared.leases.release(&lease);
     if shared.crash.is_cancelled() {
         // A simulated crash writes nothing: the job stays running until rescued.
+        shared.leases.release(&lease);
         return;
     }
-    drop(permit);
-    let outcome = outcome(&job, ended, &config.retry);
+    let Some(outcome) = outcome(&job, ended, shared.leases.reason(&lease), &config.retry) else {
+        // Taken from this node: nothing of ours to write.
+        shared.leases.release(&lease);
+        return;
+    };
     if let Outcome::Retry { error, .. } | Outcome::Fail { error } = &outcome {
         tracing::debug!(job_id = %job.id, kind = %job.kind, attempt = job.attempt, class = %error.class, error = %error.message, "attempt failed");
     }
-    let finish = Finish { lease, outcome };
+    let finish = Finish {
+        lease: lease.clone(),
+        outcome,
+    };
+    // The slot and the lease are held until the completer has the finish:
+    // a completer that cannot write holds new work back (backpressure), and
+    // the heartbeat must not take the lease for one it does not know.
     if shared.completer.send(finish).await.is_err() {
         tracing::error!(job_id = %job.id, "completer stopped before this job's finish was written; its lease will expire and it will be rescued");
     }
+    shared.leases.release(&lease);
+    drop(permit);
 }
 
 /// The signals that can stop a handler.
@@ -209,8 +222,15 @@ fn joined(res: Result<Result<Value, JobError>, tokio::task::JoinError>) -> Resul
     }
 }
 
-fn outcome(job: &Job, ended: Ended, retry: &RetryPolicies) -> Outcome {
-    match ended {
+/// How the job ends, given how its handler ended and, if it was told to
+/// stop, why; `None` when there is nothing to write (it was taken away).
+fn outcome(
+    job: &Job,
+    ended: Ended,
+    stopped: Option<StopReason>,
+    retry: &RetryPolicies,
+) -> Option<Outcome> {
+    Some(match ended {
         Ended::Returned(Ok(result))
         | Ended::Cancelled(Some(Ok(result)))
         | Ended::ShutDown(Some(Ok(result))) => Outcome::Complete { result },
@@ -235,14 +255,18 @@ fn outcome(job: &Job, ended: Ended, retry: &RetryPolicies) -> Outcome {
             },
             retry,
         ),
-        Ended::Cancelled(_) => Outcome::Cancel {
-            error: ErrorRecord {
-                class: ErrorClass::Cancelled,
-                message: "cancelled by a user while running".to_owned(),
+        Ended::Cancelled(_) => match stopped {
+            Some(StopReason::TakenAway) => return None,
+            Some(StopReason::Replaced) => Outcome::HandBack,
+            Some(StopReason::Cancelled) | None => Outcome::Cancel {
+                error: ErrorRecord {
+                    class: ErrorClass::Cancelled,
+                    message: "cancelled by a user while running".to_owned(),
+                },
             },
         },
         Ended::ShutDown(_) => Outcome::HandBack,
-    }
+    })
 }
 
 fn after_error(job: &Job, e: JobError, retry: &RetryPolicies) -> Outcome {
@@ -310,6 +334,10 @@ mod tests {
         }
     }
 
+    fn outcome_of(job: &Job, ended: Ended, p: &RetryPolicies) -> Outcome {
+        outcome(job, ended, None, p).expect("an outcome")
+    }
+
     fn policies() -> RetryPolicies {
         RetryPolicies {
             default: RetryPolicy::exponential(4, Duration::from_secs(2), 2.0),
@@ -320,68 +348,87 @@ mod tests {
     #[test]
     fn each_error_class_leads_where_it_should() {
         let p = policies();
-        let o = outcome(
+        let o = outcome_of(
             &job(1, 4),
             Ended::Returned(Err(JobError::retryable("503"))),
             &p,
         );
         assert!(matches!(o, Outcome::Retry { delay, .. } if delay == Duration::from_secs(2)));
-        let o = outcome(
+        let o = outcome_of(
             &job(3, 4),
             Ended::Returned(Err(JobError::retryable("503"))),
             &p,
         );
         assert!(matches!(o, Outcome::Retry { delay, .. } if delay == Duration::from_secs(8)));
-        let o = outcome(
+        let o = outcome_of(
             &job(4, 4),
             Ended::Returned(Err(JobError::retryable("503"))),
             &p,
         );
         assert!(matches!(o, Outcome::Fail { .. }), "out of attempts");
-        let o = outcome(
+        let o = outcome_of(
             &job(1, 4),
             Ended::Returned(Err(JobError::permanent("401"))),
             &p,
         );
         assert!(matches!(o, Outcome::Fail { error } if error.class == ErrorClass::Permanent));
         let e = JobError::retry_after("429", Duration::from_secs(17));
-        let o = outcome(&job(1, 4), Ended::Returned(Err(e)), &p);
+        let o = outcome_of(&job(1, 4), Ended::Returned(Err(e)), &p);
         assert!(matches!(o, Outcome::Retry { delay, .. } if delay == Duration::from_secs(17)));
-        let o = outcome(&job(1, 4), Ended::TimedOut(Duration::from_secs(1)), &p);
+        let o = outcome_of(&job(1, 4), Ended::TimedOut(Duration::from_secs(1)), &p);
         assert!(matches!(o, Outcome::Retry { error, .. } if error.class == ErrorClass::Timeout));
-        let o = outcome(
+        let o = outcome_of(
             &job(1, 4),
             Ended::Returned(Err(JobError::snooze(Duration::from_secs(5)))),
             &p,
         );
         assert!(matches!(o, Outcome::Snooze { delay } if delay == Duration::from_secs(5)));
         assert!(matches!(
-            outcome(&job(1, 4), Ended::Cancelled(None), &p),
+            outcome_of(&job(1, 4), Ended::Cancelled(None), &p),
             Outcome::Cancel { .. }
         ));
         assert!(matches!(
-            outcome(&job(1, 4), Ended::ShutDown(None), &p),
+            outcome_of(&job(1, 4), Ended::ShutDown(None), &p),
             Outcome::HandBack
         ));
-        let o = outcome(&job(1, 4), Ended::LeaseEnding, &p);
+        let o = outcome_of(&job(1, 4), Ended::LeaseEnding, &p);
         assert!(
             matches!(o, Outcome::Retry { error, .. } if error.class == ErrorClass::Timeout && error.message.contains("lease"))
         );
         let forever = JobError::retry_after("429", Duration::MAX);
-        let o = outcome(&job(1, 4), Ended::Returned(Err(forever)), &p);
+        let o = outcome_of(&job(1, 4), Ended::Returned(Err(forever)), &p);
         assert!(
             matches!(o, Outcome::Fail { error } if error.message.contains("100 years")),
             "an unbounded retry_after fails the job rather than stranding it"
         );
-        let o = outcome(
+        let o = outcome_of(
             &job(1, 4),
             Ended::Returned(Err(JobError::snooze(Duration::MAX))),
             &p,
         );
         assert!(matches!(o, Outcome::Fail { .. }));
+        assert!(
+            outcome(
+                &job(1, 4),
+                Ended::Cancelled(None),
+                Some(StopReason::TakenAway),
+                &p
+            )
+            .is_none(),
+            "a job taken away is not ours to finish"
+        );
+        assert!(matches!(
+            outcome(
+                &job(1, 4),
+                Ended::Cancelled(None),
+                Some(StopReason::Replaced),
+                &p
+            ),
+            Some(Outcome::HandBack)
+        ));
         let done = Ended::ShutDown(Some(Ok(Value::Bool(true))));
         assert!(
-            matches!(outcome(&job(1, 4), done, &p), Outcome::Complete { .. }),
+            matches!(outcome_of(&job(1, 4), done, &p), Outcome::Complete { .. }),
             "finished work is kept"
         );
     }

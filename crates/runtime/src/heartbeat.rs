@@ -11,7 +11,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use capstan_store::{NodeBeat, Store, StoreError};
+use capstan_store::{Finish, NodeBeat, Outcome, Store, StoreError};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -22,13 +22,16 @@ pub(crate) async fn run<S: Store>(shared: Arc<Shared<S>>, stop: CancellationToke
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await; // the first tick is immediate; registration just beat
     let mut down_since: Option<Instant> = None;
+    // Leases the database said we hold and we did not know, at the last beat.
+    let mut strays = BTreeSet::new();
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             () = stop.cancelled() => break,
         }
         match run_once(&shared).await {
-            Ok(_) => {
+            Ok(beat) => {
+                strays = hand_back_strays(&shared, &beat, strays).await;
                 if let Some(since) = down_since.take() {
                     tracing::info!(node = %shared.node_id, after = ?since.elapsed(), "node heartbeat written again: the database is back");
                 }
@@ -43,6 +46,43 @@ pub(crate) async fn run<S: Store>(shared: Arc<Shared<S>>, stop: CancellationToke
             }
         }
     }
+}
+
+/// Hand back the leases the database says this node holds and this node did
+/// not know at this beat nor at the one before (so not a claim whose reply
+/// is being read this very moment): their claim's reply was lost. Returns
+/// the ones seen for the first time.
+async fn hand_back_strays<S: Store>(
+    shared: &Shared<S>,
+    beat: &NodeBeat,
+    before: BTreeSet<capstan_core::Lease>,
+) -> BTreeSet<capstan_core::Lease> {
+    let Some(at) = beat.at else {
+        return BTreeSet::new();
+    };
+    let after = chrono::Duration::from_std(shared.client.config.stray_after()).unwrap_or_default();
+    // Only claims old enough that no buffered job of theirs may still start
+    // without a fresh lease (see `Config::stray_after`).
+    let old: BTreeSet<_> = beat
+        .held
+        .iter()
+        .filter(|h| h.claimed_at + after < at)
+        .map(|h| h.lease.clone())
+        .collect();
+    let unknown = shared.leases.unknown(&old);
+    let (again, new): (BTreeSet<_>, BTreeSet<_>) =
+        unknown.into_iter().partition(|l| before.contains(l));
+    for lease in again {
+        tracing::warn!(%lease, "this node holds a job it never received (a claim's reply was lost): handing it back");
+        let finish = Finish {
+            lease,
+            outcome: Outcome::HandBack,
+        };
+        if shared.completer.send(finish).await.is_err() {
+            break;
+        }
+    }
+    new
 }
 
 /// One beat, and what follows from its answer.
@@ -62,18 +102,22 @@ pub(crate) async fn run_once<S: Store>(shared: &Shared<S>) -> Result<NodeBeat, S
             });
         }
     };
+    *shared
+        .healthy_since
+        .lock()
+        .unwrap_or_else(|e| e.into_inner()) = beat.healthy_since;
     if beat.replaced {
-        shared.leases.cancel_all();
+        shared.leases.give_all_back();
         shared.replaced.cancel();
         return Ok(beat);
     }
     if beat.revived {
         tracing::warn!(node = %shared.node_id, "this node was thought dead (its row was removed): its jobs were rescued; stopping their handlers here");
     }
-    let held: BTreeSet<_> = beat.held.iter().cloned().collect();
+    let held: BTreeSet<_> = beat.held.iter().map(|h| h.lease.clone()).collect();
     shared.leases.keep_only(&held, asked_at);
-    for lease in &beat.cancel_requested {
-        shared.leases.cancel(lease, "a user asked to cancel it");
+    for h in beat.held.iter().filter(|h| h.cancel_requested) {
+        shared.leases.cancel(&h.lease);
     }
     Ok(beat)
 }

@@ -4,11 +4,14 @@
 //!
 //! Keyed by [`Lease`] (job and claim token), never by job id alone: should
 //! one job ever be held twice here, the two executions cannot overwrite each
-//! other's entry. A lease leaves the map when its job ends here (before the
-//! finish is sent), so whatever is in the map is still `running` under this
-//! node in the database — unless it was taken away. The heartbeat compares
-//! the two and stops the handlers of jobs taken away (rescued while this node
-//! was thought dead, or reclaimed by a successor under the same node id).
+//! other's entry. A lease leaves the map once its finish is with the
+//! completer, so whatever is in the map is still `running` under this node
+//! in the database — unless it was taken away. The heartbeat compares the
+//! two both ways: it stops the handlers of jobs taken away (rescued while
+//! this node was thought dead, or reclaimed by a successor under the same
+//! node id), and hands back jobs the database says this node holds that it
+//! does not know (a claim that committed but whose reply was lost to a cut
+//! connection or a server crash), once two beats in a row saw them so.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
@@ -17,8 +20,22 @@ use capstan_core::{JobId, Lease};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+/// Why a job was told to stop here; it decides how the job ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StopReason {
+    /// A user asked: the job ends `cancelled`.
+    Cancelled,
+    /// The database no longer has it running under this lease (rescued,
+    /// reclaimed): nothing is written, it belongs to someone else.
+    TakenAway,
+    /// Another process took this node id over while this one still ran:
+    /// the job goes back to its queue, its attempt given back.
+    Replaced,
+}
+
 struct Entry {
     cancel: CancellationToken,
+    reason: Option<StopReason>,
     since: Instant,
 }
 
@@ -40,10 +57,21 @@ impl Leases {
             lease,
             Entry {
                 cancel: cancel.clone(),
+                reason: None,
                 since: Instant::now(),
             },
         );
         cancel
+    }
+
+    /// Why the job of `lease` was told to stop (the first reason given).
+    pub(crate) fn reason(&self, lease: &Lease) -> Option<StopReason> {
+        self.map().get(lease).and_then(|e| e.reason)
+    }
+
+    fn stop(e: &mut Entry, reason: StopReason) {
+        e.reason.get_or_insert(reason);
+        e.cancel.cancel();
     }
 
     /// The job of `lease` ended here (or went back to its queue).
@@ -53,21 +81,21 @@ impl Leases {
 
     /// A user asked to cancel job `id`: stop whatever this node holds of it.
     pub(crate) fn cancel_job(&self, id: JobId) {
-        for (lease, e) in self.map().iter() {
+        for (lease, e) in self.map().iter_mut() {
             if lease.job_id == id && !e.cancel.is_cancelled() {
                 tracing::info!(%lease, "cancelling job on request");
-                e.cancel.cancel();
+                Self::stop(e, StopReason::Cancelled);
             }
         }
     }
 
-    /// Stop the job of `lease`, if held here.
-    pub(crate) fn cancel(&self, lease: &Lease, why: &str) {
-        if let Some(e) = self.map().get(lease)
+    /// A user asked to cancel the job of `lease`: stop it, if held here.
+    pub(crate) fn cancel(&self, lease: &Lease) {
+        if let Some(e) = self.map().get_mut(lease)
             && !e.cancel.is_cancelled()
         {
-            tracing::info!(%lease, why, "stopping job");
-            e.cancel.cancel();
+            tracing::info!(%lease, "cancelling job on request");
+            Self::stop(e, StopReason::Cancelled);
         }
     }
 
@@ -76,20 +104,31 @@ impl Leases {
     /// among them — it was taken away. Returns how many.
     pub(crate) fn keep_only(&self, held: &BTreeSet<Lease>, asked_at: Instant) -> usize {
         let mut stopped = 0;
-        for (lease, e) in self.map().iter() {
+        for (lease, e) in self.map().iter_mut() {
             if e.since < asked_at && !held.contains(lease) && !e.cancel.is_cancelled() {
-                tracing::warn!(%lease, "this job was taken from this node (rescued, or reclaimed under its node id): stopping its handler; its finish will be refused");
-                e.cancel.cancel();
+                tracing::warn!(%lease, "this job was taken from this node (rescued, or reclaimed under its node id): stopping its handler");
+                Self::stop(e, StopReason::TakenAway);
                 stopped += 1;
             }
         }
         stopped
     }
 
-    /// Stop everything (this node lost its id to another process).
-    pub(crate) fn cancel_all(&self) {
-        for e in self.map().values() {
-            e.cancel.cancel();
+    /// Of `held` (what the database says this node holds), the leases not
+    /// held here.
+    pub(crate) fn unknown(&self, held: &BTreeSet<Lease>) -> BTreeSet<Lease> {
+        let map = self.map();
+        held.iter()
+            .filter(|l| !map.contains_key(*l))
+            .cloned()
+            .collect()
+    }
+
+    /// Stop everything and give it back (this node lost its id to another
+    /// process).
+    pub(crate) fn give_all_back(&self) {
+        for e in self.map().values_mut() {
+            Self::stop(e, StopReason::Replaced);
         }
     }
 

@@ -10,8 +10,10 @@
 //!
 //! Registering refuses a node id that a live process uses. A row under the
 //! id that still looks alive may be a crashed predecessor (restarted at once)
-//! or a live twin: the node waits a little longer than the other's heartbeat
-//! interval, and takes the id over only if the other did not beat meanwhile.
+//! or a live twin. A predecessor on this host whose process is gone is taken
+//! over at once; otherwise the node waits a little longer than the other's
+//! heartbeat interval, and takes the id over only if the other did not beat
+//! meanwhile.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -55,6 +57,9 @@ pub(crate) struct Shared<S: Store> {
     pub(crate) jobs: TaskTracker,
     /// Every job claimed here and not finished yet.
     pub(crate) leases: Leases,
+    /// Since when this node's writes have been working, as its last beat
+    /// (heartbeat or rescue) said.
+    pub(crate) healthy_since: std::sync::Mutex<Option<capstan_core::Timestamp>>,
 }
 
 /// A claimed job, ready to run: its lease, the token that stops it, and until
@@ -170,7 +175,7 @@ impl<S: Store> Node<S> {
         let shared = Arc::new(Shared {
             client: client.clone(),
             node_id: id.clone(),
-            incarnation: format!("{:016x}", rand::random::<u64>()),
+            incarnation: incarnation(),
             workers,
             completer: tx,
             keeper: Arc::new(StoreLeaseKeeper {
@@ -182,6 +187,7 @@ impl<S: Store> Node<S> {
             replaced: CancellationToken::new(),
             jobs: TaskTracker::new(),
             leases: Leases::default(),
+            healthy_since: std::sync::Mutex::new(None),
         });
         tokio::pin!(shutdown);
         tokio::pin!(force);
@@ -191,7 +197,9 @@ impl<S: Store> Node<S> {
         if report.reclaimed > 0 {
             tracing::warn!(node = %id, reclaimed = report.reclaimed, "took back jobs a previous process with this node id left running");
         }
-        let wakeups = store.subscribe().await?;
+        let Some(wakeups) = subscribe(&shared, shutdown.as_mut(), &crash).await? else {
+            return Ok(());
+        };
 
         let stop_claiming = crash.child_token();
         let stop_all = crash.child_token();
@@ -205,6 +213,7 @@ impl<S: Store> Node<S> {
             rx,
             batch: config.complete_batch,
             final_flush: config.shutdown_grace,
+            stopping: stop_claiming.clone(),
             crash: crash.clone(),
         };
         let completer_task = tokio::spawn(completer.run(completer_stop.clone()));
@@ -236,7 +245,7 @@ impl<S: Store> Node<S> {
             stop_claiming.clone(),
         ));
         services.spawn(rescuer::run(shared.clone(), stop_claiming.clone()));
-        services.spawn(parker::run(client.clone(), stop_claiming.clone()));
+        services.spawn(parker::run(shared.clone(), stop_claiming.clone()));
         services.spawn(cleaner::run(client.clone(), stop_claiming.clone()));
         tracing::info!(node = %id, queues = ?config.queues.iter().map(|q| &q.name).collect::<Vec<_>>(), kinds = ?shared.workers.kinds(), backend = store.capabilities().backend, "node started");
 
@@ -304,6 +313,31 @@ impl<S: Store> Node<S> {
     }
 }
 
+/// Subscribe to wake-ups, retried with backoff while the database is
+/// unavailable. `None` when stopped meanwhile.
+async fn subscribe<S: Store>(
+    shared: &Shared<S>,
+    mut shutdown: std::pin::Pin<&mut impl Future<Output = ()>>,
+    crash: &CancellationToken,
+) -> Result<Option<capstan_store::Wakeups>, RuntimeError> {
+    let mut pause = Duration::from_secs(1);
+    loop {
+        match crate::maintenance::bounded("subscribe", shared.client.store.subscribe()).await {
+            Ok(w) => return Ok(Some(w)),
+            Err(e) if e.is_transient() => {
+                tracing::warn!(node = %shared.node_id, error = %e, retry_in = ?pause, "cannot listen for wake-ups yet; retrying");
+            }
+            Err(e) => return Err(e.into()),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(pause) => {}
+            () = &mut shutdown => return Ok(None),
+            () = crash.cancelled() => return Ok(None),
+        }
+        pause = (pause * 2).min(Duration::from_secs(30));
+    }
+}
+
 /// Register the node: retried with backoff while the database is
 /// unavailable; a node id that looks alive under another process is waited
 /// on once, then taken over or refused. `None` when stopped meanwhile.
@@ -320,9 +354,17 @@ async fn register<S: Store>(
             beat: shared.beat(),
             takeover,
         };
-        let wait = match store.register_node(&p).await {
+        let wait = match crate::maintenance::bounded("register_node", store.register_node(&p)).await
+        {
             Ok(report) => return Ok(Some(report)),
             // Seen alive once more after the wait: a live twin. Refused.
+            Err(StoreError::NodeIdInUse {
+                beats, incarnation, ..
+            }) if takeover.is_none() && crashed_here(&incarnation) => {
+                tracing::warn!(node = %shared.node_id, previous = %incarnation, "taking this node id over from a process of this host that is gone");
+                takeover = Some(beats);
+                continue;
+            }
             Err(StoreError::NodeIdInUse {
                 heartbeat_at,
                 interval,
@@ -388,6 +430,44 @@ impl NodeHandle {
         self.crash.cancel();
         let _ = self.task.await;
     }
+}
+
+/// This process among those that may share a node id: host, pid
+/// namespace and pid (so another process of this host can tell whether it
+/// still runs), and a random part (a pid can be reused).
+fn incarnation() -> String {
+    format!(
+        "{}/{}/{}/{:08x}",
+        host_name(),
+        pid_namespace(),
+        std::process::id(),
+        rand::random::<u32>()
+    )
+}
+
+/// The pid namespace this process sees (`pid:[4026531836]`), or `-`.
+fn pid_namespace() -> String {
+    std::fs::read_link("/proc/self/ns/pid")
+        .map(|p| p.to_string_lossy().replace('/', ""))
+        .unwrap_or_else(|_| "-".to_owned())
+}
+
+/// The incarnation is of a process of this host, in this pid namespace,
+/// that no longer runs. Only where `/proc` tells; elsewhere the caller
+/// waits for a missed beat instead.
+fn crashed_here(incarnation: &str) -> bool {
+    let parts: Vec<&str> = incarnation.split('/').collect();
+    let [host, ns, pid, _] = parts.as_slice() else {
+        return false;
+    };
+    let Ok(pid) = pid.parse::<u32>() else {
+        return false;
+    };
+    *ns != "-"
+        && *host == host_name()
+        && *ns == pid_namespace()
+        && pid != std::process::id()
+        && !std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
 
 fn host_name() -> String {

@@ -40,6 +40,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::leases::StopReason;
 use crate::node::{Shared, Start};
 
 pub(crate) struct Producer<S: Store> {
@@ -118,7 +119,10 @@ impl<S: Store> Producer<S> {
                     p.now = self.shared.client.clock.pinned();
                     let store = self.shared.client.store.clone();
                     in_flight = Some(InFlight {
-                        fut: Box::pin(async move { store.claim(&p).await }),
+                        // Bounded: a claim that hangs must not stop the queue.
+                        fut: Box::pin(async move {
+                            crate::maintenance::bounded("claim", store.claim(&p)).await
+                        }),
                         limit,
                         sent: Instant::now(),
                         sent_at: self.shared.client.clock.now(),
@@ -213,14 +217,14 @@ impl<S: Store> Producer<S> {
     ) -> bool {
         let config = &self.shared.client.config;
         let now = self.shared.client.clock.now();
-        let fresh = config.lease_grace.saturating_sub(config.cancel_grace) / 2;
+        let fresh = config.fresh_start();
         let mut handed_back = false;
         let mut stale: Vec<(Buffered, OwnedSemaphorePermit)> = Vec::new();
         let mut kept = VecDeque::new();
         while let Some(b) = buffer.pop_front() {
             let waited = (now - b.claimed_at).to_std().unwrap_or_default();
             if b.cancel.is_cancelled() {
-                self.finish_unstarted(b, cancelled()).await;
+                self.end_stopped(b).await;
                 continue;
             }
             if waited >= self.lease_of(&b.job) / 2 {
@@ -283,7 +287,7 @@ impl<S: Store> Producer<S> {
             }
             Err(e) => {
                 tracing::warn!(queue = %self.queue, error = %e, "could not extend the leases of buffered jobs; they wait (not started without a lease)");
-                *extend_after = Some(Instant::now() + Duration::from_secs(1));
+                *extend_after = Some(Instant::now() + Duration::from_millis(500));
                 for (b, _permit) in stale.into_iter().rev() {
                     buffer.push_front(b);
                 }
@@ -303,16 +307,25 @@ impl<S: Store> Producer<S> {
         );
     }
 
-    /// A buffered job ends here without running: released, then finished.
+    /// A buffered job ends here without running: finished, then released.
     /// Sent with backpressure, never dropped.
     async fn finish_unstarted(&self, b: Buffered, outcome: Outcome) {
-        self.shared.leases.release(&b.lease);
         let finish = Finish {
-            lease: b.lease,
+            lease: b.lease.clone(),
             outcome,
         };
         if self.shared.completer.send(finish).await.is_err() {
             tracing::warn!(job_id = %b.job.id, "completer stopped; this buffered job will be rescued when its lease expires");
+        }
+        self.shared.leases.release(&b.lease);
+    }
+
+    /// A buffered job told to stop before it started ends as its reason says.
+    async fn end_stopped(&self, b: Buffered) {
+        match self.shared.leases.reason(&b.lease) {
+            Some(StopReason::TakenAway) => self.shared.leases.release(&b.lease),
+            Some(StopReason::Replaced) => self.finish_unstarted(b, Outcome::HandBack).await,
+            Some(StopReason::Cancelled) | None => self.finish_unstarted(b, cancelled()).await,
         }
     }
 
@@ -322,6 +335,8 @@ impl<S: Store> Producer<S> {
             .and_then(|ms| u64::try_from(ms).ok())
             .map(Duration::from_millis)
             .unwrap_or(config.default_timeout)
+            // Bounded as the claim bounds it in SQL.
+            .min(capstan_core::limits::MAX_TIMEOUT)
             + config.lease_grace
     }
 
@@ -339,12 +354,11 @@ impl<S: Store> Producer<S> {
             );
         }
         for b in jobs {
-            let outcome = if b.cancel.is_cancelled() {
-                cancelled()
+            if b.cancel.is_cancelled() {
+                self.end_stopped(b).await;
             } else {
-                Outcome::HandBack
-            };
-            self.finish_unstarted(b, outcome).await;
+                self.finish_unstarted(b, Outcome::HandBack).await;
+            }
         }
     }
 }

@@ -16,8 +16,8 @@ use crate::support::{
 
 fn one_at_a_time(node: &str) -> Config {
     let mut cfg = Config {
-        // Buffered jobs start without a new lease for (10 s - 0.2 s) / 2.
-        lease_grace: Duration::from_secs(10),
+        // Buffered jobs start without a new lease for (13 s - 0.2 s) / 2.
+        lease_grace: Duration::from_secs(13),
         ..config().with_node_id(NodeId(node.into()))
     };
     cfg.queues[0].concurrency = 1;
@@ -59,21 +59,21 @@ pub(crate) async fn a_job_that_waited_in_the_buffer_starts_with_a_lease_for_its_
     let t0 = claimed.attempted_at.unwrap();
     assert_eq!(
         claimed.lease_expires_at,
-        Some(t0 + chrono::Duration::seconds(30)),
-        "20 s timeout + 10 s grace from the claim"
+        Some(t0 + chrono::Duration::seconds(33)),
+        "20 s timeout + 13 s grace from the claim"
     );
-    advance_while_beating(&c, h.clock(), &["n"], Duration::from_secs(6)).await;
+    advance_while_beating(&c, h.clock(), &["n"], Duration::from_secs(7)).await;
     gates.open("a");
     wait_for_state(&c, a, JobState::Completed).await;
     gates.started("b", 1).await;
     let started = c.job(b).await.unwrap().unwrap();
     assert_eq!(
         started.lease_expires_at,
-        Some(h.clock().now() + chrono::Duration::seconds(30)),
+        Some(h.clock().now() + chrono::Duration::seconds(33)),
         "its lease was extended when it started, to cover its whole timeout"
     );
     // Past the claim's lease, within the start's: not rescued.
-    advance_while_beating(&c, h.clock(), &["n"], Duration::from_secs(26)).await;
+    advance_while_beating(&c, h.clock(), &["n"], Duration::from_secs(28)).await;
     let r = c.run_rescuer_once().await.unwrap();
     assert!(r.retried.is_empty(), "{r:?}");
     gates.open("b");
@@ -81,6 +81,50 @@ pub(crate) async fn a_job_that_waited_in_the_buffer_starts_with_a_lease_for_its_
     assert_eq!(done.attempt, 1);
     assert!(done.errors.is_empty(), "{:?}", done.errors);
     assert_eq!(gates.runs("b"), 1);
+    node.shutdown().await.unwrap();
+}
+
+/// A buffered job whose lease cannot be extended when it should start (the
+/// database does not answer) waits, unstarted, and starts once it can be.
+pub(crate) async fn a_buffered_job_never_starts_without_a_lease<H: Harness>(h: &H) {
+    let faults = Faults::default();
+    let c = Client::with_config(
+        FaultyStore::new(h.store().clone(), faults.clone()),
+        one_at_a_time("n"),
+    )
+    .unwrap()
+    .with_clock(Arc::new(h.clock().clone()) as Arc<dyn Clock>);
+    let gates = Gates::default();
+    gates.open("b");
+    let a = c.enqueue(gated("a").with_priority(1)).await.unwrap().id;
+    let b = c
+        .enqueue(gated("b").with_timeout(Duration::from_secs(20)))
+        .await
+        .unwrap()
+        .id;
+    let node = c.node(gates.workers()).unwrap().start();
+    gates.started("a", 1).await;
+    wait_for_job(&c, b, Duration::from_secs(20), |j| {
+        j.state == JobState::Running
+    })
+    .await;
+    advance_while_beating(&c, h.clock(), &["n"], Duration::from_secs(7)).await;
+    faults.fail_next("extend_leases", 2);
+    gates.open("a");
+    wait_for_state(&c, a, JobState::Completed).await;
+    // Two extensions fail, half a second apart: b waits meanwhile.
+    until("the extensions to fail", || {
+        faults.answered("extend_leases") >= 2
+    })
+    .await;
+    assert_eq!(
+        gates.runs("b"),
+        0,
+        "started without a lease for its timeout"
+    );
+    let done = wait_for_state(&c, b, JobState::Completed).await;
+    assert!(faults.calls("extend_leases") >= 3);
+    assert_eq!((done.attempt, gates.runs("b")), (1, 1));
     node.shutdown().await.unwrap();
 }
 
@@ -92,7 +136,7 @@ pub(crate) async fn a_buffered_job_that_waits_half_its_lease_is_handed_back<H: H
     let gates = Gates::default();
     gates.open("b");
     let a = c.enqueue(gated("a").with_priority(1)).await.unwrap().id;
-    // Lease 2 s + 10 s: handed back after 6 s in the buffer.
+    // Lease 2 s + 13 s: handed back after 7.5 s in the buffer.
     let b = c
         .enqueue(gated("b").with_timeout(Duration::from_secs(2)))
         .await
@@ -104,7 +148,7 @@ pub(crate) async fn a_buffered_job_that_waits_half_its_lease_is_handed_back<H: H
         j.state == JobState::Running
     })
     .await;
-    advance_while_beating(&c, h.clock(), &["n"], Duration::from_secs(7)).await;
+    advance_while_beating(&c, h.clock(), &["n"], Duration::from_secs(8)).await;
     gates.open("a");
     let done = wait_for_state(&c, b, JobState::Completed).await;
     assert_eq!(done.attempt, 1, "a hand-back burns no attempt");
@@ -207,7 +251,7 @@ async fn stale_node_run<H: Harness>(h: &H, heartbeat: bool) -> Vec<&'static str>
     cfg.queues[0].concurrency = 1;
     if heartbeat {
         // The node's own heartbeat must not be the one that stops it.
-        cfg.heartbeat_interval = Duration::from_secs(10);
+        cfg.heartbeat_interval = Duration::from_secs(8);
         cfg.node_timeout = Duration::from_secs(25);
     }
     let frozen = Arc::new(ManualClock::new(h.clock().now()));
@@ -225,4 +269,46 @@ async fn stale_node_run<H: Harness>(h: &H, heartbeat: bool) -> Vec<&'static str>
     until("the handler to report", || !seen.lock().unwrap().is_empty()).await;
     slow.abort().await;
     seen.lock().unwrap().clone()
+}
+
+/// A claim that committed but whose reply never reached its node (the
+/// connection was cut, the server crashed) leaves jobs held by a live node
+/// that knows nothing of them: the node's heartbeat hands them back, and
+/// they run, instead of waiting out a whole lease.
+pub(crate) async fn a_claim_whose_reply_was_lost_is_handed_back<H: Harness>(h: &H) {
+    let c = client(h, config().with_node_id(NodeId("n".into())));
+    let node = c.node(Workers::new()).unwrap().start();
+    advance_while_beating(&c, h.clock(), &["n"], Duration::ZERO).await;
+    let id = c
+        .enqueue(NewJob::new("capstan.noop", json!({})).with_queue("elsewhere"))
+        .await
+        .unwrap()
+        .id;
+    // The "lost" claim: made under the node's id, its reply thrown away.
+    use capstan_store::JobStore;
+    let lost = c
+        .store()
+        .claim(&capstan_store::Claim {
+            queue: "elsewhere".into(),
+            kinds: None,
+            limit: 1,
+            node: NodeId("n".into()),
+            default_timeout: Duration::from_secs(3600),
+            lease_grace: Duration::from_secs(10),
+            now: Some(h.clock().now()),
+        })
+        .await
+        .unwrap();
+    assert_eq!(lost.len(), 1);
+    // The node serves `default`, not `elsewhere`: once handed back, the job
+    // waits there, available, its attempt given back.
+    let past = c.config().stray_after() + Duration::from_secs(1);
+    advance_while_beating(&c, h.clock(), &["n"], past).await;
+    let j = wait_for_job(&c, id, Duration::from_secs(20), |j| {
+        j.state == JobState::Available
+    })
+    .await;
+    assert_eq!(j.attempt, 0, "a hand-back burns no attempt");
+    assert!(j.errors.is_empty(), "not rescued: {:?}", j.errors);
+    node.shutdown().await.unwrap();
 }

@@ -220,7 +220,7 @@ pub(crate) async fn a_write_lock_held_past_the_node_timeout_rescues_no_live_job(
         .await
         .expect("take the write lock");
     // Held past the node timeout (1.5 s).
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    tokio::time::sleep(Duration::from_millis(2000)).await;
     tx.rollback().await.unwrap();
     let (ra, rb) = (fa.calls("rescue"), fb.calls("rescue"));
     until("a few rescues on each side once the lock is free", || {

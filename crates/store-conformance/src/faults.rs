@@ -154,7 +154,7 @@ impl<S: JobStore> JobStore for FaultyStore<S> {
         self.faults
             .call("finish_many", async {
                 match refuse {
-                    Some(id) => Err(StoreError::Database {
+                    Some(id) => Err(StoreError::Refused {
                         operation: "finish_many",
                         source: format!("injected fault: cannot store the result of job {id}")
                             .into(),

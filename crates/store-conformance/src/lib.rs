@@ -17,7 +17,7 @@ mod sqlite;
 
 pub use faults::{Faults, FaultyStore};
 pub use harness::{Harness, RowLock, TempDir};
-pub use postgres::PgHarness;
+pub use postgres::{Cluster, PgHarness};
 pub use sqlite::SqliteHarness;
 
 /// Expand the whole suite for one backend: `conformance!(sqlite, path::to::Harness)`
@@ -77,6 +77,7 @@ macro_rules! conformance {
                     each_node_is_judged_by_its_own_node_timeout,
                     after_an_outage_live_nodes_get_a_node_timeout_to_beat_again,
                     a_node_silent_past_the_outage_grace_is_dead,
+                    after_an_outage_an_expired_lease_waits_a_node_timeout,
                     a_rescuer_never_takes_its_own_nodes_jobs,
                     expired_lease_is_rescued_even_if_the_node_lives,
                     rescue_fails_jobs_without_attempts_left,
@@ -98,6 +99,7 @@ macro_rules! conformance {
                 }
                 maintenance {
                     migrate_twice_is_a_no_op,
+                    migrate_refuses_to_upgrade_under_live_older_nodes,
                     promote_reports_the_next_due_time,
                     cleaner_deletes_only_jobs_past_retention_in_batches,
                     enqueue_wakes_subscribers,

@@ -1,2 +1,3 @@
-SELECT id, coalesce(lease_token, ''), cancel_requested FROM capstan.jobs
+SELECT id, coalesce(lease_token, ''), cancel_requested, coalesce(attempted_at, now())
+FROM capstan.jobs
 WHERE state = 'running' AND node_id = $1

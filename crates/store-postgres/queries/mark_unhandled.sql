@@ -1,6 +1,8 @@
 -- Walk the head of the queue's claim order (where such jobs slow every
 -- claim) and set aside the jobs whose kind no live node serving the queue
--- has a handler for. The kinds are judged once each, not once per job.
+-- has a handler for. The kinds are judged once each, not once per job. A
+-- node is live as the rescue judges it: until the later of its last beat
+-- and the caller's healthy_since ($4), plus its own timeout.
 WITH t AS (SELECT coalesce($3::timestamptz, now()) AS now),
 head AS MATERIALIZED (
     SELECT id, kind FROM capstan.jobs
@@ -11,7 +13,9 @@ head AS MATERIALIZED (
 stray AS (
     SELECT DISTINCT head.kind FROM head, t
     WHERE NOT EXISTS (SELECT 1 FROM capstan.nodes n
-                      WHERE n.expires_at >= t.now AND n.queues ? $1 AND n.kinds ? head.kind)
+                      WHERE greatest(n.heartbeat_at, $4::timestamptz)
+                            + (n.expires_at - n.heartbeat_at) >= t.now
+                        AND n.queues ? $1 AND n.kinds ? head.kind)
 ),
 up AS (
     UPDATE capstan.jobs j SET unhandled = true

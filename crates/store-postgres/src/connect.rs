@@ -110,14 +110,44 @@ pub(crate) async fn open_pool(config: &PgConfig) -> StoreResult<PgPool> {
         .map_err(|e| connect_err(explain(&e)))
 }
 
-/// The pool of Capstan's own for heartbeats, rescues and finishes (see
-/// `Inner::control`), opened lazily with the options of `pool`.
-pub(crate) fn control_pool(pool: &PgPool) -> PgPool {
+/// A small pool of Capstan's own (see `Inner::control`, `Inner::beat`),
+/// opened lazily with the options of `pool`.
+pub(crate) fn side_pool(pool: &PgPool, size: u32) -> PgPool {
     PgPoolOptions::new()
         .test_before_acquire(false)
-        .max_connections(4)
+        .max_connections(size)
         .acquire_timeout(Duration::from_secs(10))
         .connect_lazy_with((*pool.connect_options()).clone())
+}
+
+/// How many nodes of a schema older than [`capstan_store::NODE_PROTOCOL_VERSION`]
+/// beat within the last minute (0 on a fresh or up-to-date database).
+pub(crate) async fn live_older_nodes(pool: &PgPool) -> StoreResult<i64> {
+    let err = |e| StoreError::database("migrate", e);
+    let applied: Option<i64> = sqlx::query_scalar(
+        "SELECT CASE WHEN to_regclass('capstan.migrations') IS NULL THEN NULL ELSE 0 END::bigint",
+    )
+    .fetch_one(pool)
+    .await
+    .map_err(err)?;
+    if applied.is_none() {
+        return Ok(0);
+    }
+    let version: i64 = sqlx::query_scalar(
+        "SELECT coalesce(max(version), 0) FROM capstan.migrations WHERE success",
+    )
+    .fetch_one(pool)
+    .await
+    .map_err(err)?;
+    if version == 0 || version >= capstan_store::NODE_PROTOCOL_VERSION {
+        return Ok(0);
+    }
+    sqlx::query_scalar(
+        "SELECT count(*) FROM capstan.nodes WHERE heartbeat_at > now() - interval '1 minute'",
+    )
+    .fetch_one(pool)
+    .await
+    .map_err(err)
 }
 
 /// A connect error with what to check.

@@ -121,7 +121,7 @@ impl JobStore for PgStore {
     }
 
     async fn rescue(&self, p: &Rescue) -> StoreResult<RescueReport> {
-        let mut tx = self.inner.control.begin().await.map_err(db("rescue"))?;
+        let mut tx = self.inner.beat.begin().await.map_err(db("rescue"))?;
         let mut healthy_since = None;
         let mut grace = Duration::ZERO;
         if let Some(beat) = &p.rescuer {
@@ -145,6 +145,7 @@ impl JobStore for PgStore {
                 tx.commit().await.map_err(db("rescue"))?;
                 return Ok(RescueReport {
                     stalled: true,
+                    healthy_since: Some(since),
                     ..RescueReport::default()
                 });
             }
@@ -177,7 +178,9 @@ impl JobStore for PgStore {
                 Ok((JobId(id), state, queue))
             })
             .collect::<StoreResult<Vec<_>>>()?;
-        Ok(RescueReport::from_rows(rows, removed as u64))
+        let mut report = RescueReport::from_rows(rows, removed as u64);
+        report.healthy_since = healthy_since;
+        Ok(report)
     }
 
     async fn mark_unhandled(&self, p: &MarkUnhandled) -> StoreResult<u64> {
@@ -185,6 +188,7 @@ impl JobStore for PgStore {
             .bind(&p.queue)
             .bind(p.limit as i64)
             .bind(p.now)
+            .bind(p.healthy_since)
             .fetch_one(&self.inner.pool)
             .await
             .map_err(db("mark_unhandled"))?;

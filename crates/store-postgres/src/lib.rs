@@ -41,11 +41,14 @@ pub struct PgStore {
 struct Inner {
     /// Claims, enqueues, reads, operator actions.
     pool: PgPool,
-    /// A few connections of their own for what keeps a node alive and its
-    /// work durable — node heartbeats, the rescuer, finishes and lease
-    /// extensions — so that a pool busy with claims or an application's
-    /// queries never delays them past the node timeout.
+    /// A few connections of their own for what keeps the work durable —
+    /// finishes and lease extensions — so that a pool busy with claims or an
+    /// application's queries never holds them up.
     control: PgPool,
+    /// Two connections for what keeps a node alive — its heartbeat,
+    /// registration and rescues — so that neither the main pool nor a burst
+    /// of handler heartbeats ever delays a node's beat past its timeout.
+    beat: PgPool,
     hub: WakeupHub,
     listener: OnceCell<()>,
     /// Stops the listener task when the last clone of the store is dropped.
@@ -76,16 +79,18 @@ impl PgStore {
         Ok(Self::from_pool(pool))
     }
 
-    /// Wrap an existing pool (your application's). Does not migrate. A small
-    /// pool of Capstan's own (at most 4 connections, opened on demand with
-    /// the same options) serves heartbeats, rescues, finishes and lease
-    /// extensions.
+    /// Wrap an existing pool (your application's). Does not migrate. Two
+    /// small pools of Capstan's own, opened on demand with the same options,
+    /// serve finishes and lease extensions (at most 4 connections) and node
+    /// heartbeats and rescues (at most 2).
     pub fn from_pool(pool: PgPool) -> Self {
-        let control = connect::control_pool(&pool);
+        let control = connect::side_pool(&pool, 4);
+        let beat = connect::side_pool(&pool, 2);
         PgStore {
             inner: Arc::new(Inner {
                 pool,
                 control,
+                beat,
                 hub: WakeupHub::new(),
                 listener: OnceCell::new(),
                 stop: CancellationToken::new(),
@@ -109,6 +114,10 @@ impl Store for PgStore {
     }
 
     async fn migrate(&self) -> StoreResult<()> {
+        let live = connect::live_older_nodes(&self.inner.pool).await?;
+        if live > 0 {
+            return Err(StoreError::live_older_nodes("postgres", live));
+        }
         let mut migrator = sqlx::migrate!("./migrations");
         migrator.create_schema("capstan");
         migrator.dangerous_set_table_name("capstan.migrations");
@@ -155,5 +164,6 @@ impl Store for PgStore {
         self.inner.stop.cancel();
         self.inner.pool.close().await;
         self.inner.control.close().await;
+        self.inner.beat.close().await;
     }
 }

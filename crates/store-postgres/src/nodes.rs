@@ -4,8 +4,8 @@
 
 use capstan_core::{JobId, Lease, LeaseToken, NodeId, Timestamp};
 use capstan_store::{
-    DeregisterNode, HeartbeatNode, NodeBeat, NodeInfo, NodeStore, RegisterNode, RegisterReport,
-    StoreResult,
+    DeregisterNode, HeartbeatNode, Held, NodeBeat, NodeInfo, NodeStore, RegisterNode,
+    RegisterReport, StoreResult,
 };
 use sqlx::{PgConnection, Row};
 
@@ -33,10 +33,15 @@ pub(crate) async fn read_node(
         .map_err(db("read_node"))?;
     let row = sqlx::query(include_str!("../queries/node_row.sql"))
         .bind(node.as_str())
-        .fetch_optional(&mut *conn)
+        .fetch_one(&mut *conn)
         .await
         .map_err(db("read_node"))?;
-    Ok((now, row.as_ref().map(row::node).transpose()?))
+    // The LEFT JOIN yields one row; a missing node leaves its columns null.
+    let exists = row
+        .try_get::<Option<String>, _>("id")
+        .map_err(db("read_node"))?
+        .is_some();
+    Ok((now, exists.then(|| row::node(&row)).transpose()?))
 }
 
 /// Write `beat` as the node's row, beaten at `now`, healthy since `since`.
@@ -79,12 +84,7 @@ async fn mark_handled(conn: &mut PgConnection, beat: &HeartbeatNode) -> StoreRes
 
 impl NodeStore for PgStore {
     async fn register_node(&self, p: &RegisterNode) -> StoreResult<RegisterReport> {
-        let mut tx = self
-            .inner
-            .control
-            .begin()
-            .await
-            .map_err(db("register_node"))?;
+        let mut tx = self.inner.beat.begin().await.map_err(db("register_node"))?;
         let (now, before) = read_node(&mut tx, &p.beat.node, p.beat.now).await?;
         p.check(before.as_ref(), now)?;
         // A new incarnation starts healthy now, and takes a fresh started_at.
@@ -107,7 +107,7 @@ impl NodeStore for PgStore {
     async fn heartbeat_node(&self, p: &HeartbeatNode) -> StoreResult<NodeBeat> {
         let mut tx = self
             .inner
-            .control
+            .beat
             .begin()
             .await
             .map_err(db("heartbeat_node"))?;
@@ -131,19 +131,20 @@ impl NodeStore for PgStore {
             .map_err(db("heartbeat_node"))?;
         tx.commit().await.map_err(db("heartbeat_node"))?;
         let mut beat = NodeBeat {
+            at: Some(now),
             revived: before.is_none(),
             healthy_since: Some(since),
             ..NodeBeat::default()
         };
         for r in &rows {
-            let lease = Lease {
-                job_id: JobId(r.try_get(0).map_err(db("heartbeat_node"))?),
-                token: LeaseToken(r.try_get(1).map_err(db("heartbeat_node"))?),
-            };
-            if r.try_get::<bool, _>(2).map_err(db("heartbeat_node"))? {
-                beat.cancel_requested.push(lease.clone());
-            }
-            beat.held.push(lease);
+            beat.held.push(Held {
+                lease: Lease {
+                    job_id: JobId(r.try_get(0).map_err(db("heartbeat_node"))?),
+                    token: LeaseToken(r.try_get(1).map_err(db("heartbeat_node"))?),
+                },
+                cancel_requested: r.try_get::<bool, _>(2).map_err(db("heartbeat_node"))?,
+                claimed_at: r.try_get(3).map_err(db("heartbeat_node"))?,
+            });
         }
         Ok(beat)
     }
@@ -152,7 +153,7 @@ impl NodeStore for PgStore {
         sqlx::query(include_str!("../queries/deregister_node.sql"))
             .bind(p.node.as_str())
             .bind(&p.incarnation)
-            .execute(&self.inner.control)
+            .execute(&self.inner.beat)
             .await
             .map_err(db("deregister_node"))?;
         Ok(())

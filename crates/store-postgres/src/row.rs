@@ -98,6 +98,9 @@ pub(crate) fn state(row: &PgRow) -> StoreResult<JobState> {
 /// away by itself (no connection, server shutting down, out of resources,
 /// a serialization failure or deadlock), `Database` when the server refused
 /// the statement itself.
+/// A statement the server refused for its data (class 22, data exception:
+/// a value out of range, an untranslatable character; class 54, a program
+/// limit such as the size of a jsonb value) is `Refused`.
 pub(crate) fn db(operation: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
     move |e| {
         if transient(&e) {
@@ -105,9 +108,23 @@ pub(crate) fn db(operation: &'static str) -> impl FnOnce(sqlx::Error) -> StoreEr
                 operation,
                 source: Box::new(e),
             }
+        } else if refused(&e) {
+            StoreError::Refused {
+                operation,
+                source: Box::new(e),
+            }
         } else {
             StoreError::database(operation, e)
         }
+    }
+}
+
+fn refused(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(d) => d
+            .code()
+            .is_some_and(|c| c.starts_with("22") || c.starts_with("54")),
+        _ => false,
     }
 }
 

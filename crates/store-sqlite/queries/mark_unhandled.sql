@@ -1,6 +1,8 @@
 -- Walk the head of the queue's claim order (where such jobs slow every
 -- claim) and set aside the jobs whose kind no live node serving the queue
--- has a handler for. The kinds are judged once each, not once per job.
+-- has a handler for. The kinds are judged once each, not once per job. A
+-- node is live as the rescue judges it: until the later of its last beat
+-- and the caller's healthy_since (?4), plus its own timeout.
 WITH head AS MATERIALIZED (
     SELECT id, kind FROM capstan_jobs INDEXED BY capstan_jobs_claim
     WHERE state = 'available' AND unhandled = 0 AND queue = ?1
@@ -13,7 +15,7 @@ WHERE id IN (SELECT id FROM head)
     SELECT DISTINCT head.kind FROM head
     WHERE NOT EXISTS (
         SELECT 1 FROM capstan_nodes AS n
-        WHERE n.expires_at >= ?3
+        WHERE max(n.heartbeat_at, ?4) + (n.expires_at - n.heartbeat_at) >= ?3
           AND EXISTS (SELECT 1 FROM json_each(n.queues) WHERE value = ?1)
           AND EXISTS (SELECT 1 FROM json_each(n.kinds) WHERE value = head.kind)
     )

@@ -20,7 +20,7 @@ SET state = CASE WHEN cancel_requested = 1 THEN 'cancelled'
 WHERE id IN (
     SELECT id FROM capstan_jobs INDEXED BY capstan_jobs_running
     WHERE state = 'running'
-      AND (max(lease_expires_at, ?3 + ?4) < ?1
+      AND (max(coalesce(lease_expires_at, 0), ?3 + ?4) < ?1
            OR node_id IS NULL
            OR node_id IN (SELECT id FROM capstan_nodes
                           WHERE max(heartbeat_at, ?3) + (expires_at - heartbeat_at) < ?1)

@@ -200,6 +200,7 @@ impl JobStore for SqliteStore {
                 tx.commit().await.map_err(db("rescue"))?;
                 return Ok(RescueReport {
                     stalled: true,
+                    healthy_since: Some(since),
                     ..RescueReport::default()
                 });
             }
@@ -233,7 +234,8 @@ impl JobStore for SqliteStore {
                 ))
             })
             .collect::<StoreResult<Vec<_>>>()?;
-        let report = RescueReport::from_rows(rows, removed);
+        let mut report = RescueReport::from_rows(rows, removed);
+        report.healthy_since = p.rescuer.as_ref().map(|_| row::from_micros(healthy_since));
         for q in &report.queues {
             self.hub().send(Wakeup::Queue(q.clone()));
         }
@@ -245,6 +247,7 @@ impl JobStore for SqliteStore {
             .bind(&p.queue)
             .bind(p.limit as i64)
             .bind(micros(now_or_system(p.now)))
+            .bind(micros(p.healthy_since))
             .execute(&self.inner.writer)
             .await
             .map_err(db("mark_unhandled"))?

@@ -79,6 +79,49 @@ impl SqliteStore {
         &self.inner.writer
     }
 
+    /// How many nodes of a schema older than
+    /// [`capstan_store::NODE_PROTOCOL_VERSION`] beat within the last minute
+    /// (0 on a fresh or up-to-date database).
+    async fn live_older_nodes(&self) -> StoreResult<i64> {
+        let err = crate::row::db("migrate");
+        let tables: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM sqlite_master WHERE name IN ('capstan_migrations', 'capstan_nodes')",
+        )
+        .fetch_one(&self.inner.writer)
+        .await
+        .map_err(err)?;
+        if tables < 2 {
+            return Ok(0);
+        }
+        let version: i64 = sqlx::query_scalar(
+            "SELECT coalesce(max(version), 0) FROM capstan_migrations WHERE success",
+        )
+        .fetch_one(&self.inner.writer)
+        .await
+        .map_err(crate::row::db("migrate"))?;
+        if version == 0 || version >= capstan_store::NODE_PROTOCOL_VERSION {
+            return Ok(0);
+        }
+        let minute_ago = crate::row::micros(chrono::Utc::now()) - 60_000_000;
+        sqlx::query_scalar("SELECT count(*) FROM capstan_nodes WHERE heartbeat_at > ?1")
+            .bind(minute_ago)
+            .fetch_one(&self.inner.writer)
+            .await
+            .map_err(crate::row::db("migrate"))
+    }
+
+    /// `PRAGMA integrity_check`: `"ok"`, or what SQLite found wrong.
+    ///
+    /// # Errors
+    /// When the file cannot be read.
+    pub async fn integrity_check(&self) -> StoreResult<String> {
+        let rows: Vec<String> = sqlx::query_scalar("PRAGMA integrity_check")
+            .fetch_all(&self.inner.reader)
+            .await
+            .map_err(crate::row::db("integrity_check"))?;
+        Ok(rows.join("\n"))
+    }
+
     pub(crate) fn hub(&self) -> &WakeupHub {
         &self.inner.hub
     }
@@ -94,6 +137,10 @@ impl Store for SqliteStore {
     }
 
     async fn migrate(&self) -> StoreResult<()> {
+        let live = self.live_older_nodes().await?;
+        if live > 0 {
+            return Err(StoreError::live_older_nodes("sqlite", live));
+        }
         let mut migrator = sqlx::migrate!("./migrations");
         migrator.dangerous_set_table_name("capstan_migrations");
         migrator

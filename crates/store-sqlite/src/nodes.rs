@@ -5,8 +5,8 @@
 
 use capstan_core::{JobId, Lease, LeaseToken, NodeId, Timestamp};
 use capstan_store::{
-    DeregisterNode, HeartbeatNode, NodeBeat, NodeInfo, NodeStore, RegisterNode, RegisterReport,
-    StoreResult, Wakeup,
+    DeregisterNode, HeartbeatNode, Held, NodeBeat, NodeInfo, NodeStore, RegisterNode,
+    RegisterReport, StoreResult, Wakeup,
 };
 use sqlx::{Row, SqliteConnection};
 
@@ -149,19 +149,20 @@ impl NodeStore for SqliteStore {
         tx.commit().await.map_err(db("heartbeat_node"))?;
         self.wake_queues(woken);
         let mut beat = NodeBeat {
+            at: Some(now),
             revived: before.is_none(),
             healthy_since: Some(since),
             ..NodeBeat::default()
         };
         for r in &rows {
-            let lease = Lease {
-                job_id: JobId(r.try_get(0).map_err(db("heartbeat_node"))?),
-                token: LeaseToken(r.try_get(1).map_err(db("heartbeat_node"))?),
-            };
-            if r.try_get::<i64, _>(2).map_err(db("heartbeat_node"))? != 0 {
-                beat.cancel_requested.push(lease.clone());
-            }
-            beat.held.push(lease);
+            beat.held.push(Held {
+                lease: Lease {
+                    job_id: JobId(r.try_get(0).map_err(db("heartbeat_node"))?),
+                    token: LeaseToken(r.try_get(1).map_err(db("heartbeat_node"))?),
+                },
+                cancel_requested: r.try_get::<i64, _>(2).map_err(db("heartbeat_node"))? != 0,
+                claimed_at: crate::row::from_micros(r.try_get(3).map_err(db("heartbeat_node"))?),
+            });
         }
         Ok(beat)
     }

@@ -126,6 +126,8 @@ pub(crate) fn state(row: &SqliteRow) -> StoreResult<JobState> {
 /// away by itself (another process held the write lock past the busy
 /// timeout, the file could not be opened), `Database` when SQLite refused the
 /// statement itself.
+/// A statement SQLite refused for its data (SQLITE_TOOBIG, SQLITE_MISMATCH)
+/// is `Refused`.
 pub(crate) fn db(operation: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
     move |e| {
         if transient(&e) {
@@ -133,9 +135,24 @@ pub(crate) fn db(operation: &'static str) -> impl FnOnce(sqlx::Error) -> StoreEr
                 operation,
                 source: Box::new(e),
             }
+        } else if refused(&e) {
+            StoreError::Refused {
+                operation,
+                source: Box::new(e),
+            }
         } else {
             StoreError::database(operation, e)
         }
+    }
+}
+
+fn refused(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(d) => d
+            .code()
+            .and_then(|c| c.parse::<i32>().ok())
+            .is_some_and(|c| matches!(c & 0xff, 18 | 20)),
+        _ => false,
     }
 }
 

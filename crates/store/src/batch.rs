@@ -63,8 +63,7 @@ impl<'a> FinishRow<'a> {
         };
         match &f.outcome {
             Outcome::Complete { result } => {
-                let size = limits::json_len(result);
-                if size > MAX_RESULT_BYTES {
+                if let Some(size) = limits::json_over(result, MAX_RESULT_BYTES) {
                     row.state = JobState::Failed.as_str();
                     error(
                         &mut row,

@@ -68,12 +68,25 @@ pub enum StoreError {
         interval: Duration,
         /// The other process's beat count (see [`crate::RegisterNode::takeover`]).
         beats: u64,
+        /// The other process's incarnation.
+        incarnation: String,
     },
     /// The database could not be reached, or was too busy to answer: nothing
     /// was decided, and trying again later is the remedy (the runtime does).
     #[error("the database is unavailable during {operation}: {source} (retrying may help)")]
     Unavailable {
         /// The store operation, e.g. `claim` or `finish_many`.
+        operation: &'static str,
+        /// The driver's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The database refused the data of the operation itself (a value out
+    /// of range, text it cannot store, a payload past its limits): the same
+    /// call will be refused again.
+    #[error("the database refused the data of {operation}: {source}")]
+    Refused {
+        /// The store operation, e.g. `finish_many`.
         operation: &'static str,
         /// The driver's error.
         #[source]
@@ -98,7 +111,24 @@ pub enum StoreError {
     },
 }
 
+/// The first schema version whose nodes cannot share a database with nodes
+/// of the versions before it (0002: lease tokens, node expiry and health).
+pub const NODE_PROTOCOL_VERSION: i64 = 2;
+
 impl StoreError {
+    /// Refuse to migrate past [`NODE_PROTOCOL_VERSION`] while `live` nodes
+    /// of an older version still beat: their claims and heartbeats would
+    /// fail, and the new nodes would rescue their running jobs.
+    pub fn live_older_nodes(backend: &'static str, live: i64) -> Self {
+        StoreError::Migrate {
+            backend,
+            source: format!(
+                "{live} node(s) of an earlier Capstan version beat within the last minute: stop every node, then migrate (schema version {NODE_PROTOCOL_VERSION} changes how nodes claim and beat), then start the new version"
+            )
+            .into(),
+        }
+    }
+
     /// True for errors that may go away by themselves (the database was
     /// unreachable or busy); false when it refused the operation itself.
     pub fn is_transient(&self) -> bool {

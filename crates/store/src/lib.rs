@@ -24,7 +24,7 @@ mod wakeup;
 
 pub use batch::{FinishRow, InsertRow, extension_rows_json, finish_rows_json};
 pub use capabilities::Capabilities;
-pub use error::{StoreError, StoreResult};
+pub use error::{NODE_PROTOCOL_VERSION, StoreError, StoreResult};
 pub use params::*;
 pub use report::{fail_corrupt, sort_in_claim_order};
 pub use traits::{JobStore, NodeStore, QueueStore, Store};

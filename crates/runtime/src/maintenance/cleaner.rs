@@ -19,7 +19,7 @@ pub(crate) async fn run<S: Store>(client: Client<S>, stop: CancellationToken) {
         }
         // Batch after batch while there is a backlog, yielding to stop.
         loop {
-            match run_once(&client).await {
+            match super::bounded("delete_finished", run_once(&client)).await {
                 Ok(n) if n >= u64::from(client.config.clean_batch) => {
                     tracing::debug!(deleted = n, "cleaner deleted a batch; continuing");
                     tokio::select! {

@@ -29,7 +29,14 @@ pub(crate) async fn run<S: Store>(shared: Arc<Shared<S>>, stop: CancellationToke
             _ = tick.tick() => {}
             () = stop.cancelled() => break,
         }
-        match run_once(client, Some(shared.beat())).await {
+        let report = super::bounded("rescue", run_once(client, Some(shared.beat()))).await;
+        if let Ok(r) = &report {
+            *shared
+                .healthy_since
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()) = r.healthy_since;
+        }
+        match report {
             Ok(r) if !r.retried.is_empty() || !r.failed.is_empty() || !r.cancelled.is_empty() => {
                 tracing::info!(
                     retried = r.retried.len(),

@@ -15,7 +15,7 @@ const PROMOTE_BATCH: u32 = 1000;
 
 pub(crate) async fn run<S: Store>(client: Client<S>, wake: Arc<Notify>, stop: CancellationToken) {
     loop {
-        let pause = match run_once(&client).await {
+        let pause = match super::bounded("promote_due", run_once(&client)).await {
             Ok(r) if r.promoted >= u64::from(PROMOTE_BATCH) => Duration::ZERO,
             Ok(r) => r
                 .next_due

@@ -75,8 +75,20 @@ pub async fn cancel_of_a_running_job_is_requested_from_its_holder<H: Harness>(h:
     );
     let b = beat(h, &n).await;
     let cancelled = claimed.iter().find(|j| j.id == id).unwrap();
-    assert_eq!(b.cancel_requested, vec![lease(cancelled)]);
-    let mut held = b.held.clone();
+    let asked: Vec<_> = b
+        .held
+        .iter()
+        .filter(|h| h.cancel_requested)
+        .map(|h| h.lease.clone())
+        .collect();
+    assert_eq!(asked, vec![lease(cancelled)]);
+    assert!(
+        b.held
+            .iter()
+            .all(|x| Some(x.claimed_at) == cancelled.attempted_at)
+    );
+    assert_eq!(b.at, Some(h.clock().now()));
+    let mut held: Vec<_> = b.held.iter().map(|h| h.lease.clone()).collect();
     held.sort();
     let mut want: Vec<_> = claimed.iter().map(lease).collect();
     want.sort();

@@ -25,6 +25,36 @@ pub async fn migrate_twice_is_a_no_op<H: Harness>(h: &H) {
     assert_eq!(get(h, id).await.state, JobState::Available, "data kept");
 }
 
+/// Migrating over nodes of an earlier schema that still beat would break
+/// them (their claims and beats no longer fit) and get their live jobs
+/// rescued: migrate refuses, and says to stop them first.
+pub async fn migrate_refuses_to_upgrade_under_live_older_nodes<H: Harness>(h: &H) {
+    let nodes = h.table("nodes");
+    let migrations = h.table("migrations");
+    register(h, &node("old")).await;
+    // As it was before schema version 2, with a node beating a moment ago.
+    h.execute(&format!(
+        "DELETE FROM {migrations} WHERE version >= {}",
+        capstan_store::NODE_PROTOCOL_VERSION
+    ))
+    .await;
+    let beat_now = if h.store().capabilities().backend == "postgres" {
+        "now()".to_owned()
+    } else {
+        chrono::Utc::now().timestamp_micros().to_string()
+    };
+    h.execute(&format!("UPDATE {nodes} SET heartbeat_at = {beat_now}"))
+        .await;
+    let err = h.store().migrate().await.unwrap_err();
+    assert!(err.to_string().contains("stop every node"), "{err}");
+    // Without live older nodes, migrate goes on (and here meets the schema
+    // already there: whatever it says, it is not the refusal).
+    h.execute(&format!("DELETE FROM {nodes}")).await;
+    if let Err(e) = h.store().migrate().await {
+        assert!(!e.to_string().contains("stop every node"), "{e}");
+    }
+}
+
 pub async fn promote_reports_the_next_due_time<H: Harness>(h: &H) {
     let t0 = h.clock().now();
     enqueue(
@@ -168,6 +198,7 @@ pub async fn unhandled_jobs_wait_outside_the_claim_order_until_a_node_handles_th
 ) {
     let n = node("n1"); // serves `default` with kind `k`
     register(h, &n).await;
+    let t0 = h.clock().now();
     let stray: Vec<_> = enqueue(h, (0..5).map(|_| job("nobody.kind")).collect())
         .await
         .iter()
@@ -178,6 +209,7 @@ pub async fn unhandled_jobs_wait_outside_the_claim_order_until_a_node_handles_th
     let mark = |queue: &str, limit| MarkUnhandled {
         queue: queue.to_owned(),
         limit,
+        healthy_since: t0,
         now: now(h),
     };
     // The head of the claim order, a few at a time.
@@ -236,8 +268,15 @@ pub async fn unhandled_jobs_wait_outside_the_claim_order_until_a_node_handles_th
         0
     );
     assert!(!get(h, k).await.unhandled);
-    // Nor once its nodes are dead: then it is.
+    // Its nodes' rows expire. Right after an outage (the caller's own
+    // writes working only since now), they still count as live...
     h.clock().advance(Duration::from_secs(31));
+    let just_back = MarkUnhandled {
+        healthy_since: h.clock().now(),
+        ..mark("default", 10)
+    };
+    assert_eq!(h.store().mark_unhandled(&just_back).await.unwrap(), 0);
+    // ...but silent a node timeout past the caller's health, they are dead.
     assert_eq!(
         h.store()
             .mark_unhandled(&mark("default", 10))

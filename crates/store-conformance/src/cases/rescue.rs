@@ -94,19 +94,50 @@ pub async fn after_an_outage_live_nodes_get_a_node_timeout_to_beat_again<H: Harn
     let report = rescue_by(h, &r).await;
     assert!(report.stalled, "the rescuer's own beat came late");
     assert!(report.retried.is_empty() && report.removed_nodes == 0);
-    // Both beat again (the worker within its timeout of the outage's end).
-    h.clock().advance(Duration::from_secs(20));
-    beat(h, &worker).await;
-    beat(h, &r).await;
-    h.clock().advance(Duration::from_secs(9));
+    // 10 s later the worker has not beaten yet (it was stuck too, its beat
+    // may come late): 50 s after its last beat, it is not judged dead.
+    h.clock().advance(Duration::from_secs(10));
     let report = rescue_by(h, &r).await;
     assert!(!report.stalled);
     assert!(
         report.retried.is_empty(),
         "a live node's job is kept: {report:?}"
     );
+    // Both beat again (the worker within its timeout of the outage's end).
+    h.clock().advance(Duration::from_secs(10));
+    beat(h, &worker).await;
+    beat(h, &r).await;
+    h.clock().advance(Duration::from_secs(9));
+    let report = rescue_by(h, &r).await;
+    assert!(report.retried.is_empty(), "{report:?}");
     assert_eq!(get(h, id).await.state, JobState::Running);
     assert!(get(h, id).await.errors.is_empty());
+}
+
+/// After an outage, an expired lease waits a node timeout before it is
+/// taken: its holder may have kept the finish while the database was away.
+pub async fn after_an_outage_an_expired_lease_waits_a_node_timeout<H: Harness>(h: &H) {
+    let id = enqueue_one(h, job("k").with_timeout(Duration::from_secs(5))).await;
+    let (worker, r) = (node("worker"), node("r"));
+    register(h, &worker).await;
+    register(h, &r).await;
+    claim(h, "default", 1, &worker).await; // lease: 5 s + 10 s
+    h.clock().advance(Duration::from_secs(40)); // the outage
+    assert!(rescue_by(h, &r).await.stalled);
+    // The lease expired 25 s ago, the worker beats again: within the grace.
+    h.clock().advance(Duration::from_secs(10));
+    beat(h, &worker).await;
+    let report = rescue_by(h, &r).await;
+    assert!(report.retried.is_empty(), "{report:?}");
+    h.clock().advance(Duration::from_secs(10));
+    beat(h, &worker).await;
+    assert!(rescue_by(h, &r).await.retried.is_empty());
+    // A node timeout (30 s) after the rescuer came back, the lease is taken.
+    h.clock().advance(Duration::from_secs(11));
+    beat(h, &worker).await;
+    assert_eq!(rescue_by(h, &r).await.retried, vec![id]);
+    let e = get(h, id).await.errors.pop().unwrap();
+    assert!(e.message.contains("lease expired"), "{}", e.message);
 }
 
 /// ...while a node that stays silent a full node timeout after the rescuer

@@ -37,7 +37,7 @@ struct Server {
 }
 
 static SERVER: OnceLock<Result<Server, String>> = OnceLock::new();
-static GUARDIAN: Mutex<Option<Child>> = Mutex::new(None);
+static SHARED: Mutex<Option<Cluster>> = Mutex::new(None);
 
 fn server() -> &'static Server {
     let server = SERVER.get_or_init(|| match std::env::var(URL_VAR) {
@@ -101,11 +101,16 @@ impl TestDatabase {
         let mut name = format!("t{}_{n}_{slug}", std::process::id());
         name.truncate(63);
         let admin_url = format!("{}/{}", server.base, server.admin_db);
+        let template = template(server).await;
         let mut admin = PgConnection::connect(&admin_url)
             .await
             .unwrap_or_else(|e| panic!("connect to the test server at {admin_url}: {e}"));
+        let create = match template {
+            Some(t) => format!("CREATE DATABASE \"{name}\" TEMPLATE \"{t}\""),
+            None => format!("CREATE DATABASE \"{name}\""),
+        };
         admin
-            .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+            .execute(sqlx::AssertSqlSafe(create))
             .await
             .unwrap_or_else(|e| panic!("create test database {name}: {e}"));
         let _ = admin.close().await;
@@ -151,6 +156,42 @@ impl Drop for TestDatabase {
         })
         .join();
     }
+}
+
+/// On a cluster of our own, a database migrated once, that every test
+/// database is copied from (`CREATE DATABASE … TEMPLATE`): copying files is
+/// faster than running the migrations again for each case. On an external
+/// server, none (it would outlive the test process).
+async fn template(server: &Server) -> Option<&'static str> {
+    static TEMPLATE: tokio::sync::OnceCell<&'static str> = tokio::sync::OnceCell::const_new();
+    if !server.owned {
+        return None;
+    }
+    let name = *TEMPLATE
+        .get_or_init(|| async {
+            let name = "capstan_template";
+            let admin_url = format!("{}/{}", server.base, server.admin_db);
+            let mut admin = PgConnection::connect(&admin_url)
+                .await
+                .unwrap_or_else(|e| panic!("connect to the test server at {admin_url}: {e}"));
+            admin
+                .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+                .await
+                .unwrap_or_else(|e| panic!("create the template database: {e}"));
+            let _ = admin.close().await;
+            let store =
+                capstan_store_postgres::PgStore::connect(&format!("{}/{name}", server.base))
+                    .await
+                    .unwrap_or_else(|e| panic!("connect to the template database: {e}"));
+            capstan_store::Store::migrate(&store)
+                .await
+                .unwrap_or_else(|e| panic!("migrate the template database: {e}"));
+            // No session may stay on a template while it is copied.
+            capstan_store::Store::close(&store).await;
+            name
+        })
+        .await;
+    Some(name)
 }
 
 fn not_found() -> String {
@@ -230,79 +271,186 @@ fn free_port() -> Result<u16, String> {
 }
 
 fn start_cluster() -> Result<Server, String> {
-    let bin = find_bindir()?;
-    let root = is_root();
-    let dir = std::env::temp_dir().join(format!("capstan-pg-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
-    if root {
-        run(
-            {
-                let mut c = Command::new("chown");
-                c.arg("postgres:postgres").arg(&dir);
-                c
-            },
-            "giving the test cluster directory to the postgres user (initdb refuses root)",
-            None,
-        )
-        .map_err(|e| format!("{e}\nAs root, the suite runs PostgreSQL as the `postgres` system user; create it or set {URL_VAR}."))?;
-    }
-    let data = dir.join("data");
-    let log = dir.join("server.log");
-    let mut initdb = command(root, &bin.join("initdb"));
-    initdb.arg("-D").arg(&data).args([
-        "-U",
-        "postgres",
-        "--auth=trust",
-        "--no-sync",
-        "-E",
-        "UTF8",
-        "--locale=C",
-    ]);
-    run(initdb, "initdb of the test cluster", None)?;
+    let cluster = Cluster::start("pg")?;
+    let base = format!("postgres://postgres@127.0.0.1:{}", cluster.port);
+    // The shared cluster lives as long as the process; its guardian removes it.
+    *SHARED.lock().unwrap_or_else(|e| e.into_inner()) = Some(cluster);
+    Ok(Server {
+        base,
+        admin_db: "postgres".into(),
+        owned: true,
+    })
+}
 
-    // Start the guardian first, so the directory goes away whatever happens next.
-    let stop = format!(
-        "cat >/dev/null; {} '{}' stop -D '{}' -m immediate >/dev/null 2>&1; rm -rf '{}'",
-        if root { "runuser -u postgres --" } else { "" },
-        bin.join("pg_ctl").display(),
-        data.display(),
-        dir.display()
-    );
-    let guardian = Command::new("setsid")
-        .args(["sh", "-c", &stop])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("start the test cluster's guardian (setsid sh): {e}"))?;
-    *GUARDIAN.lock().unwrap_or_else(|e| e.into_inner()) = Some(guardian);
+/// A PostgreSQL cluster of the caller's own, that it may crash, stop and
+/// start again (the chaos tests do): in a temp dir, on a free loopback
+/// port, removed when dropped or when the process dies.
+#[derive(Debug)]
+pub struct Cluster {
+    bin: PathBuf,
+    root: bool,
+    dir: PathBuf,
+    data: PathBuf,
+    log: PathBuf,
+    port: u16,
+    guardian: Child,
+}
 
-    let mut last_err = String::new();
-    for _ in 0..5 {
-        let port = free_port()?;
-        let opts = format!(
-            "-p {port} -k '{}' -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off \
-             -c full_page_writes=off -c max_connections=500 -c shared_buffers=64MB",
+impl Cluster {
+    /// initdb and start a cluster in `capstan-<label>-<pid>` under the temp dir.
+    ///
+    /// # Errors
+    /// When PostgreSQL is not installed or does not start: the message says
+    /// what to install or what failed.
+    pub fn start(label: &str) -> Result<Cluster, String> {
+        let bin = find_bindir()?;
+        let root = is_root();
+        let dir = std::env::temp_dir().join(format!("capstan-{label}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+        if root {
+            run(
+                {
+                    let mut c = Command::new("chown");
+                    c.arg("postgres:postgres").arg(&dir);
+                    c
+                },
+                "giving the test cluster directory to the postgres user (initdb refuses root)",
+                None,
+            )
+            .map_err(|e| format!("{e}\nAs root, the suite runs PostgreSQL as the `postgres` system user; create it or set {URL_VAR}."))?;
+        }
+        let data = dir.join("data");
+        let log = dir.join("server.log");
+        let mut initdb = command(root, &bin.join("initdb"));
+        initdb.arg("-D").arg(&data).args([
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "--no-sync",
+            "-E",
+            "UTF8",
+            "--locale=C",
+        ]);
+        run(initdb, "initdb of the test cluster", None)?;
+
+        // Start the guardian first, so the directory goes away whatever happens next.
+        let stop = format!(
+            "cat >/dev/null; {} '{}' stop -D '{}' -m immediate >/dev/null 2>&1; rm -rf '{}'",
+            if root { "runuser -u postgres --" } else { "" },
+            bin.join("pg_ctl").display(),
+            data.display(),
             dir.display()
         );
-        let mut pg_ctl = command(root, &bin.join("pg_ctl"));
-        pg_ctl
-            .arg("-D")
-            .arg(&data)
-            .arg("-l")
-            .arg(&log)
-            .args(["-w", "-t", "60", "-o", &opts, "start"]);
-        match run(pg_ctl, "starting the test cluster", Some(&log)) {
-            Ok(()) => {
-                return Ok(Server {
-                    base: format!("postgres://postgres@127.0.0.1:{port}"),
-                    admin_db: "postgres".into(),
-                    owned: true,
-                });
+        let guardian = Command::new("setsid")
+            .args(["sh", "-c", &stop])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("start the test cluster's guardian (setsid sh): {e}"))?;
+        let mut cluster = Cluster {
+            bin,
+            root,
+            dir,
+            data,
+            log,
+            port: 0,
+            guardian,
+        };
+        let mut last_err = String::new();
+        for _ in 0..5 {
+            cluster.port = free_port()?;
+            match cluster.start_again() {
+                Ok(()) => return Ok(cluster),
+                Err(e) => last_err = e,
             }
-            Err(e) => last_err = e,
         }
+        Err(last_err)
     }
-    Err(last_err)
+
+    /// A URL for database `db` on this cluster.
+    pub fn url(&self, db: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
+    }
+
+    fn pg_ctl(&self, args: &[&str], what: &str) -> Result<(), String> {
+        let mut c = command(self.root, &self.bin.join("pg_ctl"));
+        c.arg("-D")
+            .arg(&self.data)
+            .arg("-l")
+            .arg(&self.log)
+            .args(args);
+        run(c, what, Some(&self.log))
+    }
+
+    /// Start the (stopped) server again, on the same port.
+    ///
+    /// # Errors
+    /// When it does not start; the message holds its log.
+    pub fn start_again(&self) -> Result<(), String> {
+        let opts = format!(
+            "-p {} -k '{}' -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off \
+             -c full_page_writes=off -c max_connections=500 -c shared_buffers=64MB",
+            self.port,
+            self.dir.display()
+        );
+        self.pg_ctl(
+            &["-w", "-t", "60", "-o", &opts, "start"],
+            "starting the test cluster",
+        )
+    }
+
+    /// Stop the server: `immediate` as in a crash (no checkpoint: recovery
+    /// runs at the next start), else a fast clean stop.
+    ///
+    /// # Errors
+    /// When `pg_ctl stop` fails.
+    pub fn stop(&self, immediate: bool) -> Result<(), String> {
+        let mode = if immediate { "immediate" } else { "fast" };
+        self.pg_ctl(&["-w", "-m", mode, "stop"], "stopping the test cluster")
+    }
+
+    /// Cut every connection to `db` but the caller's (as a failover or an
+    /// operator's `pg_terminate_backend` does); returns how many.
+    ///
+    /// # Errors
+    /// When the server cannot be reached.
+    pub async fn terminate_backends(&self, db: &str) -> Result<i64, String> {
+        let mut admin = PgConnection::connect(&self.url("postgres"))
+            .await
+            .map_err(|e| e.to_string())?;
+        sqlx::query_scalar(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE datname = $1 AND pid <> pg_backend_pid()",
+        )
+        .bind(db)
+        .fetch_one(&mut admin)
+        .await
+        .map_err(|e| e.to_string())
+    }
+
+    /// `CREATE DATABASE db`.
+    ///
+    /// # Errors
+    /// When the server cannot be reached or refuses.
+    pub async fn create_database(&self, db: &str) -> Result<(), String> {
+        let mut admin = PgConnection::connect(&self.url("postgres"))
+            .await
+            .map_err(|e| e.to_string())?;
+        admin
+            .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{db}\"")))
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(())
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        // Closing the guardian's stdin makes it stop the server and remove
+        // the directory; wait for it, so the next test starts clean.
+        drop(self.guardian.stdin.take());
+        let _ = self.guardian.wait();
+    }
 }

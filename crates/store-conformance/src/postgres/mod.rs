@@ -8,7 +8,7 @@ use capstan_core::ManualClock;
 use capstan_store::{InsertMany, Inserted, Store, StoreError, StoreResult};
 use capstan_store_postgres::PgStore;
 
-pub use cluster::TestDatabase;
+pub use cluster::{Cluster, TestDatabase};
 
 use crate::{Harness, RowLock};
 

@@ -64,16 +64,25 @@ pub struct RescueReport {
     /// The rescuer's writes had stalled (its beat came late): it judged
     /// nothing, and gives every node a node timeout from now.
     pub stalled: bool,
+    /// Since when the rescuer's writes have been working (its row's
+    /// `healthy_since` after its beat), when it beat.
+    pub healthy_since: Option<Timestamp>,
 }
 
 /// Set aside the available jobs at the head of `queue` whose kind no live
 /// node serving the queue has a handler for. They leave the claim order (so
 /// they never make a claim slower) and wait, `unhandled`, until a node with
 /// their kind registers or beats.
+///
+/// Liveness is judged as the rescue judges it: a node counts as live until
+/// `greatest(heartbeat_at, healthy_since) + its timeout`, so right after an
+/// outage (when every row has expired) every node still counts.
 #[derive(Debug, Clone)]
 pub struct MarkUnhandled {
     /// The queue.
     pub queue: String,
+    /// Since when the caller's own writes have been working (see [`Rescue`]).
+    pub healthy_since: Timestamp,
     /// Look at most this many jobs, from the head of the claim order.
     pub limit: u32,
     /// The time; `None` = the database's clock.

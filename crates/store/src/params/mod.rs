@@ -16,4 +16,6 @@ pub use insert::{InsertMany, Inserted};
 pub use maintenance::{
     DeleteFinished, MarkUnhandled, PromoteDue, PromoteReport, Rescue, RescueReport,
 };
-pub use node::{DeregisterNode, HeartbeatNode, NodeBeat, NodeInfo, RegisterNode, RegisterReport};
+pub use node::{
+    DeregisterNode, HeartbeatNode, Held, NodeBeat, NodeInfo, RegisterNode, RegisterReport,
+};

@@ -4,10 +4,18 @@
 //! Each row carries the node's own expiry (`heartbeat_at + its node_timeout`)
 //! and `healthy_since`: the time since which its beats have come without a
 //! stall. A beat that follows the previous one by more than [`HeartbeatNode::stall`]
-//! means writes were stuck (an outage, a failover, a long SQLite write lock),
-//! for this node and very likely for every other: `healthy_since` starts
-//! over, and its rescuer gives every other node a full node timeout to beat
-//! again before judging it dead.
+//! (halfway between the heartbeat interval and the node timeout) means
+//! writes were stuck (an outage, a failover,
+//! a long SQLite write lock), for this node and very likely for every other:
+//! `healthy_since` starts over, and its rescuer gives every other node a
+//! full node timeout to beat again, and every holder of an expired lease a
+//! node timeout to write the finish it kept, before taking anything.
+//!
+//! Two bounds make that sound (the runtime's configuration checks them): a
+//! node timeout of at least three intervals, so that a stall short enough to
+//! go unseen cannot outlast a live node's timeout (`(T + i) / 2 <= T - i`);
+//! and a lease grace at least as long as that stall, so that it cannot
+//! outlast the grace of a lease whose finish it held back either.
 
 use std::time::Duration;
 
@@ -39,8 +47,8 @@ pub struct HeartbeatNode {
 
 impl HeartbeatNode {
     /// A gap between two beats longer than this means writes were stuck:
-    /// halfway between the interval and the timeout, so that a stall long
-    /// enough to let a live node expire is always noticed.
+    /// halfway between the interval and the timeout (see the module docs for
+    /// why that is enough, and what it asks of the configuration).
     pub fn stall(&self) -> Duration {
         self.interval + self.timeout.saturating_sub(self.interval) / 2
     }
@@ -91,6 +99,7 @@ impl RegisterNode {
                     heartbeat_at: row.heartbeat_at,
                     interval: row.interval,
                     beats: row.beats,
+                    incarnation: row.incarnation.clone(),
                 })
             }
             _ => Ok(()),
@@ -106,14 +115,26 @@ pub struct RegisterReport {
     pub reclaimed: u64,
 }
 
+/// A job running under a node, as its heartbeat reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Held {
+    /// The execution.
+    pub lease: Lease,
+    /// When it was claimed (`attempted_at`).
+    pub claimed_at: Timestamp,
+    /// A user asked to cancel it.
+    pub cancel_requested: bool,
+}
+
 /// What the database tells a node on heartbeat.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NodeBeat {
+    /// When the beat was written (the database's time, or the pinned one).
+    pub at: Option<Timestamp>,
     /// Every job running under this node: a local handler whose lease is not
-    /// here lost its job (rescued) and is told to stop.
-    pub held: Vec<Lease>,
-    /// Running jobs of this node that a user asked to cancel.
-    pub cancel_requested: Vec<Lease>,
+    /// here lost its job (rescued) and is told to stop; a lease here that
+    /// the node does not know is a claim whose reply was lost.
+    pub held: Vec<Held>,
     /// The row was gone (a rescuer thought this node dead) and was written back.
     pub revived: bool,
     /// Another process now owns this node id: nothing was written.
