@@ -1,0 +1,163 @@
+#!/usr/bin/env python3
+"""Plant known bugs in Capstan one at a time and check the test suite catches each.
+
+Each mutation is an exact text replacement in one file (SQL query files and
+migrations of both backends, and a few lines of Rust): the script applies it,
+runs the tests named for it, records whether they failed (caught) or passed
+(survived), and restores the file. The list starts with the 22 mutations of
+the December 2026 test-strength review (adapted to lease tokens, which
+replaced node + attempt fencing) and adds the SQL of the hardening (cancel
+stickiness, outage grace, unhandled kinds).
+
+Usage (from the repository root; needs what `cargo test` needs):
+    python3 scripts/mutations.py              # every mutation
+    python3 scripts/mutations.py m2a m9b      # some of them
+    python3 scripts/mutations.py --list
+
+It prints a table (mutation, caught?, the first failing test) and writes it
+to target/mutations.md. A mutation whose text is not found fails loudly:
+the list must follow the code.
+"""
+
+import os
+import re
+import subprocess
+import sys
+import time
+
+PG = "crates/store-postgres"
+LITE = "crates/store-sqlite"
+CONF = ["-p", "capstan-store-conformance"]
+RUNTIME = ["-p", "capstan-runtime"]
+CLI = ["-p", "capstan-cli", "--test", "tests", "--", "contract"]
+CORE = ["-p", "capstan-core"]
+
+# (id, description, file, old text, new text, cargo test args)
+MUTATIONS = [
+    ("m1a", "finish fence: no token check (PostgreSQL)",
+     f"{PG}/queries/finish.sql", "j.id = f.id AND j.lease_token = f.lease AND", "j.id = f.id AND", CONF),
+    ("m1b", "finish fence: no token check (SQLite)",
+     f"{LITE}/queries/finish.sql", "j.id = f.id AND +j.lease_token = f.lease AND", "j.id = f.id AND", CONF),
+    ("m1c", "finish fence: a finished job can be finished again (SQLite)",
+     f"{LITE}/queries/finish.sql", "AND +j.state = 'running'\nRETURNING", "\nRETURNING", CONF),
+    ("m2a", "heartbeat fence: no token check (PostgreSQL)",
+     f"{PG}/queries/extend_leases.sql", "j.id = e.id AND j.lease_token = e.lease AND", "j.id = e.id AND", CONF),
+    ("m2b", "heartbeat fence: no token check (SQLite)",
+     f"{LITE}/queries/extend_leases.sql", "j.id = e.id AND +j.lease_token = e.lease AND", "j.id = e.id AND", CONF),
+    ("m2c", "heartbeat fence: only the id is checked (SQLite)",
+     f"{LITE}/queries/extend_leases.sql", "WHERE j.id = e.id AND +j.lease_token = e.lease AND +j.state = 'running'", "WHERE j.id = e.id", CONF),
+    ("m3", "dedupe: the claim leaves dedupe_open set (SQLite)",
+     f"{LITE}/queries/claim.sql", "    dedupe_open = 0\n", "    dedupe_open = dedupe_open\n", CONF),
+    ("m4", "idempotency: the unique index is a plain index (SQLite)",
+     f"{LITE}/migrations/0001_jobs.sql", "CREATE UNIQUE INDEX capstan_jobs_idempotency", "CREATE INDEX capstan_jobs_idempotency", CONF),
+    ("m5a", "claim: FOR UPDATE without SKIP LOCKED (PostgreSQL)",
+     f"{PG}/migrations/0002_leases_nodes_unhandled.sql", "        FOR UPDATE SKIP LOCKED\n    )\n    UPDATE capstan.jobs j\n    SET state = 'running'", "        FOR UPDATE\n    )\n    UPDATE capstan.jobs j\n    SET state = 'running'", CONF),
+    ("m5b", "claim: other queues are claimed too (SQLite)",
+     f"{LITE}/queries/claim.sql", "unhandled = 0 AND queue = ?5 AND", "unhandled = 0 AND", CONF),
+    ("m6a", "backoff is linear",
+     "crates/core/src/retry.rs", "self.base_delay.as_secs_f64() * self.multiplier.powi(exp)", "self.base_delay.as_secs_f64() * (1.0 + (self.multiplier - 1.0) * exp as f64)", CORE),
+    ("m6b", "backoff multiplies instead of raising to a power",
+     "crates/core/src/retry.rs", "self.base_delay.as_secs_f64() * self.multiplier.powi(exp)", "self.base_delay.as_secs_f64() * (self.multiplier * exp as f64).max(1.0)", CORE),
+    ("m7", "a hand-back burns the attempt",
+     "crates/store/src/batch.rs", "                row.state = JobState::Available.as_str();\n                row.refund = 1;", "                row.state = JobState::Available.as_str();\n                row.refund = 0;", CONF),
+    ("m8a", "retention: failed jobs are kept only as long as completed ones (SQLite)",
+     f"{LITE}/src/jobs.rs", "(JobState::Failed, p.failed_after)", "(JobState::Failed, p.completed_after)", CONF),
+    ("m8b", "retention: cancelled jobs are kept only as long as completed ones (PostgreSQL)",
+     f"{PG}/src/jobs.rs", "(JobState::Cancelled, p.failed_after)", "(JobState::Cancelled, p.completed_after)", CONF),
+    ("m9a", "claim order ignores priority (SQLite)",
+     f"{LITE}/queries/claim.sql", "    ORDER BY priority DESC, run_at, id\n    LIMIT ?7", "    ORDER BY run_at, id\n    LIMIT ?7", CONF),
+    ("m9b", "claim order is by id only (PostgreSQL)",
+     f"{PG}/migrations/0002_leases_nodes_unhandled.sql", "        ORDER BY priority DESC, run_at, id\n        LIMIT p_limit", "        ORDER BY id\n        LIMIT p_limit", CONF),
+    ("m10", "a restarted node reclaims jobs past max_attempts as available (SQLite)",
+     f"{LITE}/queries/reclaim_node_jobs.sql", "                 WHEN attempt >= max_attempts THEN 'failed'\n", "", CONF),
+    ("m11", "cancel refuses jobs waiting out a backoff (PostgreSQL)",
+     f"{PG}/queries/cancel_waiting.sql", "state IN ('scheduled', 'available', 'retryable')", "state IN ('scheduled', 'available')", CONF),
+    ("m12", "a fenced heartbeat no longer stops the handler",
+     "crates/runtime/src/context.rs", "        self.cancel.cancel();\n        Err(JobError::permanent(", "        Err(JobError::permanent(", RUNTIME + ["--test", "tests", "--", "fenced_heartbeat"]),
+    ("m13", "SQLite's in-process wake-up is gone",
+     f"{LITE}/src/insert.rs", "            self.hub().send(Wakeup::Queue(q.to_owned()));", "            let _ = q;", CONF),
+    ("m14", "the cleaner ignores its batch limit (SQLite)",
+     f"{LITE}/queries/delete_finished.sql", "    LIMIT ?3", "    LIMIT -1", CONF),
+    ("m15", "the CLI ignores --priority",
+     "crates/cli/src/commands/enqueue.rs", "    job.priority = args.priority.unwrap_or(0);", "    job.priority = 0;", CLI),
+    # The hardening's own SQL.
+    ("h1", "a cancel request is lost when the attempt retries (PostgreSQL)",
+     f"{PG}/queries/finish.sql", "    SET state = CASE WHEN j.cancel_requested AND f.state IN ('available', 'scheduled', 'retryable')\n                     THEN 'cancelled' ELSE f.state END,", "    SET state = f.state,", CONF),
+    ("h2", "a cancel request is lost when the job is rescued (SQLite)",
+     f"{LITE}/queries/rescue.sql", "SET state = CASE WHEN cancel_requested = 1 THEN 'cancelled'\n                 WHEN attempt", "SET state = CASE WHEN attempt", CONF),
+    ("h3", "the rescuer ignores its own health after an outage (PostgreSQL)",
+     f"{PG}/queries/rescue.sql", "WHERE greatest(n.heartbeat_at, t.healthy_since) + (n.expires_at - n.heartbeat_at) < t.now", "WHERE n.expires_at < t.now", CONF),
+    ("h4", "an expired lease is taken at once after an outage (SQLite)",
+     f"{LITE}/queries/rescue.sql", "max(coalesce(lease_expires_at, 0), ?3 + ?4) < ?1", "coalesce(lease_expires_at, 0) < ?1", CONF),
+    ("h5", "unhandled jobs stay in the claim order (PostgreSQL)",
+     f"{PG}/migrations/0002_leases_nodes_unhandled.sql", "WHERE state = 'available' AND NOT unhandled AND queue = p_queue", "WHERE state = 'available' AND queue = p_queue", CONF),
+    ("h6", "jobs of handled kinds are set aside too (SQLite)",
+     f"{LITE}/queries/mark_unhandled.sql", "  AND kind IN (\n    SELECT DISTINCT head.kind", "  AND kind NOT IN (\n    SELECT DISTINCT head.kind", CONF),
+    ("h7", "an idempotency key answers with a dedupe twin (SQLite)",
+     f"{LITE}/queries/insert_existing.sql", "ORDER BY coalesce(idempotency_key = ?1, 0) DESC, id", "ORDER BY id", CONF),
+    ("h8", "a beat never notices a stall",
+     "crates/store/src/params/node.rs", "                if gap > self.stall() {", "                if gap > self.stall() * 1000 {", CONF),
+    ("h9", "a node id in use by a live process is taken over",
+     "crates/store/src/params/node.rs", "                    && row.expires_at >= now\n", "                    && row.expires_at < now\n", CONF),
+]
+
+# Files whose change cargo does not see by itself (sqlx::migrate! embeds the
+# migrations): touch the crate's lib.rs so the change is compiled in.
+TOUCH = {"migrations": "src/lib.rs"}
+
+
+def run_tests(args):
+    env = dict(os.environ, CARGO_TERM_COLOR="never")
+    out = subprocess.run(["cargo", "test", "-q", *args], capture_output=True, text=True, env=env)
+    text = out.stdout + out.stderr
+    failing = re.findall(r"^test (\S+) \.\.\. FAILED$", text, re.M)
+    failing += re.findall(r"^    (\S+)$", text.split("failures:")[-1], re.M) if "failures:" in text else []
+    build_error = "error[E" in text or "could not compile" in text
+    return out.returncode, failing, build_error, text
+
+
+def main():
+    ids = [a for a in sys.argv[1:] if not a.startswith("-")]
+    if "--list" in sys.argv:
+        for m in MUTATIONS:
+            print(f"{m[0]:5} {m[1]}")
+        return
+    chosen = [m for m in MUTATIONS if not ids or m[0] in ids]
+    rows = []
+    for mid, what, path, old, new, args in chosen:
+        src = open(path).read()
+        if src.count(old) != 1:
+            sys.exit(f"{mid}: the text to mutate is not found exactly once in {path}; update the list")
+        open(path, "w").write(src.replace(old, new))
+        touched = None
+        for part, rel in TOUCH.items():
+            if f"/{part}/" in path:
+                touched = os.path.join(path.split(f"/{part}/")[0], rel)
+                os.utime(touched)
+        started = time.time()
+        try:
+            code, failing, build_error, text = run_tests(args)
+        finally:
+            open(path, "w").write(src)
+            if touched:
+                os.utime(touched)
+        took = time.time() - started
+        if build_error:
+            verdict, by = "build error", ""
+        elif code != 0:
+            verdict, by = "caught", ", ".join(sorted(set(failing))[:3]) or "(a test failed)"
+        else:
+            verdict, by = "SURVIVED", ""
+        rows.append((mid, what, verdict, by, took))
+        print(f"{mid:5} {verdict:9} {took:5.0f}s  {what}  {by}", flush=True)
+    caught = sum(1 for r in rows if r[2] == "caught")
+    table = ["| # | mutation | caught? | by | s |", "|---|---|---|---|---|"]
+    table += [f"| {r[0]} | {r[1]} | {r[2]} | {r[3]} | {r[4]:.0f} |" for r in rows]
+    table.append(f"\n{caught} of {len(rows)} caught.")
+    os.makedirs("target", exist_ok=True)
+    open("target/mutations.md", "w").write("\n".join(table) + "\n")
+    print("\n".join(table))
+
+
+if __name__ == "__main__":
+    main()
