@@ -99,6 +99,14 @@ MUTATIONS = [
      "crates/store/src/params/node.rs", "                if gap > self.stall() {", "                if gap > self.stall() * 1000 {", CONF),
     ("h9", "a node id in use by a live process is taken over",
      "crates/store/src/params/node.rs", "                    && row.expires_at >= now\n", "                    && row.expires_at < now\n", CONF),
+    ("h10", "node heartbeats share the main pool again (PostgreSQL)",
+     f"{PG}/src/nodes.rs", "            .inner\n            .beat\n            .begin()\n            .await\n            .map_err(db(\"heartbeat_node\"))?;", "            .inner\n            .pool\n            .begin()\n            .await\n            .map_err(db(\"heartbeat_node\"))?;", RUNTIME + ["--test", "tests", "--", "busy_pool"]),
+    ("h11", "a claim whose reply was lost is never handed back",
+     "crates/runtime/src/heartbeat.rs", "                strays = hand_back_strays(&shared, &beat, strays).await;", "                let _ = &beat;", RUNTIME + ["--test", "tests", "--", "reply_was_lost"]),
+    ("h12", "a buffered job starts without a fresh lease however long it waited",
+     "crates/runtime/src/producer.rs", "            let needs_lease = waited > fresh;", "            let needs_lease = waited > fresh && false;", RUNTIME + ["--test", "tests", "--", "lease_cases"]),
+    ("h13", "the completer drops finishes after a few failures",
+     "crates/runtime/src/completer.rs", "            failures += 1;\n", "            failures += 1;\n            if failures >= 6 {\n                return (p.finishes, Written::GaveUp(e));\n            }\n", RUNTIME + ["--test", "tests", "--", "blip"]),
 ]
 
 # Files whose change cargo does not see by itself (sqlx::migrate! embeds the

@@ -542,3 +542,32 @@ pub(crate) async fn bench_prints_its_report<H: Harness>(h: &H) {
     assert_eq!(q.as_array().unwrap().len(), 1, "{q}");
     assert_eq!(q[0]["queue"], "default");
 }
+
+/// `serve` waits for a database that does not answer (it is starting, failing
+/// over), saying why, rather than exiting; it still stops on SIGTERM.
+pub(crate) async fn serve_waits_for_a_database_that_does_not_answer() {
+    let dir = TempDir::new("cli");
+    let mut node = serve("postgres://nobody@127.0.0.1:1/none", &dir, &[]);
+    let stderr = node.stderr.take().expect("piped stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let said = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("serve said nothing");
+    assert!(said.contains("does not answer yet"), "{said}");
+    assert!(node.try_wait().unwrap().is_none(), "serve exited: {said}");
+    signal(&node, "TERM");
+    assert!(
+        wait_exit(&mut node, Duration::from_secs(20))
+            .await
+            .success()
+    );
+}

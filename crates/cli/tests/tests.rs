@@ -31,3 +31,8 @@ async fn chaos_postgres() {
 async fn chaos_sqlite() {
     chaos::processes_killed_mid_batch_leave_sqlite_whole().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_waits_for_a_database_that_does_not_answer() {
+    contract::serve_waits_for_a_database_that_does_not_answer().await;
+}

@@ -240,3 +240,41 @@ pub(crate) async fn a_write_lock_held_past_the_node_timeout_rescues_no_live_job(
     a.shutdown().await.unwrap();
     b.shutdown().await.unwrap();
 }
+
+/// PostgreSQL: a main pool taken to its last connection (claims, an
+/// application's queries on a shared pool) does not hold the node's
+/// heartbeat back: beats have connections of their own (review LM2).
+pub(crate) async fn a_busy_pool_does_not_hold_the_heartbeat_back(
+    h: &capstan_store_conformance::PgHarness,
+) {
+    let mut pg = capstan_store_postgres::PgConfig::from_url(&h.url()).unwrap();
+    pg.max_connections = 2;
+    let store = capstan_store_postgres::PgStore::connect_with(pg)
+        .await
+        .unwrap();
+    let faults = Faults::default();
+    let c = faulty(
+        h,
+        store.clone(),
+        &faults,
+        config().with_node_id(NodeId("busy".into())),
+    );
+    let node = c.node(Workers::new()).unwrap().start();
+    until("the node to beat", || faults.answered("heartbeat_node") > 0).await;
+    // Take every connection the main pool can give (the LISTEN connection
+    // holds one of them).
+    let mut held = Vec::new();
+    while let Ok(Ok(conn)) =
+        tokio::time::timeout(Duration::from_millis(500), store.pool().acquire()).await
+    {
+        held.push(conn);
+    }
+    assert!(!held.is_empty());
+    let before = faults.answered("heartbeat_node");
+    until("beats to go on while the pool is taken", || {
+        faults.answered("heartbeat_node") >= before + 3
+    })
+    .await;
+    drop(held);
+    node.shutdown().await.unwrap();
+}

@@ -55,3 +55,13 @@ async fn sqlite_a_write_lock_held_past_the_node_timeout_rescues_no_live_job() {
     .await;
     outage_cases::a_write_lock_held_past_the_node_timeout_rescues_no_live_job(&h).await;
 }
+
+/// PostgreSQL only: the pool of the application is not the node's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_busy_pool_does_not_hold_the_heartbeat_back() {
+    let h = <capstan_store_conformance::PgHarness as capstan_store_conformance::Harness>::new(
+        "busy_pool",
+    )
+    .await;
+    outage_cases::a_busy_pool_does_not_hold_the_heartbeat_back(&h).await;
+}
