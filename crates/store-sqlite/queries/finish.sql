@@ -39,4 +39,5 @@ FROM (
     FROM json_each(?1)
 ) AS f
 WHERE j.id = f.id AND +j.lease_token = f.lease AND +j.state = 'running'
-RETURNING id, lease_token, state, queue
+-- The queue only of jobs made available again (to wake their workers).
+RETURNING id, lease_token, CASE WHEN state = 'available' THEN queue END

@@ -1,7 +1,7 @@
 //! [`JobStore`] on SQLite. Every write runs in one `BEGIN IMMEDIATE`
 //! transaction on the single writer connection.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use capstan_core::{Job, JobId, JobState};
 use capstan_store::{
@@ -17,7 +17,7 @@ use crate::SqliteStore;
 use crate::row::{self, LONG_AGO, db, micros, ms, now_or_system, rfc3339};
 
 /// The `(id, lease)` pairs a fenced batch statement returned.
-fn written(rows: &[SqliteRow], operation: &'static str) -> StoreResult<BTreeSet<(i64, String)>> {
+fn written(rows: &[SqliteRow], operation: &'static str) -> StoreResult<HashMap<i64, String>> {
     rows.iter()
         .map(|r| Ok((r.try_get::<i64, _>(0)?, r.try_get::<String, _>(1)?)))
         .collect::<Result<_, sqlx::Error>>()
@@ -105,9 +105,11 @@ impl JobStore for SqliteStore {
         // A retry or hand-back may have made a job runnable again.
         let mut queues = BTreeSet::new();
         for r in &rows {
-            if r.try_get::<String, _>(2).map_err(db("finish_many"))? == JobState::Available.as_str()
+            if let Some(q) = r
+                .try_get::<Option<String>, _>(2)
+                .map_err(db("finish_many"))?
             {
-                queues.insert(r.try_get::<String, _>(3).map_err(db("finish_many"))?);
+                queues.insert(q);
             }
         }
         for q in queues {

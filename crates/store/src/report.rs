@@ -2,7 +2,7 @@
 //! the same facts in different row types; turning them into reports happens
 //! once, here.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use capstan_core::{ErrorClass, Job, JobId, JobState, Lease};
 
@@ -23,15 +23,19 @@ pub fn sort_in_claim_order(jobs: &mut [Job]) {
 
 impl LeaseReport {
     /// The report of a fenced batch write over `asked`, whose statement
-    /// returned the `(id, token)` pairs it `written`. Pairs, not ids: a stale
-    /// and a current row for the same job in one batch are told apart.
+    /// returned the token it matched for each job it `written` (a job row is
+    /// written once per statement). By token, not by id alone: a stale and a
+    /// current row for the same job in one batch are told apart.
     pub fn from_written<'a>(
         asked: impl IntoIterator<Item = &'a Lease>,
-        written: &BTreeSet<(i64, String)>,
+        written: &HashMap<i64, String>,
     ) -> Self {
         let mut report = LeaseReport::default();
         for lease in asked {
-            if written.contains(&(lease.job_id.0, lease.token.0.clone())) {
+            if written
+                .get(&lease.job_id.0)
+                .is_some_and(|t| *t == lease.token.0)
+            {
                 report.accepted.push(lease.clone());
             } else {
                 report.fenced.push(lease.clone());
