@@ -105,6 +105,12 @@ MUTATIONS = [
      "crates/runtime/src/heartbeat.rs", "                strays = hand_back_strays(&shared, &beat, strays).await;", "                let _ = &beat;", RUNTIME + ["--test", "tests", "--", "reply_was_lost"]),
     ("h12", "a buffered job starts without a fresh lease however long it waited",
      "crates/runtime/src/producer.rs", "            let needs_lease = waited > fresh;", "            let needs_lease = waited > fresh && false;", RUNTIME + ["--test", "tests", "--", "buffer"]),
+    ("h14", "a rescue appends to a history that is not a JSON array (SQLite)",
+     f"{LITE}/queries/rescue.sql", "    errors = json_insert(CASE WHEN json_valid(errors) AND json_type(errors) = 'array' THEN errors\n", "    errors = json_insert(CASE WHEN 1 THEN errors\n", CONF),
+    ("h15", "a finish appends to a history that is not a JSON array (SQLite)",
+     f"{LITE}/queries/finish.sql", "IS NULL THEN j.errors\n             ELSE json_insert(CASE WHEN json_valid(j.errors) AND json_type(j.errors) = 'array' THEN j.errors\n", "IS NULL THEN j.errors\n             ELSE json_insert(CASE WHEN 1 THEN j.errors\n", CONF),
+    ("h16", "a cancel keeps a history that is not a JSON array (PostgreSQL)",
+     f"{PG}/queries/cancel_waiting.sql", "    errors = CASE WHEN jsonb_typeof(errors) = 'array' THEN errors\n", "    errors = CASE WHEN true THEN errors\n", CONF),
     ("h13", "the completer drops finishes after a few failures",
      "crates/runtime/src/completer.rs", "            failures += 1;\n", "            failures += 1;\n            if failures >= 6 {\n                return (p.finishes, Written::GaveUp(e));\n            }\n", RUNTIME + ["--test", "tests", "--", "blip"]),
 ]

@@ -82,6 +82,7 @@ macro_rules! conformance {
                     expired_lease_is_rescued_even_if_the_node_lives,
                     rescue_fails_jobs_without_attempts_left,
                     restarted_node_reclaims_its_previous_jobs,
+                    an_overwritten_error_history_stops_no_other_job,
                     restarted_node_fails_jobs_without_attempts_left,
                     a_cancel_request_survives_rescue_and_restart,
                 }

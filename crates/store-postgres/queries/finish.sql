@@ -1,3 +1,5 @@
+-- The history is appended to only if it is a JSON array, so that every
+-- job's history stays readable even if one was overwritten by hand.
 -- A job a user asked to cancel never goes back to waiting: a retry, snooze
 -- or hand-back of it ends `cancelled` instead (the request is kept in
 -- `cancel_requested` until then, whatever reached the holder).
@@ -7,7 +9,9 @@ WITH up AS (
                      THEN 'cancelled' ELSE f.state END,
         result = CASE WHEN f.state = 'completed' THEN f.result ELSE j.result END,
         errors = CASE WHEN f.error_class IS NULL AND NOT j.cancel_requested THEN j.errors
-                 ELSE j.errors
+                 ELSE CASE WHEN jsonb_typeof(j.errors) = 'array' THEN j.errors
+                      ELSE jsonb_build_array(jsonb_build_object('at', coalesce($2::timestamptz, now()), 'attempt', j.attempt, 'class', 'unknown',
+                          'message', 'the stored error history was not a JSON array and was replaced')) END
                  || CASE WHEN f.error_class IS NULL THEN '[]'::jsonb
                     ELSE jsonb_build_array(jsonb_build_object(
                         'at', coalesce($2::timestamptz, now()), 'attempt', j.attempt,

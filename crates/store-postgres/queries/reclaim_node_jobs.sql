@@ -1,3 +1,5 @@
+-- The history is appended to only if it is a JSON array, so that every
+-- job's history stays readable even if one was overwritten by hand.
 WITH up AS (
     UPDATE capstan.jobs
     SET state = CASE WHEN cancel_requested THEN 'cancelled'
@@ -6,7 +8,10 @@ WITH up AS (
         finished_at = CASE WHEN cancel_requested OR attempt >= max_attempts
                       THEN coalesce($2::timestamptz, now()) END,
         run_at = coalesce($2::timestamptz, now()),
-        errors = errors || jsonb_build_array(jsonb_build_object(
+        errors = CASE WHEN jsonb_typeof(errors) = 'array' THEN errors
+                 ELSE jsonb_build_array(jsonb_build_object('at', coalesce($2::timestamptz, now()), 'attempt', attempt, 'class', 'unknown',
+                     'message', 'the stored error history was not a JSON array and was replaced')) END
+                 || jsonb_build_array(jsonb_build_object(
             'at', coalesce($2::timestamptz, now()), 'attempt', attempt, 'class', 'rescued',
             'message', 'node ' || node_id || ' restarted while this attempt ran')),
         node_id = NULL,

@@ -1,3 +1,5 @@
+-- The history is appended to only if it is a JSON array, so that every
+-- job's history stays readable even if one was overwritten by hand.
 -- A node is dead once it has been silent for its own node timeout counted
 -- from the later of its last beat and the rescuer's `healthy_since` ($2):
 -- after an outage every node gets a full timeout to beat again. An expired
@@ -30,7 +32,10 @@ up AS (
                      ELSE 'available' END,
         finished_at = CASE WHEN j.cancel_requested OR j.attempt >= j.max_attempts THEN t.now END,
         run_at = t.now,
-        errors = j.errors || jsonb_build_array(jsonb_build_object(
+        errors = CASE WHEN jsonb_typeof(j.errors) = 'array' THEN j.errors
+                 ELSE jsonb_build_array(jsonb_build_object('at', t.now, 'attempt', j.attempt, 'class', 'unknown',
+                     'message', 'the stored error history was not a JSON array and was replaced')) END
+                 || jsonb_build_array(jsonb_build_object(
             'at', t.now, 'attempt', j.attempt, 'class', 'rescued',
             'message', CASE WHEN j.lease_expires_at < t.now
                             THEN 'lease expired: node ' || coalesce(j.node_id, '?')

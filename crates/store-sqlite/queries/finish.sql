@@ -2,23 +2,35 @@
 -- index: the batch drives the join (one rowid look-up per finish) instead of
 -- scanning the batch once per running job.
 --
+-- The history is appended to only if it is a JSON array: one row whose
+-- `errors` was overwritten by hand must not fail the batch.
+--
 -- A job a user asked to cancel never goes back to waiting: a retry, snooze
 -- or hand-back of it ends `cancelled` instead.
 UPDATE capstan_jobs AS j
 SET state = CASE WHEN j.cancel_requested = 1 AND f.state IN ('available', 'scheduled', 'retryable')
                  THEN 'cancelled' ELSE f.state END,
     result = CASE WHEN f.state = 'completed' THEN f.result ELSE j.result END,
-    errors = CASE WHEN j.cancel_requested = 1 AND f.state IN ('available', 'scheduled', 'retryable')
-             THEN json_insert(
-                 CASE WHEN f.error_class IS NULL THEN j.errors
-                 ELSE json_insert(j.errors, '$[#]', json_object(
-                     'at', ?3, 'attempt', j.attempt, 'class', f.error_class, 'message', f.error_message))
-                 END,
-                 '$[#]', json_object('at', ?3, 'attempt', j.attempt, 'class', 'cancelled',
+    errors = CASE
+             WHEN j.cancel_requested = 1 AND f.state IN ('available', 'scheduled', 'retryable')
+             THEN CASE WHEN f.error_class IS NULL
+                  THEN json_insert(CASE WHEN json_valid(j.errors) AND json_type(j.errors) = 'array' THEN j.errors
+                      ELSE json_array(json_object('at', ?3, 'attempt', j.attempt, 'class', 'unknown', 'message',
+                           'the stored error history was not a JSON array and was replaced')) END,
+                      '$[#]', json_object('at', ?3, 'attempt', j.attempt, 'class', 'cancelled',
                                      'message', 'cancelled by a user; not run again'))
+                  ELSE json_insert(CASE WHEN json_valid(j.errors) AND json_type(j.errors) = 'array' THEN j.errors
+                      ELSE json_array(json_object('at', ?3, 'attempt', j.attempt, 'class', 'unknown', 'message',
+                           'the stored error history was not a JSON array and was replaced')) END,
+                      '$[#]', json_object('at', ?3, 'attempt', j.attempt, 'class', f.error_class, 'message', f.error_message),
+                      '$[#]', json_object('at', ?3, 'attempt', j.attempt, 'class', 'cancelled',
+                                     'message', 'cancelled by a user; not run again'))
+                  END
              WHEN f.error_class IS NULL THEN j.errors
-             ELSE json_insert(j.errors, '$[#]', json_object(
-                 'at', ?3, 'attempt', j.attempt, 'class', f.error_class, 'message', f.error_message))
+             ELSE json_insert(CASE WHEN json_valid(j.errors) AND json_type(j.errors) = 'array' THEN j.errors
+                      ELSE json_array(json_object('at', ?3, 'attempt', j.attempt, 'class', 'unknown', 'message',
+                           'the stored error history was not a JSON array and was replaced')) END,
+                 '$[#]', json_object('at', ?3, 'attempt', j.attempt, 'class', f.error_class, 'message', f.error_message))
              END,
     run_at = CASE WHEN f.delay_ms IS NULL THEN j.run_at ELSE ?2 + min(f.delay_ms, 3153600000000) * 1000 END,
     finished_at = CASE WHEN f.state IN ('completed', 'failed', 'cancelled')

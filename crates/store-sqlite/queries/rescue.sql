@@ -1,3 +1,6 @@
+-- The history is appended to only if it is a JSON array: one row whose
+-- `errors` was overwritten by hand must not fail this statement for
+-- every row it covers.
 -- A node is dead once it has been silent for its own node timeout counted
 -- from the later of its last beat and the rescuer's `healthy_since` (?3):
 -- after an outage every node gets a full timeout to beat again. An expired
@@ -10,7 +13,9 @@ SET state = CASE WHEN cancel_requested = 1 THEN 'cancelled'
                  ELSE 'available' END,
     finished_at = CASE WHEN cancel_requested = 1 OR attempt >= max_attempts THEN ?1 ELSE NULL END,
     run_at = ?1,
-    errors = json_insert(errors, '$[#]', json_object(
+    errors = json_insert(CASE WHEN json_valid(errors) AND json_type(errors) = 'array' THEN errors
+                 ELSE json_array(json_object('at', ?2, 'attempt', attempt, 'class', 'unknown', 'message',
+                      'the stored error history was not a JSON array and was replaced')) END, '$[#]', json_object(
         'at', ?2, 'attempt', attempt, 'class', 'rescued',
         'message', CASE WHEN lease_expires_at < ?1
                         THEN 'lease expired: node ' || coalesce(node_id, '?') || ' neither finished nor heartbeat this attempt in time'

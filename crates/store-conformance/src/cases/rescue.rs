@@ -4,9 +4,12 @@
 use std::time::Duration;
 
 use capstan_core::{ErrorClass, JobState};
-use capstan_store::{CancelJob, HeartbeatNode, JobStore, NodeStore, RegisterNode};
+use capstan_store::{CancelJob, HeartbeatNode, JobStore, NodeStore, Outcome, RegisterNode, Store};
 
-use super::{beat, beat_of, claim, enqueue_one, get, job, node, now, register, rescue, rescue_by};
+use super::{
+    beat, beat_of, claim, complete, enqueue, enqueue_one, error, finish, finish_with, get, job,
+    node, now, register, rescue, rescue_by,
+};
 use crate::Harness;
 
 pub async fn jobs_of_a_dead_node_are_rescued<H: Harness>(h: &H) {
@@ -281,4 +284,90 @@ pub async fn a_cancel_request_survives_rescue_and_restart<H: Harness>(h: &H) {
     }
     assert!(claim(h, "default", 5, &restarted).await.is_empty());
     assert!(claim(h, "q2", 5, &restarted).await.is_empty());
+}
+
+/// One job whose error history was overwritten by hand (not a JSON array,
+/// or not JSON at all on SQLite) never fails a statement for the others:
+/// finishes, cancels, rescues and restarts go through, and its history is
+/// replaced by a note that says so.
+pub async fn an_overwritten_error_history_stops_no_other_job<H: Harness>(h: &H) {
+    let ids: Vec<_> = enqueue(h, (0..5).map(|_| job("k")).collect())
+        .await
+        .iter()
+        .map(|i| i.id)
+        .collect();
+    let waiting = enqueue_one(h, job("k").with_queue("later")).await;
+    let (dead, restarted) = (node("dead"), node("restarted"));
+    register(h, &dead).await;
+    register(h, &restarted).await;
+    let c = claim(h, "default", 3, &dead).await;
+    let r = claim(h, "default", 2, &restarted).await;
+    let overwritten = if h.store().capabilities().backend == "postgres" {
+        "'\"not a list\"'"
+    } else {
+        "'not json'"
+    };
+    let bad = [ids[0], ids[2], ids[4], waiting];
+    h.execute(&format!(
+        "UPDATE {} SET errors = {overwritten} WHERE id IN ({})",
+        h.table("jobs"),
+        bad.map(|id| id.to_string()).join(", ")
+    ))
+    .await;
+    let by_id = |id| c.iter().chain(&r).find(|j| j.id == id).unwrap();
+    let written = finish(
+        h,
+        vec![
+            finish_with(
+                by_id(ids[0]),
+                Outcome::Retry {
+                    error: error(ErrorClass::Retryable, "boom"),
+                    delay: Duration::ZERO,
+                },
+            ),
+            complete(by_id(ids[1])),
+        ],
+    )
+    .await;
+    assert_eq!(written.accepted.len(), 2, "{written:?}");
+    h.store()
+        .cancel_job(&CancelJob {
+            id: waiting,
+            now: now(h),
+        })
+        .await
+        .unwrap();
+    assert_eq!(restart(h, &restarted).await, 2, "ids 3 and 4 reclaimed");
+    let rescued = rescue(h).await;
+    assert_eq!(rescued.retried, vec![ids[2]]);
+    let state = |j: &capstan_core::Job| {
+        (
+            j.state,
+            j.errors.iter().map(|e| e.class).collect::<Vec<_>>(),
+        )
+    };
+    use ErrorClass::{Cancelled, Rescued, Retryable, Unknown};
+    assert_eq!(
+        state(&get(h, ids[0]).await),
+        (JobState::Available, vec![Unknown, Retryable])
+    );
+    assert_eq!(state(&get(h, ids[1]).await), (JobState::Completed, vec![]));
+    assert_eq!(
+        state(&get(h, ids[2]).await),
+        (JobState::Available, vec![Unknown, Rescued])
+    );
+    assert_eq!(
+        state(&get(h, ids[3]).await),
+        (JobState::Available, vec![Rescued])
+    );
+    assert_eq!(
+        state(&get(h, ids[4]).await),
+        (JobState::Available, vec![Unknown, Rescued])
+    );
+    assert_eq!(
+        state(&get(h, waiting).await),
+        (JobState::Cancelled, vec![Unknown, Cancelled])
+    );
+    let note = &get(h, ids[0]).await.errors[0].message;
+    assert!(note.contains("error history"), "{note}");
 }
