@@ -102,7 +102,7 @@ MUTATIONS = [
     ("h10", "node heartbeats share the main pool again (PostgreSQL)",
      f"{PG}/src/nodes.rs", "            .inner\n            .beat\n            .begin()\n            .await\n            .map_err(db(\"heartbeat_node\"))?;", "            .inner\n            .pool\n            .begin()\n            .await\n            .map_err(db(\"heartbeat_node\"))?;", RUNTIME + ["--test", "tests", "--", "busy_pool"]),
     ("h11", "a claim whose reply was lost is never handed back",
-     "crates/runtime/src/heartbeat.rs", "                strays = hand_back_strays(&shared, &beat, strays).await;", "                let _ = &beat;", RUNTIME + ["--test", "tests", "--", "reply_was_lost"]),
+     "crates/runtime/src/heartbeat.rs", "    for lease in again {", "    for lease in again.into_iter().take(0) {", RUNTIME + ["--test", "tests", "--", "reply_was_lost"]),
     ("h12", "a buffered job starts without a fresh lease however long it waited",
      "crates/runtime/src/producer.rs", "            let needs_lease = waited > fresh;", "            let needs_lease = waited > fresh && false;", RUNTIME + ["--test", "tests", "--", "buffer"]),
     ("h14", "a rescue appends to a history that is not a JSON array (SQLite)",
