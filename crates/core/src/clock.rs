@@ -95,4 +95,15 @@ mod tests {
         assert_eq!(c.clone().pinned(), Some(c.now()));
         assert_eq!(SystemClock.pinned(), None);
     }
+
+    #[test]
+    fn the_system_clock_tells_the_time_and_a_manual_one_can_be_set() {
+        let before = Utc::now();
+        let t = SystemClock.now();
+        assert!(before <= t && t <= Utc::now());
+        let c = ManualClock::starting_now();
+        let at = chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        c.set(at);
+        assert_eq!(c.now(), at);
+    }
 }

@@ -69,3 +69,31 @@ impl FromStr for ErrorClass {
         .ok_or_else(|| ValidationError::UnknownErrorClass(s.to_owned()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classes_are_stored_under_the_names_the_sql_writes() {
+        // The backends' SQL writes "rescued", "cancelled" and "unknown"
+        // literally; the history must read back as the same classes.
+        let names = [
+            (ErrorClass::Retryable, "retryable"),
+            (ErrorClass::Permanent, "permanent"),
+            (ErrorClass::Timeout, "timeout"),
+            (ErrorClass::Panicked, "panicked"),
+            (ErrorClass::Cancelled, "cancelled"),
+            (ErrorClass::Rescued, "rescued"),
+        ];
+        for (class, name) in names {
+            assert_eq!(class.to_string(), name);
+            assert_eq!(name.parse::<ErrorClass>().unwrap(), class);
+            assert_eq!(serde_json::to_value(class).unwrap(), name);
+        }
+        assert_eq!(ErrorClass::Unknown.as_str(), "unknown");
+        assert!("exploded".parse::<ErrorClass>().is_err());
+        let newer: ErrorClass = serde_json::from_value(serde_json::json!("exploded")).unwrap();
+        assert_eq!(newer, ErrorClass::Unknown);
+    }
+}

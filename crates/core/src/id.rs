@@ -50,3 +50,20 @@ impl From<&str> for NodeId {
         NodeId(s.to_owned())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_node_ids_carry_their_prefix_and_differ() {
+        let a = NodeId::generate("web");
+        let b = NodeId::generate("web");
+        assert_ne!(a, b);
+        let (prefix, hex) = a.as_str().split_once('-').unwrap();
+        assert_eq!(prefix, "web");
+        assert_eq!(hex.len(), 12);
+        assert!(hex.chars().all(|c| c.is_ascii_hexdigit()));
+        assert_eq!(a.to_string(), a.as_str());
+    }
+}

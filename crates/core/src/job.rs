@@ -83,3 +83,31 @@ impl Job {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn job(token: Option<&str>) -> Job {
+        serde_json::from_value(json!({
+            "id": 42, "queue": "default", "kind": "k", "args": null, "priority": 0,
+            "state": "running", "attempt": 1, "max_attempts": 3,
+            "run_at": "2026-01-01T00:00:00Z", "timeout_ms": null, "errors": [],
+            "result": null, "progress": null, "tags": [], "idempotency_key": null,
+            "dedupe_key": null, "created_at": "2026-01-01T00:00:00Z",
+            "attempted_at": null, "finished_at": null, "node_id": "n",
+            "lease_token": token, "lease_expires_at": null,
+            "cancel_requested": false, "unhandled": false
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_running_job_names_its_lease_and_a_waiting_one_none() {
+        let lease = job(Some("00000000deadbeef")).lease().unwrap();
+        assert_eq!(lease.job_id, JobId(42));
+        assert_eq!(lease.token.as_str(), "00000000deadbeef");
+        assert_eq!(job(None).lease(), None);
+    }
+}

@@ -57,3 +57,21 @@ impl fmt::Display for Lease {
         write!(f, "job {} (lease {})", self.job_id, self.token)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_is_sixteen_hex_digits_and_never_repeats() {
+        let tokens: std::collections::HashSet<String> = (0..1000)
+            .map(|_| LeaseToken::generate().as_str().to_owned())
+            .collect();
+        assert_eq!(tokens.len(), 1000);
+        assert!(
+            tokens
+                .iter()
+                .all(|t| t.len() == 16 && t.chars().all(|c| c.is_ascii_hexdigit()))
+        );
+    }
+}

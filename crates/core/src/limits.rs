@@ -273,4 +273,79 @@ mod tests {
         let e = check_duration("timeout", Duration::MAX, MAX_TIMEOUT).unwrap_err();
         assert!(e.to_string().contains("timeout"), "{e}");
     }
+
+    #[test]
+    fn the_documented_bounds_are_the_enforced_ones() {
+        // README and ARCHITECTURE promise these numbers; the SQL's date
+        // arithmetic is sized for them.
+        assert_eq!(MAX_TIMEOUT, Duration::from_secs(365 * 24 * 3600));
+        assert_eq!(MAX_DELAY, Duration::from_secs(100 * 365 * 24 * 3600));
+        assert_eq!(MAX_ARGS_BYTES, 1_048_576);
+        assert_eq!(MAX_RESULT_BYTES, 1_048_576);
+        assert_eq!(MAX_PROGRESS_BYTES, 65_536);
+        assert_eq!(MAX_ERROR_MESSAGE_BYTES, 8_192);
+    }
+
+    /// Values of every shape: the cheap bound must never be below the real
+    /// size, or a payload one byte too big would be let through.
+    fn shapes() -> Vec<Value> {
+        vec![
+            json!(null),
+            json!(true),
+            json!(-12345678901234567_i64),
+            json!(1.5e300),
+            json!(""),
+            json!("\u{1}\"\\é\n"),
+            json!([]),
+            json!({}),
+            json!([[], [[]], {"": []}]),
+            json!({"k\u{2}": {"nested": [1, "two", {"three": null}]}, "b": [true, false]}),
+            json!(
+                (0..50)
+                    .map(|i| json!({"i": i, "s": "x".repeat(i)}))
+                    .collect::<Vec<_>>()
+            ),
+        ]
+    }
+
+    #[test]
+    fn a_payload_one_byte_over_its_bound_is_refused_whatever_its_shape() {
+        for v in shapes() {
+            let len = json_len(&v);
+            assert_eq!(len, serde_json::to_string(&v).unwrap().len(), "{v}");
+            assert_eq!(json_over(&v, len), None, "{v}");
+            assert_eq!(json_over(&v, len - 1), Some(len), "{v}");
+            check_json("args", &v, len, true).unwrap();
+            let e = check_json("args", &v, len - 1, true).unwrap_err();
+            assert!(e.to_string().contains(&format!("{len} bytes")), "{e}");
+        }
+    }
+
+    #[test]
+    fn nesting_is_counted_through_objects_and_arrays() {
+        let deep = (1..MAX_JSON_DEPTH).fold(json!({}), |v, i| {
+            if i % 2 == 0 {
+                json!([v])
+            } else {
+                json!({"k": v})
+            }
+        });
+        check_json("args", &deep, 1 << 20, true).unwrap();
+        assert!(check_json("args", &json!({"k": deep}), 1 << 20, true).is_err());
+        assert!(check_json("args", &json!({"\u{0}": 1}), 1 << 20, true).is_err());
+        assert!(check_json("args", &json!([{"a": ["\u{0}"]}]), 1 << 20, true).is_err());
+    }
+
+    #[test]
+    fn a_message_cut_inside_a_character_keeps_at_most_the_limit() {
+        // One ASCII byte first, so that the limit falls inside a two-byte
+        // character and the cut has to step back to its start.
+        let long = format!("a{}", "é".repeat(MAX_ERROR_MESSAGE_BYTES));
+        let cut = error_message(&long);
+        let kept = cut.split(" … (cut:").next().unwrap();
+        assert_eq!(kept.len(), MAX_ERROR_MESSAGE_BYTES - 1);
+        assert!(kept.ends_with('é'));
+        let exact = "x".repeat(MAX_ERROR_MESSAGE_BYTES);
+        assert_eq!(error_message(&exact), exact.as_str());
+    }
 }

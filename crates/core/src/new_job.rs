@@ -302,4 +302,46 @@ mod tests {
                 .is_err()
         );
     }
+
+    #[test]
+    fn every_bound_accepts_its_limit_and_refuses_one_more() {
+        let job = || NewJob::new("k", json!(null));
+        let ok = |j: NewJob| j.validate().unwrap();
+        let bad = |j: NewJob| assert!(j.validate().is_err(), "{j:?}");
+        ok(NewJob::new("k".repeat(200), json!(null)));
+        bad(NewJob::new("k".repeat(201), json!(null)));
+        ok(job().with_queue("q".repeat(100)));
+        bad(job().with_queue("q".repeat(101)));
+        ok(job().with_max_attempts(1));
+        ok(job().with_max_attempts(1000));
+        bad(job().with_max_attempts(1001));
+        ok(job().with_timeout(Duration::from_millis(1)));
+        bad(job().with_timeout(MAX_TIMEOUT + Duration::from_millis(1)));
+        bad(job().with_delay(MAX_DELAY + Duration::from_millis(1)));
+        ok(job().with_idempotency_key("i".repeat(500)));
+        bad(job().with_idempotency_key("i".repeat(501)));
+        ok(job().with_dedupe_key("d".repeat(500)));
+        bad(job().with_dedupe_key("d".repeat(501)));
+        ok(job().with_tags(["t".repeat(200)]));
+        bad(job().with_tags(["t".repeat(201)]));
+        ok(job().with_tags((0..100).map(|i| i.to_string())));
+        let soon = chrono::Utc::now() + chrono::Duration::days(99 * 365);
+        ok(job().with_run_at(soon));
+    }
+
+    #[test]
+    fn a_batch_line_reads_its_options_in_milliseconds() {
+        // `capstan enqueue --batch` reads these lines.
+        let job: NewJob = serde_json::from_value(json!({
+            "kind": "k", "delay_ms": 1500, "timeout_ms": 2000
+        }))
+        .unwrap();
+        assert_eq!(job.queue, DEFAULT_QUEUE);
+        assert_eq!(job.delay, Some(Duration::from_millis(1500)));
+        assert_eq!(job.timeout, Some(Duration::from_millis(2000)));
+        let plain: NewJob = serde_json::from_value(json!({"kind": "k"})).unwrap();
+        assert_eq!(plain, NewJob::new("k", Value::Null));
+        let back: NewJob = serde_json::from_value(serde_json::to_value(&job).unwrap()).unwrap();
+        assert_eq!(back, job);
+    }
 }

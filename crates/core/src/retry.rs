@@ -189,4 +189,26 @@ mod tests {
         assert!(e.to_string().contains("max_delay"), "{e}");
         RetryPolicy::default().validate().unwrap();
     }
+
+    #[test]
+    fn a_constant_delay_is_a_valid_policy_and_a_shorter_cap_is_not() {
+        let p = RetryPolicy::exponential(5, Duration::from_secs(3), 1.0)
+            .with_max_delay(Duration::from_secs(3));
+        p.validate().unwrap();
+        assert_eq!(p.delay_after(4, 0.5), Duration::from_secs(3));
+        let e = RetryPolicy::exponential(5, Duration::from_secs(3), 1.0)
+            .with_max_delay(Duration::from_secs(2))
+            .validate()
+            .unwrap_err();
+        assert!(e.to_string().contains("max_delay"), "{e}");
+    }
+
+    #[test]
+    fn a_policy_survives_a_round_trip_through_json() {
+        let p = RetryPolicy::exponential(7, Duration::from_millis(1500), 3.0)
+            .with_max_delay(Duration::from_secs(90))
+            .with_jitter(0.25);
+        let text = serde_json::to_string(&p).unwrap();
+        assert_eq!(serde_json::from_str::<RetryPolicy>(&text).unwrap(), p);
+    }
 }

@@ -105,4 +105,20 @@ mod tests {
         }
         assert!("pending".parse::<JobState>().is_err());
     }
+
+    #[test]
+    fn each_state_is_waiting_running_or_finished() {
+        use JobState::*;
+        let waiting: Vec<_> = JobState::ALL
+            .into_iter()
+            .filter(|s| s.is_waiting())
+            .collect();
+        let finished: Vec<_> = JobState::ALL
+            .into_iter()
+            .filter(|s| s.is_finished())
+            .collect();
+        assert_eq!(waiting, vec![Scheduled, Available, Retryable]);
+        assert_eq!(finished, vec![Completed, Failed, Cancelled]);
+        assert!(!Running.is_waiting() && !Running.is_finished());
+    }
 }
