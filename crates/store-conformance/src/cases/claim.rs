@@ -82,7 +82,10 @@ pub async fn claim_skips_rows_another_transaction_holds<H: Harness>(h: &H) {
     };
     let n = node("n1");
     register(h, &n).await;
-    let got = tokio::time::timeout(Duration::from_secs(5), claim(h, "default", 1, &n))
+    // A claim that waits on the lock waits until it is dropped, so any
+    // bound tells the two apart; a generous one keeps a loaded machine
+    // from looking like a wait.
+    let got = tokio::time::timeout(Duration::from_secs(30), claim(h, "default", 1, &n))
         .await
         .expect("the claim waited on a locked row instead of skipping it");
     assert_eq!(got.iter().map(|j| j.id).collect::<Vec<_>>(), vec![second]);
