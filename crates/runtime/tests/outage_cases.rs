@@ -102,8 +102,11 @@ pub(crate) async fn an_outage_longer_than_the_node_timeout_rescues_no_live_job<H
 /// complete once, and nothing is rescued (review M1).
 pub(crate) async fn finishes_are_retried_through_a_blip<H: Harness>(h: &H) {
     let faults = Faults::default();
-    let c = faulty(h, h.store().clone(), &faults, config());
-    // More failures in a row than the completer used to try.
+    let mut cfg = config();
+    cfg.complete_batch = 2;
+    let c = faulty(h, h.store().clone(), &faults, cfg);
+    // More failures in a row than the completer used to try; the finishes
+    // that pile up meanwhile go out at most `complete_batch` per statement.
     faults.fail_next("finish_many", 7);
     let ids: Vec<_> = c
         .enqueue_many(
@@ -123,6 +126,11 @@ pub(crate) async fn finishes_are_retried_through_a_blip<H: Harness>(h: &H) {
         assert!(j.errors.is_empty(), "{:?}", j.errors);
     }
     assert!(faults.calls("finish_many") >= 8);
+    assert_eq!(
+        faults.largest_finish_batch(),
+        2,
+        "complete_batch bounds a statement"
+    );
     node.shutdown().await.unwrap();
 }
 

@@ -26,6 +26,7 @@ struct State {
     calls: Mutex<HashMap<&'static str, u64>>,
     answered: Mutex<HashMap<&'static str, u64>>,
     refuse_completion_of: Mutex<Option<JobId>>,
+    largest_finish_batch: std::sync::atomic::AtomicUsize,
 }
 
 /// The switches of a [`FaultyStore`]; clones share them.
@@ -60,6 +61,11 @@ impl Faults {
             .get(operation)
             .copied()
             .unwrap_or(0)
+    }
+
+    /// The most finishes one `finish_many` call carried.
+    pub fn largest_finish_batch(&self) -> usize {
+        self.state.largest_finish_batch.load(Ordering::SeqCst)
     }
 
     /// How many calls of `operation` have returned (failed ones included).
@@ -145,6 +151,10 @@ impl<S: JobStore> JobStore for FaultyStore<S> {
         self.faults.call("claim", self.inner.claim(p)).await
     }
     async fn finish_many(&self, p: &FinishMany) -> StoreResult<LeaseReport> {
+        self.faults
+            .state
+            .largest_finish_batch
+            .fetch_max(p.finishes.len(), Ordering::SeqCst);
         let refused = *self.faults.state.refuse_completion_of.lock().unwrap();
         let refuse = refused.filter(|id| {
             p.finishes
