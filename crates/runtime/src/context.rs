@@ -196,7 +196,9 @@ impl JobContext {
 
     /// Resolves when the handler should stop: a user cancelled the job, it
     /// was taken from this node, or the node is shutting down past its grace
-    /// period. A handler that ignores it is dropped shortly after.
+    /// period. A handler that ignores it is dropped after `cancel_grace`;
+    /// one that still returns `Ok` within it completes its job with that
+    /// result (the work is done: dropping it would only run it again).
     pub async fn cancelled(&self) {
         self.cancel.cancelled().await;
     }

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use capstan_core::{ErrorClass, JobState, NewJob, NodeId, RetryPolicy};
-use capstan_runtime::{Client, Config};
+use capstan_runtime::{Client, Config, JobContext, JobError, Workers};
 use capstan_store::CancelOutcome;
 use capstan_store_conformance::Harness;
 use serde_json::json;
@@ -67,5 +67,51 @@ pub(crate) async fn a_job_cancelled_in_the_buffer_never_starts<H: Harness>(h: &H
     let j = wait_for_state(&c, b, JobState::Cancelled).await;
     assert_eq!(gates.runs("b"), 0, "never started");
     assert_eq!(j.errors.last().unwrap().class, ErrorClass::Cancelled);
+    node.shutdown().await.unwrap();
+}
+
+/// A handler told to stop that still finishes its work within
+/// `cancel_grace` keeps it: the job completes with the handler's result
+/// (the work was done; throwing it away would only run it again). One that
+/// gives up instead ends cancelled.
+pub(crate) async fn a_handler_that_finishes_its_work_after_a_cancel_keeps_it<H: Harness>(h: &H) {
+    let c = client(
+        h,
+        Config {
+            cancel_grace: Duration::from_secs(3),
+            ..config()
+        },
+    );
+    let mut w = Workers::new();
+    w.register_fn("saves-on-cancel", |ctx: JobContext, args| async move {
+        ctx.cancelled().await;
+        // The rest of the work, well within the grace.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if args["save"] == true {
+            Ok(json!("saved"))
+        } else {
+            Err(JobError::retryable("stopped"))
+        }
+    })
+    .unwrap();
+    let ids: Vec<_> = c
+        .enqueue_many(vec![
+            NewJob::new("saves-on-cancel", json!({"save": true})),
+            NewJob::new("saves-on-cancel", json!({"save": false})),
+        ])
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.id)
+        .collect();
+    let node = c.node(w).unwrap().start();
+    for id in &ids {
+        wait_for_state(&c, *id, JobState::Running).await;
+        c.cancel(*id).await.unwrap();
+    }
+    let saved = wait_for_state(&c, ids[0], JobState::Completed).await;
+    assert_eq!(saved.result, Some(json!("saved")));
+    let gave_up = wait_for_state(&c, ids[1], JobState::Cancelled).await;
+    assert_eq!(gave_up.errors.last().unwrap().class, ErrorClass::Cancelled);
     node.shutdown().await.unwrap();
 }

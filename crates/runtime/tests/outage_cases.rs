@@ -286,3 +286,32 @@ pub(crate) async fn a_busy_pool_does_not_hold_the_heartbeat_back(
     drop(held);
     node.shutdown().await.unwrap();
 }
+
+/// While the database refuses to answer, the completer backs off (20 ms
+/// doubling up to 250 ms) rather than hammering a server that is trying
+/// to come back, and writes the finish once it answers.
+pub(crate) async fn the_completer_backs_off_while_finishes_fail<H: Harness>(h: &H) {
+    let faults = Faults::default();
+    let c = faulty(h, h.store().clone(), &faults, config());
+    faults.fail_next("finish_many", 1_000);
+    let id = c
+        .enqueue(NewJob::new("capstan.noop", json!({})))
+        .await
+        .unwrap()
+        .id;
+    let node = c.node(Workers::new()).unwrap().start();
+    until("the first try", || faults.calls("finish_many") >= 1).await;
+    let first = tokio::time::Instant::now();
+    until("four more tries", || faults.calls("finish_many") >= 5).await;
+    // Pauses of 20 + 40 + 80 + 160 ms came between them (the first try was
+    // seen at most one 5 ms poll late).
+    let spent = first.elapsed();
+    assert!(
+        spent >= Duration::from_millis(290),
+        "retried after {spent:?}"
+    );
+    faults.fail_next("finish_many", 0);
+    let j = wait_for_state(&c, id, JobState::Completed).await;
+    assert_eq!(j.attempt, 1);
+    node.shutdown().await.unwrap();
+}
