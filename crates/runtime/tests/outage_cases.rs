@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use capstan_core::limits::MAX_RESULT_BYTES;
 use capstan_core::{Clock, ErrorClass, JobState, NewJob, NodeId};
-use capstan_runtime::{Client, Config, Workers};
+use capstan_runtime::{Client, Config, JobContext, Workers};
 use capstan_store::Store;
 use capstan_store_conformance::{Faults, FaultyStore, Harness};
 use serde_json::json;
@@ -314,4 +314,37 @@ pub(crate) async fn the_completer_backs_off_while_finishes_fail<H: Harness>(h: &
     let j = wait_for_state(&c, id, JobState::Completed).await;
     assert_eq!(j.attempt, 1);
     node.shutdown().await.unwrap();
+}
+
+/// A finish that fails while its node shuts down is still retried, for up
+/// to `shutdown_grace`, before the node gives up on it: a blip at shutdown
+/// does not make finished work run again.
+pub(crate) async fn a_finish_that_fails_at_shutdown_is_retried_within_the_grace<H: Harness>(h: &H) {
+    let faults = Faults::default();
+    let cfg = Config {
+        shutdown_grace: Duration::from_secs(2),
+        ..config()
+    };
+    let c = faulty(h, h.store().clone(), &faults, cfg);
+    let mut w = Workers::new();
+    w.register_fn("until-stopped", |ctx: JobContext, _args| async move {
+        ctx.cancelled().await;
+        Ok(json!("stopped cleanly"))
+    })
+    .unwrap();
+    let id = c
+        .enqueue(NewJob::new("until-stopped", json!({})))
+        .await
+        .unwrap()
+        .id;
+    let node = c.node(w).unwrap().start();
+    wait_for_state(&c, id, JobState::Running).await;
+    // The handler returns only once the shutdown has begun and its grace
+    // has run out; its finish then meets three failures.
+    faults.fail_next("finish_many", 3);
+    node.shutdown().await.unwrap();
+    let j = c.job(id).await.unwrap().unwrap();
+    assert_eq!(j.state, JobState::Completed, "{j:?}");
+    assert_eq!(j.result, Some(json!("stopped cleanly")));
+    assert!(faults.calls("finish_many") >= 4);
 }

@@ -32,6 +32,7 @@ capstan_store_conformance::on_both_backends!(
     outage_cases::an_outage_longer_than_the_node_timeout_rescues_no_live_job,
     outage_cases::finishes_are_retried_through_a_blip,
     outage_cases::the_completer_backs_off_while_finishes_fail,
+    outage_cases::a_finish_that_fails_at_shutdown_is_retried_within_the_grace,
     outage_cases::one_bad_finish_never_takes_its_batch_down,
     cancel_cases::a_cancel_heard_too_late_still_ends_the_job,
     cancel_cases::a_job_cancelled_in_the_buffer_never_starts,
