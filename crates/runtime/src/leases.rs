@@ -137,3 +137,73 @@ impl Leases {
         self.map().len()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use capstan_core::LeaseToken;
+
+    use super::*;
+
+    fn lease(id: i64) -> Lease {
+        Lease {
+            job_id: JobId(id),
+            token: LeaseToken::generate(),
+        }
+    }
+
+    #[test]
+    fn a_released_lease_is_no_longer_held_nor_stopped() {
+        let leases = Leases::default();
+        let (a, b) = (lease(1), lease(2));
+        let ta = leases.hold(a.clone());
+        let tb = leases.hold(b.clone());
+        leases.release(&a);
+        assert_eq!(leases.len(), 1);
+        // The database says nothing is held: only what is still here stops.
+        let none = BTreeSet::new();
+        assert_eq!(leases.keep_only(&none, Instant::now()), 1);
+        assert!(!ta.is_cancelled() && tb.is_cancelled());
+        assert_eq!(leases.reason(&b), Some(StopReason::TakenAway));
+        assert_eq!(leases.reason(&a), None);
+    }
+
+    #[test]
+    fn a_cancel_stops_only_its_lease_and_the_first_reason_stands() {
+        let leases = Leases::default();
+        let (a, again, other) = (lease(1), lease(1), lease(2));
+        let ta = leases.hold(a.clone());
+        let t_again = leases.hold(again.clone());
+        let t_other = leases.hold(other.clone());
+        leases.cancel(&a);
+        assert!(ta.is_cancelled() && !t_again.is_cancelled() && !t_other.is_cancelled());
+        assert_eq!(leases.reason(&a), Some(StopReason::Cancelled));
+        // Taken away later: still a user's cancel, which decides how it ends.
+        leases.keep_only(&BTreeSet::new(), Instant::now());
+        assert_eq!(leases.reason(&a), Some(StopReason::Cancelled));
+        // A cancel by job id reaches every lease of that job.
+        let leases = Leases::default();
+        let (ta, t_again) = (leases.hold(a.clone()), leases.hold(again.clone()));
+        leases.cancel_job(JobId(1));
+        assert!(ta.is_cancelled() && t_again.is_cancelled());
+    }
+
+    #[test]
+    fn only_leases_held_before_the_question_can_be_taken_away() {
+        let leases = Leases::default();
+        let (old, young, kept) = (lease(1), lease(2), lease(3));
+        let t_old = leases.hold(old.clone());
+        let t_kept = leases.hold(kept.clone());
+        let asked_at = Instant::now();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let t_young = leases.hold(young.clone());
+        let held: BTreeSet<Lease> = [kept.clone()].into();
+        assert_eq!(leases.keep_only(&held, asked_at), 1);
+        assert!(t_old.is_cancelled() && !t_kept.is_cancelled() && !t_young.is_cancelled());
+        let stray = lease(4);
+        let db: BTreeSet<Lease> = [kept, stray.clone()].into();
+        assert_eq!(leases.unknown(&db), [stray].into());
+        leases.give_all_back();
+        assert!(t_young.is_cancelled());
+        assert_eq!(leases.reason(&young), Some(StopReason::Replaced));
+    }
+}

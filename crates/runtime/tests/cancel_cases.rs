@@ -115,3 +115,26 @@ pub(crate) async fn a_handler_that_finishes_its_work_after_a_cancel_keeps_it<H: 
     assert_eq!(gave_up.errors.last().unwrap().class, ErrorClass::Cancelled);
     node.shutdown().await.unwrap();
 }
+
+/// A cancel sent from another process stops the running handler: on
+/// PostgreSQL through the notification, on SQLite (no notification crosses
+/// processes) through the node's next heartbeat, which reads the request.
+pub(crate) async fn a_cancel_from_another_process_stops_the_running_handler<H: Harness>(h: &H) {
+    let c = client(h, config());
+    let id = c
+        .enqueue(NewJob::new("capstan.sleep", json!({"ms": 600_000})))
+        .await
+        .unwrap()
+        .id;
+    let node = c.node(Workers::new()).unwrap().start();
+    wait_for_state(&c, id, JobState::Running).await;
+    let other = Client::new(h.connect_again().await).with_clock(c.clock().clone());
+    assert!(matches!(
+        other.cancel(id).await.unwrap(),
+        CancelOutcome::Requested(_)
+    ));
+    let j = wait_for_state(&c, id, JobState::Cancelled).await;
+    assert_eq!(j.errors.last().unwrap().class, ErrorClass::Cancelled);
+    assert_eq!(j.attempt, 1);
+    node.shutdown().await.unwrap();
+}

@@ -37,6 +37,7 @@ capstan_store_conformance::on_both_backends!(
     cancel_cases::a_cancel_heard_too_late_still_ends_the_job,
     cancel_cases::a_job_cancelled_in_the_buffer_never_starts,
     cancel_cases::a_handler_that_finishes_its_work_after_a_cancel_keeps_it,
+    cancel_cases::a_cancel_from_another_process_stops_the_running_handler,
     retry_cases::timeout_cancels_the_handler_and_retries,
     retry_cases::heartbeat_keeps_a_long_handler_alive,
     retry_cases::each_error_class_is_recorded_and_acted_on,
