@@ -348,3 +348,35 @@ pub(crate) async fn a_finish_that_fails_at_shutdown_is_retried_within_the_grace<
     assert_eq!(j.result, Some(json!("stopped cleanly")));
     assert!(faults.calls("finish_many") >= 4);
 }
+
+/// A node beat whose call never answers (no result, no error: a connection
+/// a failover left half-open) is given up after half the node timeout, so
+/// the node beats again before the others could think it dead.
+pub(crate) async fn a_beat_that_never_answers_does_not_hold_the_next_back<H: Harness>(h: &H) {
+    let faults = Faults::default();
+    let cfg = Config {
+        heartbeat_interval: Duration::from_millis(200),
+        node_timeout: Duration::from_secs(3),
+        ..config()
+    };
+    let c = faulty(h, h.store().clone(), &faults, cfg);
+    let node = c.node(Workers::new()).unwrap().start();
+    until("a first beat", || faults.answered("heartbeat_node") >= 1).await;
+    faults.hang_next("heartbeat_node", 1);
+    let before = faults.calls("heartbeat_node");
+    until("the beat that hangs", || {
+        faults.calls("heartbeat_node") > before
+    })
+    .await;
+    let hung_at = tokio::time::Instant::now();
+    until("the next beat", || {
+        faults.calls("heartbeat_node") > before + 1
+    })
+    .await;
+    let gap = hung_at.elapsed();
+    assert!(
+        gap < Duration::from_secs(3),
+        "the next beat came {gap:?} after the one that hung, past the node timeout"
+    );
+    node.shutdown().await.unwrap();
+}

@@ -33,6 +33,7 @@ capstan_store_conformance::on_both_backends!(
     outage_cases::finishes_are_retried_through_a_blip,
     outage_cases::the_completer_backs_off_while_finishes_fail,
     outage_cases::a_finish_that_fails_at_shutdown_is_retried_within_the_grace,
+    outage_cases::a_beat_that_never_answers_does_not_hold_the_next_back,
     outage_cases::one_bad_finish_never_takes_its_batch_down,
     cancel_cases::a_cancel_heard_too_late_still_ends_the_job,
     cancel_cases::a_job_cancelled_in_the_buffer_never_starts,

@@ -23,6 +23,7 @@ use capstan_store::{
 struct State {
     down: AtomicBool,
     fail_next: Mutex<HashMap<&'static str, u32>>,
+    hang_next: Mutex<HashMap<&'static str, u32>>,
     calls: Mutex<HashMap<&'static str, u64>>,
     answered: Mutex<HashMap<&'static str, u64>>,
     refuse_completion_of: Mutex<Option<JobId>>,
@@ -44,6 +45,12 @@ impl Faults {
     /// Fail the next `n` calls of `operation` (as unavailable).
     pub fn fail_next(&self, operation: &'static str, n: u32) {
         self.state.fail_next.lock().unwrap().insert(operation, n);
+    }
+
+    /// Let the next `n` calls of `operation` never answer, neither with a
+    /// result nor an error (as over a connection a failover left half-open).
+    pub fn hang_next(&self, operation: &'static str, n: u32) {
+        self.state.hang_next.lock().unwrap().insert(operation, n);
     }
 
     /// Refuse (as the database refuses a row it cannot store) every batch
@@ -85,7 +92,18 @@ impl Faults {
         operation: &'static str,
         call: impl std::future::Future<Output = StoreResult<T>>,
     ) -> StoreResult<T> {
+        let hang = {
+            let mut next = self.state.hang_next.lock().unwrap();
+            match next.get_mut(operation) {
+                Some(n) if *n > 0 => {
+                    *n -= 1;
+                    true
+                }
+                _ => false,
+            }
+        };
         let r = match self.check(operation) {
+            Ok(()) if hang => std::future::pending().await,
             Ok(()) => call.await,
             Err(e) => Err(e),
         };
