@@ -157,6 +157,7 @@ mod tests {
         let (a, b) = (lease(1), lease(2));
         let ta = leases.hold(a.clone());
         let tb = leases.hold(b.clone());
+        assert_eq!(leases.len(), 2);
         leases.release(&a);
         assert_eq!(leases.len(), 1);
         // The database says nothing is held: only what is still here stops.

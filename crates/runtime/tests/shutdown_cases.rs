@@ -3,12 +3,12 @@
 use std::time::Duration;
 
 use capstan_core::{JobState, NewJob};
-use capstan_runtime::{Config, Workers};
+use capstan_runtime::{Client, Config, Workers};
 use capstan_store::NodeStore;
-use capstan_store_conformance::Harness;
+use capstan_store_conformance::{Faults, FaultyStore, Harness};
 use serde_json::json;
 
-use crate::support::{client, config, wait_for_state};
+use crate::support::{client, config, until, wait_for_state};
 
 pub(crate) async fn graceful_shutdown_hands_jobs_back_without_burning_attempts<H: Harness>(h: &H) {
     let c = client(
@@ -147,4 +147,53 @@ pub(crate) async fn a_second_signal_stops_the_running_jobs_at_once<H: Harness>(h
     let j = c.job(id).await.unwrap().unwrap();
     assert_eq!(j.state, JobState::Available, "handed back");
     assert_eq!(j.attempt, 0, "no attempt burned");
+}
+
+/// A node's own cleaner works through a backlog batch after batch, at its
+/// first tick, and then stops until the next tick.
+pub(crate) async fn a_nodes_cleaner_clears_a_backlog_in_batches_then_rests<H: Harness>(h: &H) {
+    let c = client(h, config());
+    let ids: Vec<_> = c
+        .enqueue_many(
+            (0..5)
+                .map(|i| NewJob::new("capstan.noop", json!({ "i": i })))
+                .collect(),
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.id)
+        .collect();
+    let node = c.node(Workers::new()).unwrap().start();
+    for id in &ids {
+        wait_for_state(&c, *id, JobState::Completed).await;
+    }
+    node.shutdown().await.unwrap();
+    h.clock().advance(Duration::from_secs(24 * 3600 + 1));
+    // A node whose next tick is an hour away: only its first one can run.
+    let faults = Faults::default();
+    let cfg = Config {
+        clean_interval: Duration::from_secs(3600),
+        clean_batch: 2,
+        ..config()
+    };
+    let cleaning = Client::with_config(FaultyStore::new(h.store().clone(), faults.clone()), cfg)
+        .unwrap()
+        .with_clock(c.clock().clone());
+    let node = cleaning.node(Workers::new()).unwrap().start();
+    until("the cleaner to delete all five", || {
+        faults.answered("delete_finished") >= 3
+    })
+    .await;
+    for id in &ids {
+        assert!(c.job(*id).await.unwrap().is_none(), "job {id} kept");
+    }
+    // Resting: a few beats later it has made no further call.
+    let beats = faults.calls("heartbeat_node");
+    until("three more beats", || {
+        faults.calls("heartbeat_node") >= beats + 3
+    })
+    .await;
+    assert_eq!(faults.calls("delete_finished"), 3, "2 + 2 + 1, then rest");
+    node.shutdown().await.unwrap();
 }

@@ -48,6 +48,7 @@ capstan_store_conformance::on_both_backends!(
     shutdown_cases::graceful_shutdown_hands_jobs_back_without_burning_attempts,
     shutdown_cases::jobs_finishing_within_the_grace_period_complete,
     shutdown_cases::cleaner_deletes_finished_jobs_after_retention,
+    shutdown_cases::a_nodes_cleaner_clears_a_backlog_in_batches_then_rests,
     shutdown_cases::a_second_signal_stops_the_running_jobs_at_once,
 );
 
