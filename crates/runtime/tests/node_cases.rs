@@ -378,3 +378,49 @@ pub(crate) async fn each_queue_runs_at_most_its_concurrency<H: Harness>(h: &H) {
     assert_eq!(g["narrow"].1, 2, "narrow peaked at {}", g["narrow"].1);
     assert_eq!(g["wide"].1, 6, "wide peaked at {}", g["wide"].1);
 }
+
+/// An idle node does not spin: over a few heartbeats, each maintenance
+/// service calls the database about once per interval (the parker and the
+/// rescuer every `rescue_interval`, the scheduler every
+/// `schedule_interval`), and the producer only polls.
+pub(crate) async fn an_idle_node_calls_the_database_once_per_interval<H: Harness>(h: &H) {
+    let c = client(h, config());
+    let faults = capstan_store_conformance::Faults::default();
+    let node = Client::with_config(
+        capstan_store_conformance::FaultyStore::new(h.store().clone(), faults.clone()),
+        c.config().clone(),
+    )
+    .unwrap()
+    .with_clock(c.clock().clone())
+    .node(Workers::new())
+    .unwrap()
+    .start();
+    let ops = ["mark_unhandled", "rescue", "promote_due", "claim"];
+    crate::support::until("the node's first claim", || faults.answered("claim") > 0).await;
+    let before: Vec<u64> = ops.iter().map(|op| faults.calls(op)).collect();
+    let started = tokio::time::Instant::now();
+    let beats = faults.calls("heartbeat_node");
+    crate::support::until("ten more beats", || {
+        faults.calls("heartbeat_node") >= beats + 10
+    })
+    .await;
+    // Ten beats 100 ms apart: at least a second. Allow each service twice
+    // its pace over the time that really passed.
+    let spent = started.elapsed();
+    let per = |interval: Duration| 2 * (spent.as_millis() / interval.as_millis()) as u64 + 4;
+    let cfg = c.config();
+    let bounds = [
+        per(cfg.rescue_interval),
+        per(cfg.rescue_interval),
+        per(cfg.schedule_interval),
+        per(cfg.poll_initial),
+    ];
+    for ((op, before), bound) in ops.iter().zip(before).zip(bounds) {
+        let made = faults.calls(op) - before;
+        assert!(
+            made <= bound,
+            "{op}: {made} calls in {spent:?} (at most {bound})"
+        );
+    }
+    node.shutdown().await.unwrap();
+}
