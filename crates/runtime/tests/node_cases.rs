@@ -424,3 +424,33 @@ pub(crate) async fn an_idle_node_calls_the_database_once_per_interval<H: Harness
     }
     node.shutdown().await.unwrap();
 }
+
+/// More due jobs than one promotion takes (1,000) are all promoted at once,
+/// batch after batch, not one batch per `schedule_interval`.
+pub(crate) async fn a_backlog_of_due_jobs_is_promoted_batch_after_batch<H: Harness>(h: &H) {
+    let cfg = Config {
+        schedule_interval: Duration::from_secs(3600),
+        ..config()
+    };
+    let c = client(h, cfg);
+    let jobs: Vec<NewJob> = (0..1_500)
+        .map(|i| NewJob::new("capstan.noop", json!({ "i": i })).with_delay(Duration::from_secs(60)))
+        .collect();
+    c.enqueue_many(jobs).await.unwrap();
+    h.clock().advance(Duration::from_secs(120));
+    let node = c.node(Workers::new()).unwrap().start();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let counts = c.queue_counts().await.unwrap();
+        let scheduled: u64 = counts.iter().map(|q| q.scheduled).sum();
+        if scheduled == 0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{scheduled} due jobs still scheduled: promoted one batch per interval"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    node.shutdown().await.unwrap();
+}
