@@ -432,4 +432,32 @@ mod tests {
             "finished work is kept"
         );
     }
+
+    #[test]
+    fn a_handler_may_ask_for_up_to_100_years_and_no_more() {
+        let p = policies();
+        let asking = |d: Duration, snooze: bool| {
+            let mut e = JobError::retryable("later");
+            if snooze {
+                e.snooze = Some(d);
+            } else {
+                e.retry_after = Some(d);
+            }
+            outcome_of(&job(1, 4), Ended::Returned(Err(e)), &p)
+        };
+        assert!(
+            matches!(asking(MAX_DELAY, false), Outcome::Retry { delay, .. } if delay == MAX_DELAY)
+        );
+        assert!(matches!(asking(MAX_DELAY, true), Outcome::Snooze { delay } if delay == MAX_DELAY));
+        let past = MAX_DELAY + Duration::from_millis(1);
+        for snooze in [false, true] {
+            match asking(past, snooze) {
+                Outcome::Fail { error } => {
+                    assert_eq!(error.class, ErrorClass::Permanent);
+                    assert!(error.message.contains("100 years"), "{}", error.message);
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+    }
 }
