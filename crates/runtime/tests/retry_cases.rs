@@ -217,3 +217,57 @@ pub(crate) async fn panicking_handler_is_retried<H: Harness>(h: &H) {
     assert_eq!(j.result, Some(json!("recovered")));
     node.shutdown().await.unwrap();
 }
+
+/// A handler sees which job, queue, kind, lease and attempt it runs, and
+/// whether this attempt is its last: what it needs to log, to be
+/// idempotent, or to give up cleanly on its last try.
+pub(crate) async fn a_handler_sees_its_job_and_attempt<H: Harness>(h: &H) {
+    let c = client(h, immediate_retries(5));
+    let mut w = Workers::empty();
+    w.register_fn("introspect", |ctx: JobContext, _args| async move {
+        let seen = json!({
+            "id": ctx.job_id().0,
+            "lease_job": ctx.lease().job_id.0,
+            "token": ctx.lease().token.as_str(),
+            "kind": ctx.kind(),
+            "queue": ctx.queue(),
+            "attempt": ctx.attempt(),
+            "max": ctx.max_attempts(),
+            "last": ctx.is_last_attempt(),
+            "cancelled": ctx.is_cancelled(),
+        });
+        if ctx.is_last_attempt() {
+            Ok(seen)
+        } else {
+            Err(JobError::retryable(seen.to_string()))
+        }
+    })
+    .unwrap();
+    let id = c
+        .enqueue(
+            NewJob::new("introspect", json!({}))
+                .with_queue("default")
+                .with_max_attempts(2),
+        )
+        .await
+        .unwrap()
+        .id;
+    let node = c.node(w).unwrap().start();
+    let j = wait_for_state(&c, id, JobState::Completed).await;
+    let mut first: serde_json::Value = serde_json::from_str(&j.errors[0].message).unwrap();
+    let token = first.as_object_mut().unwrap().remove("token").unwrap();
+    assert_eq!(token.as_str().unwrap().len(), 16);
+    assert_eq!(
+        first,
+        json!({"id": id.0, "lease_job": id.0, "kind": "introspect", "queue": "default",
+               "attempt": 1, "max": 2, "last": false, "cancelled": false})
+    );
+    let result = j.result.unwrap();
+    assert_eq!(result["attempt"], 2);
+    assert_eq!(result["last"], true);
+    // The lease it saw is the claim's own (the last claim's token stays on
+    // the finished row), and not the first attempt's.
+    assert_eq!(result["token"], j.lease_token.unwrap().as_str());
+    assert_ne!(result["token"], token);
+    node.shutdown().await.unwrap();
+}

@@ -47,6 +47,7 @@ capstan_store_conformance::on_both_backends!(
     retry_cases::retry_after_is_honoured_exactly,
     retry_cases::backoff_follows_the_policy_on_the_injected_clock,
     retry_cases::panicking_handler_is_retried,
+    retry_cases::a_handler_sees_its_job_and_attempt,
     shutdown_cases::graceful_shutdown_hands_jobs_back_without_burning_attempts,
     shutdown_cases::jobs_finishing_within_the_grace_period_complete,
     shutdown_cases::cleaner_deletes_finished_jobs_after_retention,
