@@ -197,3 +197,48 @@ pub(crate) async fn a_nodes_cleaner_clears_a_backlog_in_batches_then_rests<H: Ha
     assert_eq!(faults.calls("delete_finished"), 3, "2 + 2 + 1, then rest");
     node.shutdown().await.unwrap();
 }
+
+/// Jobs claimed but still waiting in the node's buffer (concurrency 1: one
+/// runs, one waits) go back to their queue at shutdown too, attempt given
+/// back, rather than staying held by a node that is gone.
+pub(crate) async fn graceful_shutdown_hands_buffered_jobs_back_too<H: Harness>(h: &H) {
+    let c = client(
+        h,
+        Config {
+            shutdown_grace: Duration::from_millis(200),
+            queues: vec![capstan_runtime::QueueConfig::new("default").with_concurrency(1)],
+            ..config()
+        },
+    );
+    let ids: Vec<_> = c
+        .enqueue_many(
+            (0..3)
+                .map(|i| NewJob::new("capstan.sleep", json!({"ms": 60_000, "i": i})))
+                .collect(),
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.id)
+        .collect();
+    let node = c.node(Workers::new()).unwrap().start();
+    // One running, one claimed into the buffer behind it.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut held = 0;
+        for id in &ids {
+            held += usize::from(c.job(*id).await.unwrap().unwrap().state == JobState::Running);
+        }
+        if held == 2 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{held} held");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    node.shutdown().await.unwrap();
+    for id in ids {
+        let j = c.job(id).await.unwrap().unwrap();
+        assert_eq!((j.state, j.attempt), (JobState::Available, 0), "job {id}");
+        assert!(j.errors.is_empty(), "{:?}", j.errors);
+    }
+}

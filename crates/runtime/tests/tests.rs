@@ -49,6 +49,7 @@ capstan_store_conformance::on_both_backends!(
     retry_cases::panicking_handler_is_retried,
     retry_cases::a_handler_sees_its_job_and_attempt,
     shutdown_cases::graceful_shutdown_hands_jobs_back_without_burning_attempts,
+    shutdown_cases::graceful_shutdown_hands_buffered_jobs_back_too,
     shutdown_cases::jobs_finishing_within_the_grace_period_complete,
     shutdown_cases::cleaner_deletes_finished_jobs_after_retention,
     shutdown_cases::a_nodes_cleaner_clears_a_backlog_in_batches_then_rests,
