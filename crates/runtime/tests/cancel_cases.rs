@@ -88,7 +88,7 @@ pub(crate) async fn a_handler_that_finishes_its_work_after_a_cancel_keeps_it<H: 
         // The rest of the work, well within the grace.
         tokio::time::sleep(Duration::from_millis(100)).await;
         if args["save"] == true {
-            Ok(json!("saved"))
+            Ok(json!(["saved", ctx.is_cancelled()]))
         } else {
             Err(JobError::retryable("stopped"))
         }
@@ -110,7 +110,7 @@ pub(crate) async fn a_handler_that_finishes_its_work_after_a_cancel_keeps_it<H: 
         c.cancel(*id).await.unwrap();
     }
     let saved = wait_for_state(&c, ids[0], JobState::Completed).await;
-    assert_eq!(saved.result, Some(json!("saved")));
+    assert_eq!(saved.result, Some(json!(["saved", true])));
     let gave_up = wait_for_state(&c, ids[1], JobState::Cancelled).await;
     assert_eq!(gave_up.errors.last().unwrap().class, ErrorClass::Cancelled);
     node.shutdown().await.unwrap();
