@@ -7,10 +7,10 @@ use std::time::Duration;
 use capstan_core::{ErrorClass, JobState, NewJob, NodeId, RetryPolicy};
 use capstan_runtime::{Client, Config, JobContext, JobError, Workers};
 use capstan_store::CancelOutcome;
-use capstan_store_conformance::Harness;
+use capstan_store_conformance::{Faults, FaultyStore, Harness};
 use serde_json::json;
 
-use crate::support::{Gates, client, config, gated, wait_for_state};
+use crate::support::{Gates, client, config, gated, until, wait_for_state};
 
 /// The handler fails (retryably) before its node hears of the cancel (on
 /// SQLite, another process's cancel is heard at the next heartbeat): the job
@@ -50,18 +50,29 @@ pub(crate) async fn a_cancel_heard_too_late_still_ends_the_job<H: Harness>(h: &H
 pub(crate) async fn a_job_cancelled_in_the_buffer_never_starts<H: Harness>(h: &H) {
     let mut cfg = config().with_node_id(NodeId("n".into()));
     cfg.queues[0].concurrency = 1;
-    let c = client(h, cfg);
+    let c = client(h, cfg.clone());
+    let faults = Faults::default();
+    let beating = Client::with_config(FaultyStore::new(h.store().clone(), faults.clone()), cfg)
+        .unwrap()
+        .with_clock(c.clock().clone());
     let gates = Gates::default();
     gates.open("b");
     let a = c.enqueue(gated("a").with_priority(1)).await.unwrap().id;
     let b = c.enqueue(gated("b")).await.unwrap().id;
-    let node = c.node(gates.workers()).unwrap().start();
+    let node = beating.node(gates.workers()).unwrap().start();
     gates.started("a", 1).await;
     wait_for_state(&c, b, JobState::Running).await; // claimed, buffered
     assert!(matches!(
         c.cancel(b).await.unwrap(),
         CancelOutcome::Requested(_)
     ));
+    // The node has heard of it once a beat begun after the request is done
+    // (the notification may come sooner; a beat reads requests anyway).
+    let beats = faults.calls("heartbeat_node");
+    until("a beat after the cancel", || {
+        faults.calls("heartbeat_node") >= beats + 2
+    })
+    .await;
     gates.open("a");
     wait_for_state(&c, a, JobState::Completed).await;
     let j = wait_for_state(&c, b, JobState::Cancelled).await;
