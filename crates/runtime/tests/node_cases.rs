@@ -433,8 +433,13 @@ pub(crate) async fn a_backlog_of_due_jobs_is_promoted_batch_after_batch<H: Harne
         ..config()
     };
     let c = client(h, cfg);
-    let jobs: Vec<NewJob> = (0..1_500)
-        .map(|i| NewJob::new("capstan.noop", json!({ "i": i })).with_delay(Duration::from_secs(60)))
+    // In a queue the node does not serve: promoted, never run.
+    let jobs: Vec<NewJob> = (0..1_001)
+        .map(|i| {
+            NewJob::new("capstan.noop", json!({ "i": i }))
+                .with_queue("elsewhere")
+                .with_delay(Duration::from_secs(60))
+        })
         .collect();
     c.enqueue_many(jobs).await.unwrap();
     h.clock().advance(Duration::from_secs(120));

@@ -322,7 +322,7 @@ pub(crate) async fn the_completer_backs_off_while_finishes_fail<H: Harness>(h: &
 pub(crate) async fn a_finish_that_fails_at_shutdown_is_retried_within_the_grace<H: Harness>(h: &H) {
     let faults = Faults::default();
     let cfg = Config {
-        shutdown_grace: Duration::from_secs(2),
+        shutdown_grace: Duration::from_secs(1),
         ..config()
     };
     let c = faulty(h, h.store().clone(), &faults, cfg);
