@@ -7,10 +7,10 @@ use std::time::Duration;
 use capstan_core::{ErrorClass, JobState, NewJob, NodeId, RetryPolicy};
 use capstan_runtime::{Client, Config, JobContext, JobError, Workers};
 use capstan_store::CancelOutcome;
-use capstan_store_conformance::{Faults, FaultyStore, Harness};
+use capstan_store_conformance::{Faults, Harness};
 use serde_json::json;
 
-use crate::support::{Gates, client, config, gated, until, wait_for_state};
+use crate::support::{Gates, client, config, enqueue_ids, faulty, gated, until, wait_for_state};
 
 /// The handler fails (retryably) before its node hears of the cancel (on
 /// SQLite, another process's cancel is heard at the next heartbeat): the job
@@ -52,9 +52,7 @@ pub(crate) async fn a_job_cancelled_in_the_buffer_never_starts<H: Harness>(h: &H
     cfg.queues[0].concurrency = 1;
     let c = client(h, cfg.clone());
     let faults = Faults::default();
-    let beating = Client::with_config(FaultyStore::new(h.store().clone(), faults.clone()), cfg)
-        .unwrap()
-        .with_clock(c.clock().clone());
+    let beating = faulty(h, h.store().clone(), &faults, cfg);
     let gates = Gates::default();
     gates.open("b");
     let a = c.enqueue(gated("a").with_priority(1)).await.unwrap().id;
@@ -105,16 +103,14 @@ pub(crate) async fn a_handler_that_finishes_its_work_after_a_cancel_keeps_it<H: 
         }
     })
     .unwrap();
-    let ids: Vec<_> = c
-        .enqueue_many(vec![
+    let ids: Vec<_> = enqueue_ids(
+        &c,
+        vec![
             NewJob::new("saves-on-cancel", json!({"save": true})),
             NewJob::new("saves-on-cancel", json!({"save": false})),
-        ])
-        .await
-        .unwrap()
-        .iter()
-        .map(|e| e.id)
-        .collect();
+        ],
+    )
+    .await;
     let node = c.node(w).unwrap().start();
     for id in &ids {
         wait_for_state(&c, *id, JobState::Running).await;

@@ -11,7 +11,9 @@ use capstan_store_conformance::Harness;
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 
-use crate::support::{Gates, advance_while_beating, client, config, wait_for_job, wait_for_state};
+use crate::support::{
+    Gates, advance_while_beating, client, config, enqueue_ids, faulty, wait_for_job, wait_for_state,
+};
 
 type Calls = Arc<Mutex<HashMap<JobId, usize>>>;
 
@@ -299,15 +301,10 @@ pub(crate) async fn idle_node_wakes_on_enqueue_without_polling<H: Harness>(h: &H
     };
     let c = client(h, cfg);
     let faults = capstan_store_conformance::Faults::default();
-    let node = Client::with_config(
-        capstan_store_conformance::FaultyStore::new(h.store().clone(), faults.clone()),
-        c.config().clone(),
-    )
-    .unwrap()
-    .with_clock(c.clock().clone())
-    .node(Workers::new())
-    .unwrap()
-    .start();
+    let node = faulty(h, h.store().clone(), &faults, c.config().clone())
+        .node(Workers::new())
+        .unwrap()
+        .start();
     // The node is idle once its first claim came back empty.
     crate::support::until("the node's first claim", || faults.answered("claim") > 0).await;
     let other = h.connect_again().await;
@@ -362,13 +359,7 @@ pub(crate) async fn each_queue_runs_at_most_its_concurrency<H: Harness>(h: &H) {
             jobs.push(NewJob::new("gauge", json!({})).with_queue(q));
         }
     }
-    let ids: Vec<JobId> = c
-        .enqueue_many(jobs)
-        .await
-        .unwrap()
-        .iter()
-        .map(|e| e.id)
-        .collect();
+    let ids: Vec<JobId> = enqueue_ids(&c, jobs).await;
     let node = c.node(w).unwrap().start();
     for id in ids {
         wait_for_state(&c, id, JobState::Completed).await;
@@ -386,15 +377,10 @@ pub(crate) async fn each_queue_runs_at_most_its_concurrency<H: Harness>(h: &H) {
 pub(crate) async fn an_idle_node_calls_the_database_once_per_interval<H: Harness>(h: &H) {
     let c = client(h, config());
     let faults = capstan_store_conformance::Faults::default();
-    let node = Client::with_config(
-        capstan_store_conformance::FaultyStore::new(h.store().clone(), faults.clone()),
-        c.config().clone(),
-    )
-    .unwrap()
-    .with_clock(c.clock().clone())
-    .node(Workers::new())
-    .unwrap()
-    .start();
+    let node = faulty(h, h.store().clone(), &faults, c.config().clone())
+        .node(Workers::new())
+        .unwrap()
+        .start();
     let ops = ["mark_unhandled", "rescue", "promote_due", "claim"];
     crate::support::until("the node's first claim", || faults.answered("claim") > 0).await;
     let before: Vec<u64> = ops.iter().map(|op| faults.calls(op)).collect();

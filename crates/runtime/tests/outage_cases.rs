@@ -2,28 +2,17 @@
 //! completions are not dropped on a blip, and one bad finish never takes
 //! the others down.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use capstan_core::limits::MAX_RESULT_BYTES;
-use capstan_core::{Clock, ErrorClass, JobState, NewJob, NodeId};
+use capstan_core::{ErrorClass, JobState, NewJob, NodeId};
 use capstan_runtime::{Client, Config, JobContext, Workers};
-use capstan_store::Store;
 use capstan_store_conformance::{Faults, FaultyStore, Harness};
 use serde_json::json;
 
-use crate::support::{Gates, client, config, gated, until, wait_for_job, wait_for_state};
-
-fn faulty<H: Harness, S: Store>(
-    h: &H,
-    store: S,
-    faults: &Faults,
-    cfg: Config,
-) -> Client<FaultyStore<S>> {
-    Client::with_config(FaultyStore::new(store, faults.clone()), cfg)
-        .unwrap()
-        .with_clock(Arc::new(h.clock().clone()) as Arc<dyn Clock>)
-}
+use crate::support::{
+    Gates, client, config, enqueue_ids, faulty, gated, until, wait_for_job, wait_for_state,
+};
 
 /// Nobody can write for 30 s, longer than the node timeout (25 s); when the
 /// database is back, one node's rescuer runs before the other node's
@@ -108,17 +97,13 @@ pub(crate) async fn finishes_are_retried_through_a_blip<H: Harness>(h: &H) {
     // More failures in a row than the completer used to try; the finishes
     // that pile up meanwhile go out at most `complete_batch` per statement.
     faults.fail_next("finish_many", 7);
-    let ids: Vec<_> = c
-        .enqueue_many(
-            (0..5)
-                .map(|i| NewJob::new("capstan.noop", json!({ "i": i })))
-                .collect(),
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|e| e.id)
-        .collect();
+    let ids: Vec<_> = enqueue_ids(
+        &c,
+        (0..5)
+            .map(|i| NewJob::new("capstan.noop", json!({ "i": i })))
+            .collect(),
+    )
+    .await;
     let node = c.node(Workers::new()).unwrap().start();
     for id in ids {
         let j = wait_for_state(&c, id, JobState::Completed).await;
@@ -154,13 +139,7 @@ pub(crate) async fn one_bad_finish_never_takes_its_batch_down<H: Harness>(h: &H)
     jobs.push(NewJob::new("capstan.noop", json!({"poison": true})));
     jobs.push(NewJob::new("nul", json!({})));
     jobs.push(NewJob::new("huge", json!({})));
-    let ids: Vec<_> = c
-        .enqueue_many(jobs)
-        .await
-        .unwrap()
-        .iter()
-        .map(|e| e.id)
-        .collect();
+    let ids: Vec<_> = enqueue_ids(&c, jobs).await;
     let (poison, nul, huge) = (ids[50], ids[51], ids[52]);
     faults.refuse_completion_of(poison);
     let node = c.node(w).unwrap().start();

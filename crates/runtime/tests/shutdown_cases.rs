@@ -3,12 +3,12 @@
 use std::time::Duration;
 
 use capstan_core::{JobState, NewJob};
-use capstan_runtime::{Client, Config, Workers};
+use capstan_runtime::{Config, Workers};
 use capstan_store::NodeStore;
-use capstan_store_conformance::{Faults, FaultyStore, Harness};
+use capstan_store_conformance::{Faults, Harness};
 use serde_json::json;
 
-use crate::support::{client, config, until, wait_for_state};
+use crate::support::{client, config, enqueue_ids, faulty, until, wait_for_state};
 
 pub(crate) async fn graceful_shutdown_hands_jobs_back_without_burning_attempts<H: Harness>(h: &H) {
     let c = client(
@@ -153,17 +153,13 @@ pub(crate) async fn a_second_signal_stops_the_running_jobs_at_once<H: Harness>(h
 /// first tick, and then stops until the next tick.
 pub(crate) async fn a_nodes_cleaner_clears_a_backlog_in_batches_then_rests<H: Harness>(h: &H) {
     let c = client(h, config());
-    let ids: Vec<_> = c
-        .enqueue_many(
-            (0..5)
-                .map(|i| NewJob::new("capstan.noop", json!({ "i": i })))
-                .collect(),
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|e| e.id)
-        .collect();
+    let ids: Vec<_> = enqueue_ids(
+        &c,
+        (0..5)
+            .map(|i| NewJob::new("capstan.noop", json!({ "i": i })))
+            .collect(),
+    )
+    .await;
     let node = c.node(Workers::new()).unwrap().start();
     for id in &ids {
         wait_for_state(&c, *id, JobState::Completed).await;
@@ -177,9 +173,7 @@ pub(crate) async fn a_nodes_cleaner_clears_a_backlog_in_batches_then_rests<H: Ha
         clean_batch: 2,
         ..config()
     };
-    let cleaning = Client::with_config(FaultyStore::new(h.store().clone(), faults.clone()), cfg)
-        .unwrap()
-        .with_clock(c.clock().clone());
+    let cleaning = faulty(h, h.store().clone(), &faults, cfg);
     let node = cleaning.node(Workers::new()).unwrap().start();
     until("the cleaner to delete all five", || {
         faults.answered("delete_finished") >= 3
@@ -210,17 +204,13 @@ pub(crate) async fn graceful_shutdown_hands_buffered_jobs_back_too<H: Harness>(h
             ..config()
         },
     );
-    let ids: Vec<_> = c
-        .enqueue_many(
-            (0..3)
-                .map(|i| NewJob::new("capstan.sleep", json!({"ms": 60_000, "i": i})))
-                .collect(),
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|e| e.id)
-        .collect();
+    let ids: Vec<_> = enqueue_ids(
+        &c,
+        (0..3)
+            .map(|i| NewJob::new("capstan.sleep", json!({"ms": 60_000, "i": i})))
+            .collect(),
+    )
+    .await;
     let node = c.node(Workers::new()).unwrap().start();
     // One running, one claimed into the buffer behind it.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);

@@ -31,6 +31,34 @@ pub(crate) fn client<H: Harness>(h: &H, config: Config) -> Client<H::Store> {
         .with_clock(Arc::new(h.clock().clone()) as Arc<dyn Clock>)
 }
 
+/// A client of `cfg` on `store` behind `faults`, on the harness's clock.
+pub(crate) fn faulty<H: Harness, S: Store>(
+    h: &H,
+    store: S,
+    faults: &capstan_store_conformance::Faults,
+    cfg: Config,
+) -> Client<capstan_store_conformance::FaultyStore<S>> {
+    Client::with_config(
+        capstan_store_conformance::FaultyStore::new(store, faults.clone()),
+        cfg,
+    )
+    .unwrap()
+    .with_clock(Arc::new(h.clock().clone()) as Arc<dyn Clock>)
+}
+
+/// Enqueue `jobs` in one batch; their ids, in order.
+pub(crate) async fn enqueue_ids<S: Store>(
+    c: &Client<S>,
+    jobs: Vec<capstan_core::NewJob>,
+) -> Vec<JobId> {
+    c.enqueue_many(jobs)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.id)
+        .collect()
+}
+
 /// Wait (polling every 10 ms, at most `within`) until `job` satisfies `pred`.
 pub(crate) async fn wait_for_job<S: Store>(
     client: &Client<S>,
