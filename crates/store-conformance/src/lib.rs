@@ -79,7 +79,7 @@ macro_rules! conformance {
                     a_node_silent_past_the_outage_grace_is_dead,
                     after_an_outage_an_expired_lease_waits_a_node_timeout,
                     a_rescuer_never_takes_its_own_nodes_jobs,
-                    expired_lease_is_rescued_even_if_the_node_lives,
+                    expired_lease_of_a_live_node_is_rescued_a_node_timeout_later,
                     rescue_fails_jobs_without_attempts_left,
                     restarted_node_reclaims_its_previous_jobs,
                     an_overwritten_error_history_stops_no_other_job,

@@ -2,14 +2,15 @@
 -- job's history stays readable even if one was overwritten by hand.
 -- A node is dead once it has been silent for its own node timeout counted
 -- from the later of its last beat and the rescuer's `healthy_since` ($2):
--- after an outage every node gets a full timeout to beat again. An expired
--- lease waits a node timeout ($3) past `healthy_since` too, so a holder can
--- write the finish it kept while the database was away. Rows of nodes that
--- are gone (a rescuer removed them) are taken at once.
+-- after an outage every node gets a full timeout to beat again. The expired
+-- lease of a live holder is taken once the holder's own node timeout has
+-- passed since the later of the lease's expiry and `healthy_since`: the
+-- holder may have kept a finish through a stall too short to be seen, and
+-- a live node always writes its own. Rows of nodes that are gone (a
+-- rescuer removed them) are taken at once.
 WITH t AS (
     SELECT coalesce($1::timestamptz, now()) AS now,
-           coalesce($2::timestamptz, '-infinity'::timestamptz) AS healthy_since,
-           make_interval(secs => $3 / 1000.0) AS grace
+           coalesce($2::timestamptz, '-infinity'::timestamptz) AS healthy_since
 ),
 dead AS (
     SELECT n.id FROM capstan.nodes n, t
@@ -18,11 +19,14 @@ dead AS (
 picked AS (
     SELECT j.id FROM capstan.jobs j, t
     WHERE j.state = 'running'
-      AND (greatest(j.lease_expires_at, t.healthy_since + t.grace) < t.now
-           OR j.node_id IS NULL
+      AND (j.node_id IS NULL
            OR j.node_id IN (SELECT id FROM dead)
-           OR NOT EXISTS (SELECT 1 FROM capstan.nodes n WHERE n.id = j.node_id))
-    LIMIT $4
+           OR NOT EXISTS (SELECT 1 FROM capstan.nodes n WHERE n.id = j.node_id)
+           OR EXISTS (SELECT 1 FROM capstan.nodes n
+                      WHERE n.id = j.node_id
+                        AND greatest(j.lease_expires_at, t.healthy_since)
+                            + (n.expires_at - n.heartbeat_at) < t.now))
+    LIMIT $3
     FOR UPDATE OF j SKIP LOCKED
 ),
 up AS (

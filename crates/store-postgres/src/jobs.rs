@@ -123,7 +123,6 @@ impl JobStore for PgStore {
     async fn rescue(&self, p: &Rescue) -> StoreResult<RescueReport> {
         let mut tx = self.inner.beat.begin().await.map_err(db("rescue"))?;
         let mut healthy_since = None;
-        let mut grace = Duration::ZERO;
         if let Some(beat) = &p.rescuer {
             let (now, before) = crate::nodes::read_node(&mut tx, &beat.node, beat.now).await?;
             if before
@@ -150,12 +149,10 @@ impl JobStore for PgStore {
                 });
             }
             healthy_since = Some(since);
-            grace = beat.timeout;
         }
         let r = sqlx::query(include_str!("../queries/rescue.sql"))
             .bind(p.now)
             .bind(healthy_since)
-            .bind(ms(grace))
             .bind(p.limit as i64)
             .fetch_one(&mut *tx)
             .await

@@ -3,10 +3,12 @@
 -- every row it covers.
 -- A node is dead once it has been silent for its own node timeout counted
 -- from the later of its last beat and the rescuer's `healthy_since` (?3):
--- after an outage every node gets a full timeout to beat again. An expired
--- lease waits a node timeout (?4) past `healthy_since` too, so a holder can
--- write the finish it kept while the database was away. Rows of nodes that
--- are gone (a rescuer removed them) are taken at once.
+-- after an outage every node gets a full timeout to beat again. The expired
+-- lease of a live holder is taken once the holder's own node timeout has
+-- passed since the later of the lease's expiry and `healthy_since`: the
+-- holder may have kept a finish through a stall too short to be seen, and
+-- a live node always writes its own. Rows of nodes that are gone (a
+-- rescuer removed them) are taken at once.
 UPDATE capstan_jobs
 SET state = CASE WHEN cancel_requested = 1 THEN 'cancelled'
                  WHEN attempt >= max_attempts THEN 'failed'
@@ -23,13 +25,15 @@ SET state = CASE WHEN cancel_requested = 1 THEN 'cancelled'
     node_id = NULL,
     lease_expires_at = NULL
 WHERE id IN (
-    SELECT id FROM capstan_jobs INDEXED BY capstan_jobs_running
-    WHERE state = 'running'
-      AND (max(coalesce(lease_expires_at, 0), ?3 + ?4) < ?1
-           OR node_id IS NULL
-           OR node_id IN (SELECT id FROM capstan_nodes
-                          WHERE max(heartbeat_at, ?3) + (expires_at - heartbeat_at) < ?1)
-           OR node_id NOT IN (SELECT id FROM capstan_nodes))
-    LIMIT ?5
+    SELECT j.id FROM capstan_jobs AS j INDEXED BY capstan_jobs_running
+    WHERE j.state = 'running'
+      AND (j.node_id IS NULL
+           OR j.node_id NOT IN (SELECT id FROM capstan_nodes)
+           OR EXISTS (SELECT 1 FROM capstan_nodes n
+                      WHERE n.id = j.node_id
+                        AND (max(n.heartbeat_at, ?3) + (n.expires_at - n.heartbeat_at) < ?1
+                             OR max(coalesce(j.lease_expires_at, 0), ?3)
+                                + (n.expires_at - n.heartbeat_at) < ?1)))
+    LIMIT ?4
 )
 RETURNING id, state, queue

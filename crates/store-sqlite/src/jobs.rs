@@ -180,7 +180,6 @@ impl JobStore for SqliteStore {
         // another process's long write must not judge with the time before.
         let now = now_or_system(p.now);
         let mut healthy_since = LONG_AGO;
-        let mut grace = 0;
         if let Some(beat) = &p.rescuer {
             let before = crate::nodes::read_node(&mut tx, &beat.node).await?;
             if before
@@ -207,13 +206,11 @@ impl JobStore for SqliteStore {
                 });
             }
             healthy_since = micros(since);
-            grace = ms(beat.timeout).saturating_mul(1000);
         }
         let rows = sqlx::query(include_str!("../queries/rescue.sql"))
             .bind(micros(now))
             .bind(rfc3339(now))
             .bind(healthy_since)
-            .bind(grace)
             .bind(p.limit as i64)
             .fetch_all(&mut *tx)
             .await

@@ -305,9 +305,12 @@ pub async fn heartbeat_under_a_stale_lease_is_fenced<H: Harness>(h: &H) {
     let n = node("n1");
     register(h, &n).await;
     let first = claim(h, "default", 1, &n).await.remove(0);
-    // The node lives, but its lease (5 s + 10 s) runs out: rescued.
-    h.clock().advance(Duration::from_secs(16));
-    beat(h, &n).await;
+    // The node lives, but its lease (5 s + 10 s) ran out a node timeout
+    // (30 s) ago: rescued.
+    for _ in 0..3 {
+        h.clock().advance(Duration::from_secs(16));
+        beat(h, &n).await;
+    }
     assert_eq!(rescue(h).await.retried, vec![id]);
     let second = claim(h, "default", 1, &n).await.remove(0);
     assert_eq!(second.attempt, 2);
