@@ -32,17 +32,17 @@ use crate::support::{signal, wait_exit, write};
 /// Node timeout of the chaos nodes (see `CONFIG`).
 const NODE_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// Fast intervals, so that faults and recoveries fit in seconds, in the
-/// defaults' proportions: the lease grace is longer than the node timeout
-/// (30 s over 25 s by default). What the grace leaves beyond the stall a
-/// rescuer can miss (`stall`, 1.65 s here) is the time a node has to write
-/// the finish of a job that timed out during a short outage; 3 s left it
-/// 1.35 s, which a server crash-restart sometimes outlasted.
+/// Fast intervals, so that faults and recoveries fit in seconds, and a
+/// lease grace as tight as validation allows beside them: 3 s, barely over
+/// the stall a rescuer can miss (1.65 s). Before a live holder's expired
+/// lease waited the holder's node timeout, this left a timed-out job's
+/// finish 1.35 s past an unseen stall, which a server crash-restart
+/// sometimes outlasted (a job rescued while alive).
 const CONFIG: &str = r#"
 heartbeat_interval = "300ms"
 node_timeout = "3s"
 rescue_interval = "250ms"
-lease_grace = "6s"
+lease_grace = "3s"
 cancel_grace = "300ms"
 shutdown_grace = "2s"
 poll_initial = "200ms"
