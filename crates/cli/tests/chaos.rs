@@ -214,6 +214,24 @@ impl Report {
     }
 }
 
+/// Waits (up to 5 min) until every job is finished. A failed count (the
+/// database may still be coming back) is no answer, nor is an empty one.
+async fn until_nothing_waits(client: &Client<AnyStore>) {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let counts = client.queue_counts().await.unwrap_or_default();
+        let waiting: u64 = counts
+            .iter()
+            .map(|c| c.scheduled + c.available + c.running + c.retryable)
+            .sum();
+        if waiting == 0 && !counts.is_empty() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "jobs never finished: {counts:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// The node a rescue error names (`node X …`).
 fn rescued_node(message: &str) -> Option<&str> {
     let rest = &message[message.find("node ")? + 5..];
@@ -318,19 +336,7 @@ pub(crate) async fn nodes_survive_kills_crashes_cuts_and_an_outage_on_postgres()
         report.cycles = cycles;
     }
     // Let it finish.
-    let deadline = Instant::now() + Duration::from_secs(300);
-    loop {
-        let counts = client.queue_counts().await.unwrap_or_default();
-        let waiting: u64 = counts
-            .iter()
-            .map(|c| c.scheduled + c.available + c.running + c.retryable)
-            .sum();
-        if waiting == 0 && !counts.is_empty() {
-            break;
-        }
-        assert!(Instant::now() < deadline, "jobs never finished: {counts:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    until_nothing_waits(&client).await;
     for n in &mut nodes {
         assert!(
             n.child.try_wait().unwrap().is_none(),
@@ -451,19 +457,7 @@ pub(crate) async fn processes_killed_mid_batch_leave_sqlite_whole() {
     }
     let store = AnyStore::connect(&url).await.unwrap();
     let client = Client::new(store.clone());
-    let deadline = Instant::now() + Duration::from_secs(300);
-    loop {
-        let counts = client.queue_counts().await.unwrap_or_default();
-        let waiting: u64 = counts
-            .iter()
-            .map(|c| c.scheduled + c.available + c.running + c.retryable)
-            .sum();
-        if waiting == 0 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "jobs never finished: {counts:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    until_nothing_waits(&client).await;
     for n in &mut nodes {
         signal(&n.child, "TERM");
         assert!(

@@ -85,3 +85,19 @@ pub(crate) fn register(w: &mut Workers) {
     let _ = w.register(Sleep);
     let _ = w.register(Fail);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::FailArgs;
+    use serde_json::json;
+
+    #[test]
+    fn capstan_fail_says_why_when_given_no_message() {
+        let args: FailArgs = serde_json::from_value(json!({})).unwrap();
+        assert_eq!(args.message, "capstan.fail was asked to fail");
+        assert!(!args.permanent, "retryable unless asked");
+        let args: FailArgs =
+            serde_json::from_value(json!({"message": "boom", "permanent": true})).unwrap();
+        assert_eq!((args.message.as_str(), args.permanent), ("boom", true));
+    }
+}

@@ -332,6 +332,44 @@ mod tests {
         assert_eq!(c.retry.for_job("x", "y").max_attempts, 20);
     }
 
+    /// The README's configuration section states these; a changed default
+    /// must change it too.
+    #[test]
+    fn the_defaults_are_the_documented_ones() {
+        let c = Config::default();
+        let s = Duration::from_secs;
+        assert_eq!(
+            [
+                c.default_timeout,
+                c.lease_grace,
+                c.cancel_grace,
+                c.heartbeat_interval,
+                c.rescue_interval,
+                c.node_timeout,
+                c.shutdown_grace,
+                c.retain_completed,
+                c.retain_failed,
+            ],
+            [
+                s(5 * 60),
+                s(30),
+                s(5),
+                s(5),
+                s(5),
+                s(25),
+                s(20),
+                s(24 * 3600),
+                s(7 * 24 * 3600),
+            ]
+        );
+        assert_eq!(c.queues.len(), 1);
+        assert_eq!(
+            (c.queues[0].name.as_str(), c.queues[0].concurrency),
+            ("default", 100)
+        );
+        assert_eq!(c.retry.default.max_attempts, 20);
+    }
+
     #[test]
     fn nonsense_settings_are_refused_with_their_name() {
         let c = Config {

@@ -6,6 +6,7 @@
 mod support;
 
 mod cancel_cases;
+mod client_cases;
 mod lease_cases;
 mod node_cases;
 mod outage_cases;
@@ -54,6 +55,9 @@ capstan_store_conformance::on_both_backends!(
     shutdown_cases::cleaner_deletes_finished_jobs_after_retention,
     shutdown_cases::a_nodes_cleaner_clears_a_backlog_in_batches_then_rests,
     shutdown_cases::a_second_signal_stops_the_running_jobs_at_once,
+    client_cases::waiting_on_a_job_answers_once_it_is_finished,
+    client_cases::listing_jobs_filters_and_orders_newest_first,
+    client_cases::maintenance_passes_by_hand_report_what_they_did,
 );
 
 /// SQLite only: a write lock held by another process.
