@@ -370,6 +370,113 @@ mod tests {
         assert_eq!(c.retry.default.max_attempts, 20);
     }
 
+    /// Every rule accepts its limit and refuses the next value past it.
+    #[test]
+    fn each_rule_accepts_its_limit_and_refuses_just_past_it() {
+        let ok = |c: Config| c.validate().map_err(|e| e.to_string());
+        let s = Duration::from_secs;
+        let one_queue =
+            |n| Config::default().with_queues(vec![QueueConfig::new("q").with_concurrency(n)]);
+        assert!(ok(one_queue(100_000)).is_ok());
+        assert!(ok(one_queue(100_001)).is_err());
+        assert!(ok(one_queue(0)).is_err());
+        let timeout = |d| Config {
+            default_timeout: d,
+            ..Config::default()
+        };
+        assert!(ok(timeout(MAX_TIMEOUT)).is_ok());
+        assert!(ok(timeout(MAX_TIMEOUT + Duration::from_millis(1))).is_err());
+        // Graces may be zero, intervals may not.
+        assert!(
+            ok(Config {
+                shutdown_grace: Duration::ZERO,
+                cancel_grace: Duration::ZERO,
+                ..Config::default()
+            })
+            .is_ok()
+        );
+        let e = ok(Config {
+            rescue_interval: Duration::ZERO,
+            ..Config::default()
+        })
+        .unwrap_err();
+        assert_eq!(
+            e,
+            "invalid configuration: rescue_interval must be more than zero"
+        );
+        // lease_grace down to half of node_timeout + heartbeat_interval (15 s).
+        let grace = |d| Config {
+            lease_grace: d,
+            ..Config::default()
+        };
+        assert!(ok(grace(s(15))).is_ok());
+        assert_eq!(
+            ok(grace(Duration::from_millis(14_500))).unwrap_err(),
+            "invalid configuration: lease_grace (14.5s) must be at least half of node_timeout + heartbeat_interval (15s): a database outage too short to be told from late beats must not outlast the grace of a lease whose finish it held back"
+        );
+        // node_timeout down to 3 heartbeat intervals.
+        let beats = |t| Config {
+            node_timeout: t,
+            ..Config::default()
+        };
+        assert!(ok(beats(s(15))).is_ok());
+        assert_eq!(
+            ok(beats(s(14))).unwrap_err(),
+            "invalid configuration: node_timeout (14s) must be at least 3 times heartbeat_interval (5s): a node must be able to miss a beat, and a stalled database must be told from a dead node"
+        );
+        // poll_multiplier: at least 1, finite.
+        for (m, valid) in [
+            (1.0, true),
+            (0.99, false),
+            (f64::INFINITY, false),
+            (f64::NAN, false),
+        ] {
+            let c = Config {
+                poll_multiplier: m,
+                ..Config::default()
+            };
+            assert_eq!(ok(c).is_ok(), valid, "poll_multiplier {m}");
+        }
+        // Batches: 1 up to their maximum.
+        for (n, valid) in [(0, false), (1, true), (10_000, true), (10_001, false)] {
+            let c = Config {
+                claim_batch: n,
+                complete_batch: n,
+                ..Config::default()
+            };
+            assert_eq!(ok(c).is_ok(), valid, "batch {n}");
+        }
+        let e = ok(Config {
+            lease_grace: s(2 * 365 * 24 * 3600),
+            ..Config::default()
+        })
+        .unwrap_err();
+        assert!(
+            e.contains("lease_grace = 730d is too long: at most 365d"),
+            "{e}"
+        );
+    }
+
+    /// A lost claim reply is handed back only once a buffered job could not
+    /// have started under it without a fresh lease (so a late reader is
+    /// fenced), and never before its node could have been judged dead.
+    #[test]
+    fn a_stray_claim_waits_past_a_buffered_start_and_a_node_timeout() {
+        for (grace, timeout, beat) in [(30, 25, 5), (300, 25, 5), (3, 3, 1)] {
+            let c = Config {
+                lease_grace: Duration::from_secs(grace),
+                node_timeout: Duration::from_secs(timeout),
+                heartbeat_interval: Duration::from_secs(beat),
+                ..Config::default()
+            };
+            assert!(
+                c.stray_after() >= c.fresh_start() + c.heartbeat_interval,
+                "{c:?}"
+            );
+            assert!(c.stray_after() > c.node_timeout, "{c:?}");
+        }
+    }
+
     #[test]
     fn nonsense_settings_are_refused_with_their_name() {
         let c = Config {
