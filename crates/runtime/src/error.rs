@@ -114,3 +114,32 @@ impl<E: std::error::Error + Send + Sync + 'static> From<E> for JobError {
         JobError::retryable(message)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use capstan_core::ErrorClass;
+
+    use super::JobError;
+
+    /// What a handler's own unit tests read back from the errors it returns.
+    #[test]
+    fn an_error_says_its_class_message_and_delay() {
+        let e = JobError::retry_after("HTTP 429", Duration::from_secs(17));
+        assert_eq!(
+            (e.class(), e.message(), e.retry_after_delay()),
+            (
+                ErrorClass::Retryable,
+                "HTTP 429",
+                Some(Duration::from_secs(17))
+            )
+        );
+        let e = JobError::permanent("HTTP 401");
+        assert_eq!(
+            (e.class(), e.message(), e.retry_after_delay()),
+            (ErrorClass::Permanent, "HTTP 401", None)
+        );
+        assert_eq!(JobError::retryable("x").retry_after_delay(), None);
+    }
+}

@@ -482,3 +482,58 @@ fn host_name() -> String {
         .take(40)
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{crashed_here, host_name, incarnation, pid_namespace};
+
+    /// Node ids and incarnations carry the machine's name, as it is when it
+    /// is a plain name, else cut to its plain characters (never empty).
+    #[test]
+    fn the_host_name_is_the_machines_in_plain_characters() {
+        let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_');
+        let name = host_name();
+        assert!(
+            !name.is_empty() && name.len() <= 40 && name.chars().all(plain),
+            "{name}"
+        );
+        let machine = std::env::var("HOSTNAME")
+            .ok()
+            .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+            .map(|h| h.trim().to_owned())
+            .unwrap_or_default();
+        if !machine.is_empty() && machine.len() <= 40 && machine.chars().all(plain) {
+            assert_eq!(name, machine);
+        }
+    }
+
+    /// A node id is taken over at once only from a process of this host and
+    /// pid namespace that no longer runs; any doubt leaves it to the wait
+    /// for a missed beat.
+    #[test]
+    fn only_a_gone_process_of_this_host_counts_as_crashed_here() {
+        let (host, ns) = (host_name(), pid_namespace());
+        assert!(
+            ns.starts_with("pid:"),
+            "on Linux the namespace is read from /proc: {ns}"
+        );
+        // No process has pid 2^32 − 1.
+        let gone = format!("{host}/{ns}/4294967295/0000abcd");
+        assert!(crashed_here(&gone));
+        assert!(!crashed_here(&incarnation()), "this very process runs");
+        let parent = format!(
+            "{host}/{ns}/{}/0000abcd",
+            std::os::unix::process::parent_id()
+        );
+        assert!(!crashed_here(&parent), "a running process of this host");
+        for other in [
+            format!("another-host/{ns}/4294967295/0000abcd"),
+            format!("{host}/pid:[1]/4294967295/0000abcd"),
+            format!("{host}/-/4294967295/0000abcd"),
+            format!("{host}/{ns}/not-a-pid/0000abcd"),
+            format!("{host}/{ns}/4294967295"),
+        ] {
+            assert!(!crashed_here(&other), "{other}");
+        }
+    }
+}

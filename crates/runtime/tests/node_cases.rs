@@ -119,11 +119,24 @@ pub(crate) async fn a_node_id_in_use_is_refused_and_a_crashed_ones_taken_over<H:
     let gates = Gates::default();
     let c = client(h, config());
     let id = c.enqueue(crate::support::gated("held")).await.unwrap().id;
-    let first = client(h, config().with_node_id(NodeId("web-1".into())))
+    // The first process beats every 2 s (its rescuer, which beats too,
+    // hardly ever runs): a newcomer must wait out more than one of its
+    // beats, however soon after one it asks.
+    let slow = Config {
+        heartbeat_interval: Duration::from_secs(2),
+        rescue_interval: Duration::from_secs(600),
+        ..config()
+    };
+    let first = client(h, slow.with_node_id(NodeId("web-1".into())))
         .node(gates.workers())
         .unwrap()
         .start();
     gates.started("held", 1).await;
+    let seen = beats_of(&c, "web-1").await;
+    while beats_of(&c, "web-1").await == seen {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Right after a beat of the first, the twin asks for the id.
     let twin = client(h, config().with_node_id(NodeId("web-1".into())))
         .node(gates.workers())
         .unwrap()
@@ -149,6 +162,12 @@ pub(crate) async fn a_node_id_in_use_is_refused_and_a_crashed_ones_taken_over<H:
     assert_eq!(j.attempt, 2);
     assert!(j.errors[0].message.contains("restarted"), "{:?}", j.errors);
     again.shutdown().await.unwrap();
+}
+
+/// How many times node `id` has beaten, if it has a row.
+async fn beats_of<S: capstan_store::Store>(c: &Client<S>, id: &str) -> Option<u64> {
+    let nodes = c.nodes().await.unwrap();
+    nodes.iter().find(|n| n.id.as_str() == id).map(|n| n.beats)
 }
 
 /// A handler factory (a `register_fn` closure) that panics before it even

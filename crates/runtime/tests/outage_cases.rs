@@ -119,6 +119,34 @@ pub(crate) async fn finishes_are_retried_through_a_blip<H: Harness>(h: &H) {
     node.shutdown().await.unwrap();
 }
 
+/// A node started while the database will not take its registration nor
+/// its LISTEN yet keeps trying each, 1 s then 2 s apart (never a busy loop,
+/// never giving up on a transient error), and runs jobs once it listens.
+pub(crate) async fn a_node_that_cannot_register_nor_listen_yet_retries_with_backoff<H: Harness>(
+    h: &H,
+) {
+    let faults = Faults::default();
+    let c = faulty(h, h.store().clone(), &faults, config());
+    faults.fail_next("register_node", 2);
+    faults.fail_next("subscribe", 2);
+    let id = c
+        .enqueue(NewJob::new("capstan.noop", json!({})))
+        .await
+        .unwrap()
+        .id;
+    let started = tokio::time::Instant::now();
+    let node = c.node(Workers::new()).unwrap().start();
+    wait_for_state(&c, id, JobState::Completed).await;
+    assert!(
+        started.elapsed() >= Duration::from_secs(6),
+        "waited 1 s, then 2 s, to register, and as long to listen: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(faults.calls("register_node"), 3);
+    assert_eq!(faults.calls("subscribe"), 3);
+    node.shutdown().await.unwrap();
+}
+
 /// One finish the database refuses does not take its batch down: the
 /// others are written, and the bad one fails its own job with the reason
 /// (review H4). Text PostgreSQL cannot store and a result over the limit

@@ -275,7 +275,7 @@ impl<S: Store> Store for FaultyStore<S> {
         self.inner.migrate().await
     }
     async fn subscribe(&self) -> StoreResult<Wakeups> {
-        self.inner.subscribe().await
+        self.faults.call("subscribe", self.inner.subscribe()).await
     }
     async fn wake(&self, wakeup: Wakeup) -> StoreResult<()> {
         self.inner.wake(wakeup).await
