@@ -15,7 +15,8 @@ Usage (from the repository root; needs what `cargo test` needs):
     python3 scripts/mutations.py --list
 
 It prints a table (mutation, caught?, the first failing test) and writes it
-to target/mutations.md. A mutation whose text is not found fails loudly:
+to target/mutations.md; each run's test output is kept in
+target/mutations/ID.log. A mutation whose text is not found fails loudly:
 the list must follow the code.
 """
 
@@ -162,6 +163,8 @@ def main():
             if touched:
                 os.utime(touched)
         took = time.time() - started
+        os.makedirs("target/mutations", exist_ok=True)
+        open(f"target/mutations/{mid}.log", "w").write(text)
         if build_error:
             verdict, by = "build error", ""
         elif code != 0:
