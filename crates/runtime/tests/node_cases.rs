@@ -119,11 +119,11 @@ pub(crate) async fn a_node_id_in_use_is_refused_and_a_crashed_ones_taken_over<H:
     let gates = Gates::default();
     let c = client(h, config());
     let id = c.enqueue(crate::support::gated("held")).await.unwrap().id;
-    // The first process beats every 2 s (its rescuer, which beats too,
+    // The first process beats every second (its rescuer, which beats too,
     // hardly ever runs): a newcomer must wait out more than one of its
     // beats, however soon after one it asks.
     let slow = Config {
-        heartbeat_interval: Duration::from_secs(2),
+        heartbeat_interval: Duration::from_secs(1),
         rescue_interval: Duration::from_secs(600),
         ..config()
     };

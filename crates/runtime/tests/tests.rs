@@ -34,7 +34,6 @@ capstan_store_conformance::on_both_backends!(
     lease_cases::a_claim_whose_reply_was_lost_is_handed_back,
     outage_cases::an_outage_longer_than_the_node_timeout_rescues_no_live_job,
     outage_cases::finishes_are_retried_through_a_blip,
-    outage_cases::a_node_that_cannot_register_nor_listen_yet_retries_with_backoff,
     outage_cases::the_completer_backs_off_while_finishes_fail,
     outage_cases::a_finish_that_fails_at_shutdown_is_retried_within_the_grace,
     outage_cases::a_beat_that_never_answers_does_not_hold_the_next_back,
@@ -60,6 +59,16 @@ capstan_store_conformance::on_both_backends!(
     client_cases::listing_jobs_filters_and_orders_newest_first,
     client_cases::maintenance_passes_by_hand_report_what_they_did,
 );
+
+/// One backend: the retries are the runtime's, the faults FaultyStore's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_a_node_that_cannot_register_nor_listen_yet_retries_with_backoff() {
+    let h = <capstan_store_conformance::SqliteHarness as capstan_store_conformance::Harness>::new(
+        "register_backoff",
+    )
+    .await;
+    outage_cases::a_node_that_cannot_register_nor_listen_yet_retries_with_backoff(&h).await;
+}
 
 /// SQLite only: a write lock held by another process.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
