@@ -11,7 +11,7 @@ use capstan_store_conformance::{Faults, FaultyStore, Harness};
 use serde_json::json;
 
 use crate::support::{
-    Gates, client, config, enqueue_ids, faulty, gated, until, wait_for_job, wait_for_state,
+    Gates, client, config, enqueue_ids, faulty, gated, noops, until, wait_for_job, wait_for_state,
 };
 
 /// Nobody can write for 30 s, longer than the node timeout (25 s); when the
@@ -97,13 +97,7 @@ pub(crate) async fn finishes_are_retried_through_a_blip<H: Harness>(h: &H) {
     // More failures in a row than the completer used to try; the finishes
     // that pile up meanwhile go out at most `complete_batch` per statement.
     faults.fail_next("finish_many", 7);
-    let ids: Vec<_> = enqueue_ids(
-        &c,
-        (0..5)
-            .map(|i| NewJob::new("capstan.noop", json!({ "i": i })))
-            .collect(),
-    )
-    .await;
+    let ids: Vec<_> = enqueue_ids(&c, noops(5)).await;
     let node = c.node(Workers::new()).unwrap().start();
     for id in ids {
         let j = wait_for_state(&c, id, JobState::Completed).await;
@@ -161,9 +155,7 @@ pub(crate) async fn one_bad_finish_never_takes_its_batch_down<H: Harness>(h: &H)
         Ok(json!("x".repeat(MAX_RESULT_BYTES)))
     })
     .unwrap();
-    let mut jobs: Vec<NewJob> = (0..50)
-        .map(|i| NewJob::new("capstan.noop", json!({ "i": i })))
-        .collect();
+    let mut jobs = noops(50);
     jobs.push(NewJob::new("capstan.noop", json!({"poison": true})));
     jobs.push(NewJob::new("nul", json!({})));
     jobs.push(NewJob::new("huge", json!({})));

@@ -8,7 +8,7 @@ use capstan_store::NodeStore;
 use capstan_store_conformance::{Faults, Harness};
 use serde_json::json;
 
-use crate::support::{client, config, enqueue_ids, faulty, until, wait_for_state};
+use crate::support::{client, config, enqueue_ids, faulty, noops, until, wait_for_state};
 
 pub(crate) async fn graceful_shutdown_hands_jobs_back_without_burning_attempts<H: Harness>(h: &H) {
     let c = client(
@@ -153,13 +153,7 @@ pub(crate) async fn a_second_signal_stops_the_running_jobs_at_once<H: Harness>(h
 /// first tick, and then stops until the next tick.
 pub(crate) async fn a_nodes_cleaner_clears_a_backlog_in_batches_then_rests<H: Harness>(h: &H) {
     let c = client(h, config());
-    let ids: Vec<_> = enqueue_ids(
-        &c,
-        (0..5)
-            .map(|i| NewJob::new("capstan.noop", json!({ "i": i })))
-            .collect(),
-    )
-    .await;
+    let ids: Vec<_> = enqueue_ids(&c, noops(5)).await;
     let node = c.node(Workers::new()).unwrap().start();
     for id in &ids {
         wait_for_state(&c, *id, JobState::Completed).await;

@@ -46,6 +46,13 @@ pub(crate) fn faulty<H: Harness, S: Store>(
     .with_clock(Arc::new(h.clock().clone()) as Arc<dyn Clock>)
 }
 
+/// `n` no-op jobs, told apart by their args (`{"i": 0}`, `{"i": 1}`, …).
+pub(crate) fn noops(n: usize) -> Vec<capstan_core::NewJob> {
+    (0..n)
+        .map(|i| capstan_core::NewJob::new("capstan.noop", serde_json::json!({ "i": i })))
+        .collect()
+}
+
 /// Enqueue `jobs` in one batch; their ids, in order.
 pub(crate) async fn enqueue_ids<S: Store>(
     c: &Client<S>,

@@ -30,6 +30,17 @@ struct State {
     largest_finish_batch: std::sync::atomic::AtomicUsize,
 }
 
+/// Counts one planned fault of `operation` down; true if one was left.
+fn take_one(planned: &Mutex<HashMap<&'static str, u32>>, operation: &'static str) -> bool {
+    match planned.lock().unwrap().get_mut(operation) {
+        Some(n) if *n > 0 => {
+            *n -= 1;
+            true
+        }
+        _ => false,
+    }
+}
+
 /// The switches of a [`FaultyStore`]; clones share them.
 #[derive(Debug, Clone, Default)]
 pub struct Faults {
@@ -92,16 +103,7 @@ impl Faults {
         operation: &'static str,
         call: impl std::future::Future<Output = StoreResult<T>>,
     ) -> StoreResult<T> {
-        let hang = {
-            let mut next = self.state.hang_next.lock().unwrap();
-            match next.get_mut(operation) {
-                Some(n) if *n > 0 => {
-                    *n -= 1;
-                    true
-                }
-                _ => false,
-            }
-        };
+        let hang = take_one(&self.state.hang_next, operation);
         let r = match self.check(operation) {
             Ok(()) if hang => std::future::pending().await,
             Ok(()) => call.await,
@@ -125,16 +127,7 @@ impl Faults {
             .unwrap()
             .entry(operation)
             .or_default() += 1;
-        let planned = {
-            let mut next = self.state.fail_next.lock().unwrap();
-            match next.get_mut(operation) {
-                Some(n) if *n > 0 => {
-                    *n -= 1;
-                    true
-                }
-                _ => false,
-            }
-        };
+        let planned = take_one(&self.state.fail_next, operation);
         if planned || self.state.down.load(Ordering::SeqCst) {
             return Err(StoreError::Unavailable {
                 operation,
