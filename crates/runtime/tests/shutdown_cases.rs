@@ -53,13 +53,27 @@ pub(crate) async fn graceful_shutdown_hands_jobs_back_without_burning_attempts<H
 
 pub(crate) async fn jobs_finishing_within_the_grace_period_complete<H: Harness>(h: &H) {
     let c = client(h, config());
+    // The shutdown starts once the handler runs: `running` in the database
+    // is not enough, a job still in the node's buffer is handed back.
+    let started = std::sync::Arc::new(tokio::sync::Notify::new());
+    let mut w = Workers::empty();
+    let signal = started.clone();
+    w.register_fn("sleep-300ms", move |_ctx, _args| {
+        let signal = signal.clone();
+        async move {
+            signal.notify_one();
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            Ok(json!({"slept_ms": 300}))
+        }
+    })
+    .unwrap();
     let id = c
-        .enqueue(NewJob::new("capstan.sleep", json!({"ms": 300})))
+        .enqueue(NewJob::new("sleep-300ms", json!({})))
         .await
         .unwrap()
         .id;
-    let node = c.node(Workers::new()).unwrap().start();
-    wait_for_state(&c, id, JobState::Running).await;
+    let node = c.node(w).unwrap().start();
+    started.notified().await;
     node.shutdown().await.unwrap();
     let j = c.job(id).await.unwrap().unwrap();
     assert_eq!(j.state, JobState::Completed);
