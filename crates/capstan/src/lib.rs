@@ -18,7 +18,7 @@
 
 mod any_store;
 
-pub use any_store::AnyStore;
+pub use any_store::{AnyStore, AnyTx};
 pub use capstan_core as core;
 pub use capstan_core::{
     Clock, ErrorClass, Job, JobId, JobState, Lease, LeaseToken, ManualClock, NewJob, NodeId,
@@ -30,7 +30,7 @@ pub use capstan_runtime::{
     RetryPolicies, RuntimeError, Workers,
 };
 pub use capstan_store as store;
-pub use capstan_store::{JobStore, NodeStore, QueueStore, Store, StoreError};
+pub use capstan_store::{JobStore, NodeStore, QueueStore, Store, StoreError, StoreTx};
 pub use capstan_store_postgres as postgres;
 pub use capstan_store_postgres::PgStore;
 pub use capstan_store_sqlite as sqlite;

@@ -7,6 +7,7 @@ use std::time::Duration;
 use capstan_core::{Clock, Job, JobId, NewJob, SystemClock};
 use capstan_store::{
     CancelJob, CancelOutcome, InsertMany, Inserted, ListJobs, QueueCounts, RetryJob, Store,
+    StoreError, StoreTx,
 };
 use serde::Serialize;
 
@@ -87,8 +88,8 @@ impl<S: Store> Client<S> {
     }
 
     /// The insert parameters for `jobs`, with each job's `max_attempts`
-    /// resolved from the retry policies. Use them with a backend's
-    /// `insert_many_in` to enqueue inside your own transaction.
+    /// resolved from the retry policies (what every enqueue passes to the
+    /// store).
     pub fn insert_params(&self, mut jobs: Vec<NewJob>) -> InsertMany {
         for j in &mut jobs {
             if j.max_attempts.is_none() {
@@ -108,8 +109,7 @@ impl<S: Store> Client<S> {
     /// [`RuntimeError::Store`] with `Invalid` for a bad job (nothing written),
     /// or the database's error.
     pub async fn enqueue(&self, job: NewJob) -> Result<Enqueued, RuntimeError> {
-        let mut out = self.enqueue_many(vec![job]).await?;
-        Ok(out.remove(0))
+        one(self.enqueue_many(vec![job]).await?)
     }
 
     /// Enqueue many jobs in one round trip; one result per job, in order. A
@@ -120,6 +120,42 @@ impl<S: Store> Client<S> {
     pub async fn enqueue_many(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>, RuntimeError> {
         let params = self.insert_params(jobs);
         let inserted = self.store.insert_many(&params).await?;
+        Ok(inserted.into_iter().map(Enqueued::from).collect())
+    }
+
+    /// Enqueue one job inside a transaction (from [`Store::begin`], or your
+    /// own wrapped with the backend's `wrap`): it exists, and wakes workers,
+    /// only if the transaction commits, together with whatever else you
+    /// wrote in it.
+    ///
+    /// ```ignore
+    /// let mut tx = client.store().begin().await?;
+    /// sqlx::query("INSERT INTO orders (id) VALUES ($1)").bind(7).execute(&mut *tx).await?;
+    /// client.enqueue_in(&mut tx, NewJob::new("send_receipt", json!({"order": 7}))).await?;
+    /// tx.commit().await?;
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Client::enqueue`]; a refused job leaves the transaction usable.
+    pub async fn enqueue_in<T: StoreTx>(
+        &self,
+        tx: &mut T,
+        job: NewJob,
+    ) -> Result<Enqueued, RuntimeError> {
+        one(self.enqueue_many_in(tx, vec![job]).await?)
+    }
+
+    /// Enqueue many jobs inside a transaction (see [`Client::enqueue_in`]).
+    ///
+    /// # Errors
+    /// As [`Client::enqueue`].
+    pub async fn enqueue_many_in<T: StoreTx>(
+        &self,
+        tx: &mut T,
+        jobs: Vec<NewJob>,
+    ) -> Result<Vec<Enqueued>, RuntimeError> {
+        let params = self.insert_params(jobs);
+        let inserted = tx.insert_many(&params).await?;
         Ok(inserted.into_iter().map(Enqueued::from).collect())
     }
 
@@ -279,4 +315,15 @@ impl<S: Store> Client<S> {
     pub fn node(&self, workers: Workers) -> Result<Node<S>, RuntimeError> {
         Node::new(self.clone(), workers)
     }
+}
+
+/// The one result of a one-job insert (a store that answered with none broke
+/// its contract: an error, not a panic).
+fn one(out: Vec<Enqueued>) -> Result<Enqueued, RuntimeError> {
+    out.into_iter().next().ok_or_else(|| {
+        RuntimeError::Store(StoreError::Database {
+            operation: "insert_many",
+            source: "the store answered a one-job insert with no job".into(),
+        })
+    })
 }

@@ -319,10 +319,15 @@ async fn subscribe<S: Store>(
     shared: &Shared<S>,
     mut shutdown: std::pin::Pin<&mut impl Future<Output = ()>>,
     crash: &CancellationToken,
-) -> Result<Option<capstan_store::Wakeups>, RuntimeError> {
+) -> Result<Option<capstan_store::Notifications>, RuntimeError> {
     let mut pause = Duration::from_secs(1);
     loop {
-        match crate::maintenance::bounded("subscribe", shared.client.store.subscribe()).await {
+        match crate::maintenance::bounded(
+            "subscribe",
+            shared.client.store.subscribe(&crate::dispatch::TOPICS),
+        )
+        .await
+        {
             Ok(w) => return Ok(Some(w)),
             Err(e) if e.is_transient() => {
                 tracing::warn!(node = %shared.node_id, error = %e, retry_in = ?pause, "cannot listen for wake-ups yet; retrying");

@@ -14,9 +14,9 @@ use capstan_core::{Job, JobId};
 use capstan_store::{
     CancelJob, CancelOutcome, Capabilities, Claim, DeleteFinished, DeregisterNode, ExtendLeases,
     FinishMany, HeartbeatNode, InsertMany, Inserted, JobStore, LeaseReport, ListJobs,
-    MarkUnhandled, NodeBeat, NodeInfo, NodeStore, Outcome, PromoteDue, PromoteReport, QueueCounts,
-    QueueStore, RegisterNode, RegisterReport, Rescue, RescueReport, RetryJob, Store, StoreError,
-    StoreResult, Wakeup, Wakeups,
+    MarkUnhandled, NodeBeat, NodeInfo, NodeStore, Notification, Notifications, Outcome, PromoteDue,
+    PromoteReport, QueueCounts, QueueStore, RegisterNode, RegisterReport, Rescue, RescueReport,
+    RetryJob, Store, StoreError, StoreResult, Topic,
 };
 
 #[derive(Debug, Default)]
@@ -261,17 +261,25 @@ impl<S: QueueStore> QueueStore for FaultyStore<S> {
 }
 
 impl<S: Store> Store for FaultyStore<S> {
+    /// The transaction itself does not fault: only beginning one does.
+    type Tx = S::Tx;
+
     fn capabilities(&self) -> Capabilities {
         self.inner.capabilities()
     }
     async fn migrate(&self) -> StoreResult<()> {
         self.inner.migrate().await
     }
-    async fn subscribe(&self) -> StoreResult<Wakeups> {
-        self.faults.call("subscribe", self.inner.subscribe()).await
+    async fn begin(&self) -> StoreResult<S::Tx> {
+        self.faults.call("begin", self.inner.begin()).await
     }
-    async fn wake(&self, wakeup: Wakeup) -> StoreResult<()> {
-        self.inner.wake(wakeup).await
+    async fn subscribe(&self, topics: &[Topic]) -> StoreResult<Notifications> {
+        self.faults
+            .call("subscribe", self.inner.subscribe(topics))
+            .await
+    }
+    async fn notify(&self, n: Notification) -> StoreResult<()> {
+        self.faults.call("notify", self.inner.notify(n)).await
     }
     async fn close(&self) {
         self.inner.close().await;

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use capstan_core::ManualClock;
-use capstan_store::{InsertMany, Inserted, Store, StoreResult};
+use capstan_store::Store;
 
 /// A fresh, migrated database for one test case, and a pinned clock.
 pub trait Harness: Sized + Send + Sync + 'static {
@@ -26,13 +26,13 @@ pub trait Harness: Sized + Send + Sync + 'static {
     /// would open it).
     fn connect_again(&self) -> impl Future<Output = Self::Store> + Send;
 
-    /// Insert jobs inside a transaction on the backend's own connection type,
-    /// then commit it (or roll it back).
-    fn insert_in_transaction(
-        &self,
-        p: &InsertMany,
-        commit: bool,
-    ) -> impl Future<Output = StoreResult<Vec<Inserted>>> + Send;
+    /// Run raw SQL inside a transaction of the store, as an application's
+    /// own writes beside Capstan's would (through the backend's connection
+    /// type, which generic cases cannot name).
+    fn execute_in(
+        tx: &mut <Self::Store as Store>::Tx,
+        sql: &str,
+    ) -> impl Future<Output = ()> + Send;
 
     /// A URL for the database (for the CLI tests).
     fn url(&self) -> String;
@@ -43,6 +43,9 @@ pub trait Harness: Sized + Send + Sync + 'static {
     /// Run raw SQL on the test database, as an operator or an older version
     /// might (cases use it to write rows validation would refuse).
     fn execute(&self, sql: &str) -> impl Future<Output = ()> + Send;
+
+    /// Run a query that returns one integer (a count, usually).
+    fn count(&self, sql: &str) -> impl Future<Output = i64> + Send;
 
     /// Hold a row lock on job `id` in a transaction of its own until the
     /// returned guard is dropped; `None` where the backend has no row locks

@@ -41,8 +41,14 @@ macro_rules! conformance {
                     concurrent_enqueues_with_one_dedupe_key_make_one_job,
                     job_enqueued_while_its_dedupe_twin_runs_is_a_new_job,
                     duplicate_keys_within_one_batch_collapse,
-                    rolled_back_transaction_leaves_no_job,
-                    committed_transaction_keeps_its_jobs,
+                }
+                tx {
+                    jobs_and_the_callers_rows_commit_together,
+                    a_rollback_leaves_neither_the_callers_rows_nor_the_jobs,
+                    commit_wakes_subscribers_and_rollback_does_not,
+                    a_savepoint_commits_into_its_transaction_or_rolls_back_alone,
+                    a_refused_job_leaves_the_transaction_usable,
+                    an_idempotency_key_in_a_transaction_answers_with_the_committed_job,
                 }
                 claim {
                     claim_takes_highest_priority_then_oldest_first,
@@ -103,9 +109,20 @@ macro_rules! conformance {
                     migrate_refuses_to_upgrade_under_live_older_nodes,
                     promote_reports_the_next_due_time,
                     cleaner_deletes_only_jobs_past_retention_in_batches,
+                    unhandled_jobs_wait_outside_the_claim_order_until_a_node_handles_them,
+                }
+                notify {
                     enqueue_wakes_subscribers,
                     enqueue_from_another_connection_wakes_subscribers,
-                    unhandled_jobs_wait_outside_the_claim_order_until_a_node_handles_them,
+                    a_scheduled_job_wakes_no_producer_until_promoted,
+                    a_rescue_wakes_the_queues_it_made_runnable,
+                    a_restarted_node_wakes_the_queues_of_the_jobs_it_reclaimed,
+                    a_hand_back_and_an_immediate_retry_wake_their_queue,
+                    a_retry_by_hand_wakes_its_queue,
+                    a_node_that_handles_set_aside_jobs_wakes_their_queue,
+                    a_completion_wakes_no_one,
+                    a_cancel_request_reaches_the_control_topic,
+                    a_topic_no_backend_knows_is_carried_to_its_subscribers_only,
                 }
             );
         }

@@ -1,8 +1,8 @@
 //! The SQLite harness: a temporary database file per case.
 
 use capstan_core::ManualClock;
-use capstan_store::{InsertMany, Inserted, Store, StoreResult};
-use capstan_store_sqlite::SqliteStore;
+use capstan_store::Store;
+use capstan_store_sqlite::{SqliteStore, SqliteTx};
 
 use crate::{Harness, RowLock, TempDir};
 
@@ -50,25 +50,11 @@ impl Harness for SqliteHarness {
             .unwrap_or_else(|e| panic!("open {}: {e}", self.url))
     }
 
-    async fn insert_in_transaction(
-        &self,
-        p: &InsertMany,
-        commit: bool,
-    ) -> StoreResult<Vec<Inserted>> {
-        let mut tx = self
-            .store
-            .writer()
-            .begin_with("BEGIN IMMEDIATE")
+    async fn execute_in(tx: &mut SqliteTx<'static>, sql: &str) {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+            .execute(&mut **tx)
             .await
-            .map_err(|e| capstan_store::StoreError::database("begin", e))?;
-        let inserted = SqliteStore::insert_many_in(&mut tx, p).await?;
-        if commit {
-            tx.commit().await
-        } else {
-            tx.rollback().await
-        }
-        .map_err(|e| capstan_store::StoreError::database("end", e))?;
-        Ok(inserted)
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
     }
 
     fn url(&self) -> String {
@@ -84,6 +70,13 @@ impl Harness for SqliteHarness {
             .execute(self.store.writer())
             .await
             .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+
+    async fn count(&self, sql: &str) -> i64 {
+        sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql.to_owned()))
+            .fetch_one(self.store.writer())
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
     }
 
     async fn lock_job(&self, _id: capstan_core::JobId) -> Option<RowLock> {

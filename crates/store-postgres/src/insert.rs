@@ -25,13 +25,13 @@ impl PgStore {
             // Without keys nothing can conflict: one statement, atomic by
             // itself, and one round trip.
             let mut conn = self.inner.pool.acquire().await.map_err(db("insert_many"))?;
-            return Self::insert_many_in(&mut conn, p).await;
+            return insert_in(&mut conn, p).await;
         }
         let mut tries = 0;
         loop {
             tries += 1;
             let mut tx = self.inner.pool.begin().await.map_err(db("insert_many"))?;
-            match Self::insert_many_in(&mut tx, p).await {
+            match insert_in(&mut tx, p).await {
                 // Not committed: nothing of it exists, so trying again is safe.
                 Err(e) if e.is_transient() && tries < 3 => continue,
                 Err(e) => return Err(e),
@@ -43,80 +43,76 @@ impl PgStore {
             }
         }
     }
+}
 
-    /// Insert jobs on a connection inside your own transaction: they exist only
-    /// if it commits, and the NOTIFY that wakes workers is sent at that commit.
-    ///
-    /// # Errors
-    /// [`StoreError::Invalid`] for a bad job (nothing is written);
-    /// [`StoreError::Database`] when the database fails.
-    pub async fn insert_many_in(
-        conn: &mut PgConnection,
-        p: &InsertMany,
-    ) -> StoreResult<Vec<Inserted>> {
-        for job in &p.jobs {
-            job.validate()?;
+/// Insert jobs on `conn` (inside a transaction, or alone when no job has a
+/// key): they exist only once it commits, and the NOTIFY that wakes workers
+/// goes out at that commit. Validates every job first.
+pub(crate) async fn insert_in(
+    conn: &mut PgConnection,
+    p: &InsertMany,
+) -> StoreResult<Vec<Inserted>> {
+    for job in &p.jobs {
+        job.validate()?;
+    }
+    let mut out: Vec<Option<Inserted>> = vec![None; p.jobs.len()];
+    let mut pending: Vec<usize> = (0..p.jobs.len()).collect();
+    for _ in 0..INSERT_RETRIES {
+        if pending.is_empty() {
+            break;
         }
-        let mut out: Vec<Option<Inserted>> = vec![None; p.jobs.len()];
-        let mut pending: Vec<usize> = (0..p.jobs.len()).collect();
-        for _ in 0..INSERT_RETRIES {
-            if pending.is_empty() {
-                break;
+        let rows: Vec<InsertRow<'_>> = pending
+            .iter()
+            .map(|&i| InsertRow::new(&p.jobs[i], p.default_max_attempts))
+            .collect();
+        let payload = serde_json::to_value(&rows).unwrap_or_default();
+        let results = sqlx::query(include_str!("../queries/insert.sql"))
+            .bind(payload)
+            .bind(p.now)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(db("insert_many"))?;
+        let mut conflicts = Vec::new();
+        for (&i, r) in pending.iter().zip(&results) {
+            let inserted: bool = r.try_get("inserted").map_err(db("insert_many"))?;
+            if inserted {
+                out[i] = Some(Inserted {
+                    id: JobId(r.try_get("id").map_err(db("insert_many"))?),
+                    state: row::state(r)?,
+                    existing: false,
+                });
+            } else {
+                conflicts.push(i);
             }
-            let rows: Vec<InsertRow<'_>> = pending
-                .iter()
-                .map(|&i| InsertRow::new(&p.jobs[i], p.default_max_attempts))
-                .collect();
-            let payload = serde_json::to_value(&rows).unwrap_or_default();
-            let results = sqlx::query(include_str!("../queries/insert.sql"))
-                .bind(payload)
-                .bind(p.now)
-                .fetch_all(&mut *conn)
+        }
+        let mut again = Vec::new();
+        for i in conflicts {
+            let job = &p.jobs[i];
+            let existing = sqlx::query(include_str!("../queries/insert_existing.sql"))
+                .bind(job.idempotency_key.as_deref())
+                .bind(job.dedupe_key.as_deref())
+                .fetch_optional(&mut *conn)
                 .await
                 .map_err(db("insert_many"))?;
-            let mut conflicts = Vec::new();
-            for (&i, r) in pending.iter().zip(&results) {
-                let inserted: bool = r.try_get("inserted").map_err(db("insert_many"))?;
-                if inserted {
+            match existing {
+                Some(r) => {
                     out[i] = Some(Inserted {
                         id: JobId(r.try_get("id").map_err(db("insert_many"))?),
-                        state: row::state(r)?,
-                        existing: false,
-                    });
-                } else {
-                    conflicts.push(i);
+                        state: row::state(&r)?,
+                        existing: true,
+                    })
                 }
+                None => again.push(i),
             }
-            let mut again = Vec::new();
-            for i in conflicts {
-                let job = &p.jobs[i];
-                let existing = sqlx::query(include_str!("../queries/insert_existing.sql"))
-                    .bind(job.idempotency_key.as_deref())
-                    .bind(job.dedupe_key.as_deref())
-                    .fetch_optional(&mut *conn)
-                    .await
-                    .map_err(db("insert_many"))?;
-                match existing {
-                    Some(r) => {
-                        out[i] = Some(Inserted {
-                            id: JobId(r.try_get("id").map_err(db("insert_many"))?),
-                            state: row::state(&r)?,
-                            existing: true,
-                        })
-                    }
-                    None => again.push(i),
-                }
-            }
-            pending = again;
         }
-        out.into_iter()
-            .map(|o| {
-                o.ok_or_else(|| StoreError::Database {
-                    operation: "insert_many",
-                    source: "a job's idempotency or dedupe key kept changing hands; try again"
-                        .into(),
-                })
-            })
-            .collect()
+        pending = again;
     }
+    out.into_iter()
+        .map(|o| {
+            o.ok_or_else(|| StoreError::Database {
+                operation: "insert_many",
+                source: "a job's idempotency or dedupe key kept changing hands; try again".into(),
+            })
+        })
+        .collect()
 }

@@ -15,21 +15,29 @@ mod listen;
 mod nodes;
 mod queues;
 mod row;
+mod tx;
 
 use std::sync::Arc;
 
-use capstan_store::{Capabilities, Store, StoreError, StoreResult, Wakeup, WakeupHub, Wakeups};
-use sqlx::PgPool;
+use capstan_store::{
+    Capabilities, Notification, NotificationHub, Notifications, Store, StoreError, StoreResult,
+    Topic,
+};
+use sqlx::{PgPool, Postgres, Transaction};
 use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
 
 pub use connect::{PgConfig, redact_url};
+pub use tx::PgTx;
 
-/// The NOTIFY channel for "jobs became available"; the payload is a
-/// comma-separated list of queues, or `*` for all.
-pub const JOBS_CHANNEL: &str = "capstan_jobs";
-/// The NOTIFY channel for control messages (`cancel:<job id>`).
-pub const CONTROL_CHANNEL: &str = "capstan_control";
+/// Every topic's NOTIFY channel is this prefix and the topic's name
+/// (`capstan_jobs`, `capstan_control`), so SQL can notify a topic too.
+pub const CHANNEL_PREFIX: &str = "capstan_";
+
+/// The NOTIFY channel of `topic`.
+pub fn channel(topic: Topic) -> String {
+    format!("{CHANNEL_PREFIX}{}", topic.name())
+}
 
 /// Capstan's store on PostgreSQL. Cheap to clone; clones share the pool.
 #[derive(Debug, Clone)]
@@ -49,8 +57,8 @@ struct Inner {
     /// registration and rescues — so that neither the main pool nor a burst
     /// of handler heartbeats ever delays a node's beat past its timeout.
     beat: PgPool,
-    hub: WakeupHub,
-    listener: OnceCell<()>,
+    hub: NotificationHub,
+    listener: OnceCell<listen::Listener>,
     /// Stops the listener task when the last clone of the store is dropped.
     stop: CancellationToken,
 }
@@ -91,7 +99,7 @@ impl PgStore {
                 pool,
                 control,
                 beat,
-                hub: WakeupHub::new(),
+                hub: NotificationHub::new(),
                 listener: OnceCell::new(),
                 stop: CancellationToken::new(),
             }),
@@ -102,9 +110,17 @@ impl PgStore {
     pub fn pool(&self) -> &PgPool {
         &self.inner.pool
     }
+
+    /// Wrap a transaction you began yourself (on any pool or connection to
+    /// this database), so Capstan's writes join it.
+    pub fn wrap<'c>(&self, tx: Transaction<'c, Postgres>) -> PgTx<'c> {
+        PgTx::new(tx)
+    }
 }
 
 impl Store for PgStore {
+    type Tx = PgTx<'static>;
+
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             listen_notify: true,
@@ -130,34 +146,32 @@ impl Store for PgStore {
             })
     }
 
-    async fn subscribe(&self) -> StoreResult<Wakeups> {
-        let rx = self.inner.hub.subscribe();
-        self.inner
+    async fn begin(&self) -> StoreResult<PgTx<'static>> {
+        let tx = self.inner.pool.begin().await.map_err(row::db("begin"))?;
+        Ok(PgTx::new(tx))
+    }
+
+    async fn subscribe(&self, topics: &[Topic]) -> StoreResult<Notifications> {
+        // Subscribed before the LISTEN: nothing that arrives after it is missed.
+        let rx = self.inner.hub.subscribe(topics);
+        let listener = self
+            .inner
             .listener
             .get_or_try_init(|| {
-                listen::spawn(
+                listen::Listener::spawn(
                     self.inner.pool.clone(),
                     self.inner.hub.clone(),
                     self.inner.stop.clone(),
                 )
             })
             .await?;
+        listener.listen(topics).await?;
         Ok(rx)
     }
 
-    async fn wake(&self, wakeup: Wakeup) -> StoreResult<()> {
-        let payload = match &wakeup {
-            Wakeup::Queue(q) => (JOBS_CHANNEL, q.clone()),
-            Wakeup::All => (JOBS_CHANNEL, "*".to_owned()),
-            Wakeup::Cancel(id) => (CONTROL_CHANNEL, format!("cancel:{id}")),
-        };
-        sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(payload.0)
-            .bind(payload.1)
-            .execute(&self.inner.pool)
-            .await
-            .map_err(|e| StoreError::database("wake", e))?;
-        Ok(())
+    async fn notify(&self, n: Notification) -> StoreResult<()> {
+        let mut conn = self.inner.pool.acquire().await.map_err(row::db("notify"))?;
+        tx::notify_on(&mut conn, &n).await
     }
 
     async fn close(&self) {

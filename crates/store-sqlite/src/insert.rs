@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 
 use capstan_core::{JobId, JobState, NewJob, Timestamp};
-use capstan_store::{InsertMany, Inserted, StoreError, StoreResult, Wakeup};
+use capstan_store::{InsertMany, Inserted, Notification, StoreError, StoreResult, StoreTx};
 use serde::Serialize;
 use sqlx::{Row as _, SqliteConnection};
 
@@ -58,99 +58,13 @@ impl SqliteStore {
         if let [job] = p.jobs.as_slice() {
             job.validate()?;
             let inserted = vec![self.insert_one(job, p).await?];
-            self.wake_inserted(p, &inserted);
+            self.announce(notifications(p, &inserted));
             return Ok(inserted);
         }
-        let mut tx = self
-            .inner
-            .writer
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(db("insert_many"))?;
-        let inserted = Self::insert_many_in(&mut tx, p).await?;
-        tx.commit().await.map_err(db("insert_many"))?;
-        self.wake_inserted(p, &inserted);
+        let mut tx = self.begin_tx("insert_many").await?;
+        let inserted = tx.insert_many(p).await?;
+        tx.commit().await?;
         Ok(inserted)
-    }
-
-    /// Insert jobs on a connection inside your own transaction: they exist only
-    /// if it commits. Call [`capstan_store::Store::wake`] after the commit so
-    /// idle workers of this process start at once (other processes notice the
-    /// commit on their own within their watch interval).
-    ///
-    /// Begin the transaction with `BEGIN IMMEDIATE`
-    /// (`store.writer().begin_with("BEGIN IMMEDIATE")`): the new jobs' ids
-    /// follow the last id given, which only a write transaction holds still.
-    /// Under a plain `BEGIN`, a concurrent writer makes this fail with
-    /// `SQLITE_BUSY` rather than corrupt anything.
-    ///
-    /// # Errors
-    /// [`StoreError::Invalid`] for a bad job (nothing is written);
-    /// [`StoreError::Database`] when the database fails.
-    pub async fn insert_many_in(
-        conn: &mut SqliteConnection,
-        p: &InsertMany,
-    ) -> StoreResult<Vec<Inserted>> {
-        for job in &p.jobs {
-            job.validate()?;
-        }
-        if p.jobs.is_empty() {
-            return Ok(Vec::new());
-        }
-        let now = now_or_system(p.now);
-        let rows: Vec<Row<'_>> = p
-            .jobs
-            .iter()
-            .map(|job| Row::new(job, now, p.default_max_attempts))
-            .collect();
-        let last: i64 = sqlx::query_scalar(include_str!("../queries/last_job_id.sql"))
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(db("insert_many"))?;
-        let payload = serde_json::to_string(&rows).map_err(|e| StoreError::Corrupt {
-            table: "capstan_jobs",
-            message: format!("cannot encode jobs: {e}"),
-        })?;
-        let written = sqlx::query(include_str!("../queries/insert.sql"))
-            .bind(payload)
-            .bind(last)
-            .bind(micros(now))
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(db("insert_many"))?;
-        let mut states = std::collections::HashMap::with_capacity(written.len());
-        for r in &written {
-            states.insert(
-                r.try_get::<i64, _>("id").map_err(db("insert_many"))?,
-                row::state(r)?,
-            );
-        }
-        let mut out = Vec::with_capacity(p.jobs.len());
-        for (i, job) in p.jobs.iter().enumerate() {
-            let id = last + i as i64 + 1;
-            if let Some(state) = states.get(&id) {
-                out.push(Inserted {
-                    id: JobId(id),
-                    state: *state,
-                    existing: false,
-                });
-                continue;
-            }
-            // It hit a key: answer with the job that holds it (which may be
-            // one inserted earlier in this very batch).
-            let r = sqlx::query(include_str!("../queries/insert_existing.sql"))
-                .bind(job.idempotency_key.as_deref())
-                .bind(job.dedupe_key.as_deref())
-                .fetch_one(&mut *conn)
-                .await
-                .map_err(db("insert_many"))?;
-            out.push(Inserted {
-                id: JobId(r.try_get("id").map_err(db("insert_many"))?),
-                state: row::state(&r)?,
-                existing: true,
-            });
-        }
-        Ok(out)
     }
 
     /// One job in one autocommit statement (plus a look-up when it hits a key).
@@ -206,24 +120,94 @@ impl SqliteStore {
             source: "a job's idempotency or dedupe key kept changing hands; try again".into(),
         })
     }
+}
 
-    fn wake_inserted(&self, jobs: &InsertMany, inserted: &[Inserted]) {
-        let queues: BTreeSet<&str> = jobs
-            .jobs
-            .iter()
-            .zip(inserted)
-            .filter(|(_, i)| !i.existing && i.state == JobState::Available)
-            .map(|(j, _)| j.queue.as_str())
-            .collect();
-        for q in queues {
-            self.hub().send(Wakeup::Queue(q.to_owned()));
-        }
-        if inserted
-            .iter()
-            .any(|i| !i.existing && i.state == JobState::Scheduled)
-        {
-            // A scheduler sleeping until the next due job must look again.
-            self.hub().send(Wakeup::All);
-        }
+/// Insert a batch inside a write transaction begun with `BEGIN IMMEDIATE`:
+/// the new ids follow the last id given, which only the write lock holds
+/// still (under a plain `BEGIN` a concurrent writer makes this fail with
+/// `SQLITE_BUSY`, never corrupt anything). Validates every job first.
+pub(crate) async fn insert_in(
+    conn: &mut SqliteConnection,
+    p: &InsertMany,
+) -> StoreResult<Vec<Inserted>> {
+    for job in &p.jobs {
+        job.validate()?;
     }
+    if p.jobs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let now = now_or_system(p.now);
+    let rows: Vec<Row<'_>> = p
+        .jobs
+        .iter()
+        .map(|job| Row::new(job, now, p.default_max_attempts))
+        .collect();
+    let last: i64 = sqlx::query_scalar(include_str!("../queries/last_job_id.sql"))
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(db("insert_many"))?;
+    let payload = serde_json::to_string(&rows).map_err(|e| StoreError::Corrupt {
+        table: "capstan_jobs",
+        message: format!("cannot encode jobs: {e}"),
+    })?;
+    let written = sqlx::query(include_str!("../queries/insert.sql"))
+        .bind(payload)
+        .bind(last)
+        .bind(micros(now))
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db("insert_many"))?;
+    let mut states = std::collections::HashMap::with_capacity(written.len());
+    for r in &written {
+        states.insert(
+            r.try_get::<i64, _>("id").map_err(db("insert_many"))?,
+            row::state(r)?,
+        );
+    }
+    let mut out = Vec::with_capacity(p.jobs.len());
+    for (i, job) in p.jobs.iter().enumerate() {
+        let id = last + i as i64 + 1;
+        if let Some(state) = states.get(&id) {
+            out.push(Inserted {
+                id: JobId(id),
+                state: *state,
+                existing: false,
+            });
+            continue;
+        }
+        // It hit a key: answer with the job that holds it (which may be
+        // one inserted earlier in this very batch).
+        let r = sqlx::query(include_str!("../queries/insert_existing.sql"))
+            .bind(job.idempotency_key.as_deref())
+            .bind(job.dedupe_key.as_deref())
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(db("insert_many"))?;
+        out.push(Inserted {
+            id: JobId(r.try_get("id").map_err(db("insert_many"))?),
+            state: row::state(&r)?,
+            existing: true,
+        });
+    }
+    Ok(out)
+}
+
+/// What an insert announces: the queues that got available jobs, and "look
+/// again" for a scheduler sleeping until the next due job when it added one.
+pub(crate) fn notifications(jobs: &InsertMany, inserted: &[Inserted]) -> Vec<Notification> {
+    let queues: BTreeSet<&str> = jobs
+        .jobs
+        .iter()
+        .zip(inserted)
+        .filter(|(_, i)| !i.existing && i.state == JobState::Available)
+        .map(|(j, _)| j.queue.as_str())
+        .collect();
+    let mut out: Vec<Notification> = Notification::jobs_in(queues).into_iter().collect();
+    if inserted
+        .iter()
+        .any(|i| !i.existing && i.state == JobState::Scheduled)
+    {
+        out.push(Notification::jobs_anywhere());
+    }
+    out
 }

@@ -6,8 +6,8 @@ use std::collections::{BTreeSet, HashMap};
 use capstan_core::{Job, JobId, JobState};
 use capstan_store::{
     CancelJob, CancelOutcome, Claim, DeleteFinished, ExtendLeases, Finish, FinishMany, InsertMany,
-    Inserted, JobStore, LeaseReport, ListJobs, MarkUnhandled, Outcome, PromoteDue, PromoteReport,
-    Rescue, RescueReport, RetryJob, StoreError, StoreResult, Wakeup, extension_rows_json,
+    Inserted, JobStore, LeaseReport, ListJobs, MarkUnhandled, Notification, Outcome, PromoteDue,
+    PromoteReport, Rescue, RescueReport, RetryJob, StoreError, StoreResult, extension_rows_json,
     finish_rows_json, sort_in_claim_order,
 };
 use sqlx::Row as _;
@@ -112,15 +112,13 @@ impl JobStore for SqliteStore {
                 queues.insert(q);
             }
         }
-        for q in queues {
-            self.hub().send(Wakeup::Queue(q));
-        }
+        self.announce(Notification::jobs_in(queues.iter().map(String::as_str)));
         if p.finishes
             .iter()
             .any(|f: &Finish| matches!(f.outcome, Outcome::Retry { .. } | Outcome::Snooze { .. }))
         {
             // A scheduler sleeping until the next due job must look again.
-            self.hub().send(Wakeup::All);
+            self.announce([Notification::jobs_anywhere()]);
         }
         Ok(report)
     }
@@ -159,9 +157,7 @@ impl JobStore for SqliteStore {
             .fetch_one(&self.inner.reader)
             .await
             .map_err(db("promote_due"))?;
-        for q in &queues {
-            self.hub().send(Wakeup::Queue(q.clone()));
-        }
+        self.announce(Notification::jobs_in(queues.iter().map(String::as_str)));
         Ok(PromoteReport {
             promoted: rows.len() as u64,
             queues: queues.into_iter().collect(),
@@ -235,9 +231,9 @@ impl JobStore for SqliteStore {
             .collect::<StoreResult<Vec<_>>>()?;
         let mut report = RescueReport::from_rows(rows, removed);
         report.healthy_since = p.rescuer.as_ref().map(|_| row::from_micros(healthy_since));
-        for q in &report.queues {
-            self.hub().send(Wakeup::Queue(q.clone()));
-        }
+        self.announce(Notification::jobs_in(
+            report.queues.iter().map(String::as_str),
+        ));
         Ok(report)
     }
 
@@ -330,7 +326,7 @@ impl JobStore for SqliteStore {
         };
         tx.commit().await.map_err(db("cancel_job"))?;
         if let CancelOutcome::Requested(_) = outcome {
-            self.hub().send(Wakeup::Cancel(p.id));
+            self.announce([Notification::cancel(p.id)]);
         }
         Ok(outcome)
     }
@@ -346,7 +342,7 @@ impl JobStore for SqliteStore {
         match updated {
             Some(r) => {
                 let job = row::job(&r)?;
-                self.hub().send(Wakeup::Queue(job.queue.clone()));
+                self.announce(Notification::jobs_in([job.queue.as_str()]));
                 Ok(job)
             }
             None => {

@@ -16,15 +16,20 @@ mod jobs;
 mod nodes;
 mod queues;
 mod row;
+mod tx;
 mod watch;
 
 use std::sync::Arc;
 
-use capstan_store::{Capabilities, Store, StoreError, StoreResult, Wakeup, WakeupHub, Wakeups};
-use sqlx::SqlitePool;
+use capstan_store::{
+    Capabilities, Notification, NotificationHub, Notifications, Store, StoreError, StoreResult,
+    Topic,
+};
+use sqlx::{Sqlite, SqlitePool, Transaction};
 use tokio::sync::OnceCell;
 
 pub use connect::SqliteConfig;
+pub use tx::SqliteTx;
 
 /// Capstan's store on a SQLite file. Cheap to clone; clones share the pools.
 #[derive(Debug, Clone)]
@@ -38,8 +43,8 @@ pub(crate) struct Inner {
     writer: SqlitePool,
     /// Readers, beside the writer (WAL).
     reader: SqlitePool,
-    /// In-process wake-ups.
-    hub: WakeupHub,
+    /// In-process notifications.
+    hub: NotificationHub,
     /// The cross-process watcher, started on first subscribe.
     watcher: OnceCell<()>,
 }
@@ -64,19 +69,43 @@ impl SqliteStore {
             inner: Arc::new(Inner {
                 writer,
                 reader,
-                hub: WakeupHub::new(),
+                hub: NotificationHub::new(),
                 watcher: OnceCell::new(),
             }),
         })
     }
 
-    /// The single-writer pool: use it for transactions that enqueue jobs
-    /// together with your own writes (`begin_with("BEGIN IMMEDIATE")`), then
-    /// call [`SqliteStore::insert_many_in`] and, after commit, [`Store::wake`].
-    /// Keep such transactions short: every write of this process, node
-    /// heartbeats included, waits for them.
+    /// The single-writer pool. To write together with Capstan, prefer
+    /// [`Store::begin`], whose transaction also announces its jobs at commit.
+    /// Whatever you run on it, keep it short: every write of this process,
+    /// node heartbeats included, waits for it.
     pub fn writer(&self) -> &SqlitePool {
         &self.inner.writer
+    }
+
+    /// Wrap a transaction you began yourself (on [`SqliteStore::writer`]
+    /// with `begin_with("BEGIN IMMEDIATE")`, or on a pool of your own on the
+    /// same file), so Capstan's writes join it and are announced when it
+    /// commits.
+    pub fn wrap<'c>(&self, tx: Transaction<'c, Sqlite>) -> SqliteTx<'c> {
+        SqliteTx::new(tx, self.inner.hub.clone())
+    }
+
+    pub(crate) async fn begin_tx(&self, operation: &'static str) -> StoreResult<SqliteTx<'static>> {
+        let tx = self
+            .inner
+            .writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(crate::row::db(operation))?;
+        Ok(self.wrap(tx))
+    }
+
+    /// Send notifications of writes that committed on their own.
+    pub(crate) fn announce(&self, notifications: impl IntoIterator<Item = Notification>) {
+        for n in notifications {
+            self.inner.hub.send(n);
+        }
     }
 
     /// How many nodes of a schema older than
@@ -121,13 +150,11 @@ impl SqliteStore {
             .map_err(crate::row::db("integrity_check"))?;
         Ok(rows.join("\n"))
     }
-
-    pub(crate) fn hub(&self) -> &WakeupHub {
-        &self.inner.hub
-    }
 }
 
 impl Store for SqliteStore {
+    type Tx = SqliteTx<'static>;
+
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             listen_notify: false,
@@ -152,8 +179,12 @@ impl Store for SqliteStore {
             })
     }
 
-    async fn subscribe(&self) -> StoreResult<Wakeups> {
-        let rx = self.inner.hub.subscribe();
+    async fn begin(&self) -> StoreResult<SqliteTx<'static>> {
+        self.begin_tx("begin").await
+    }
+
+    async fn subscribe(&self, topics: &[Topic]) -> StoreResult<Notifications> {
+        let rx = self.inner.hub.subscribe(topics);
         self.inner
             .watcher
             .get_or_try_init(|| async { watch::spawn(&self.inner).await })
@@ -161,8 +192,8 @@ impl Store for SqliteStore {
         Ok(rx)
     }
 
-    async fn wake(&self, wakeup: Wakeup) -> StoreResult<()> {
-        self.inner.hub.send(wakeup);
+    async fn notify(&self, n: Notification) -> StoreResult<()> {
+        self.inner.hub.send(n);
         Ok(())
     }
 

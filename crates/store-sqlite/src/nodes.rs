@@ -5,8 +5,8 @@
 
 use capstan_core::{JobId, Lease, LeaseToken, NodeId, Timestamp};
 use capstan_store::{
-    DeregisterNode, HeartbeatNode, Held, NodeBeat, NodeInfo, NodeStore, RegisterNode,
-    RegisterReport, StoreResult, Wakeup,
+    DeregisterNode, HeartbeatNode, Held, NodeBeat, NodeInfo, NodeStore, Notification, RegisterNode,
+    RegisterReport, StoreResult,
 };
 use sqlx::{Row, SqliteConnection};
 
@@ -83,9 +83,7 @@ async fn mark_handled(
 
 impl SqliteStore {
     fn wake_queues(&self, queues: Vec<String>) {
-        for q in queues {
-            self.hub().send(Wakeup::Queue(q));
-        }
+        self.announce(Notification::jobs_in(queues.iter().map(String::as_str)));
     }
 }
 
@@ -112,7 +110,7 @@ impl NodeStore for SqliteStore {
             .map_err(db("register_node"))?;
         tx.commit().await.map_err(db("register_node"))?;
         if !rows.is_empty() {
-            self.hub().send(Wakeup::All);
+            self.announce([Notification::jobs_anywhere()]);
         }
         self.wake_queues(woken);
         Ok(RegisterReport {

@@ -2,7 +2,7 @@
 //! `PRAGMA data_version` changes on a connection whenever *another*
 //! connection commits to the file. The watcher reads it every
 //! [`WATCH_INTERVAL`] (a read of shared memory in WAL mode, no disk I/O) and
-//! sends [`Wakeup::All`] on change, so a job enqueued by another process (the
+//! sends [`Received::Missed`] on change (it cannot know what changed), so a job enqueued by another process (the
 //! CLI, say) starts within that interval instead of at the next idle poll.
 //!
 //! It reads it on this process's one writer connection: every write of this
@@ -13,7 +13,9 @@
 use std::sync::Weak;
 use std::time::Duration;
 
-use capstan_store::{StoreResult, Wakeup};
+#[cfg(doc)]
+use capstan_store::Received;
+use capstan_store::StoreResult;
 
 use crate::Inner;
 use crate::row::db;
@@ -44,7 +46,7 @@ pub(crate) async fn spawn(inner: &std::sync::Arc<Inner>) -> StoreResult<()> {
             match data_version(&inner).await {
                 Ok(v) if v != last => {
                     last = v;
-                    inner.hub.send(Wakeup::All);
+                    inner.hub.missed();
                 }
                 Ok(_) => {}
                 Err(e) if e.is_transient() => {}

@@ -17,17 +17,22 @@
 mod batch;
 mod capabilities;
 mod error;
+mod notify;
 mod params;
 mod report;
 mod traits;
-mod wakeup;
+mod tx;
 
 pub use batch::{FinishRow, InsertRow, extension_rows_json, finish_rows_json};
 pub use capabilities::Capabilities;
 pub use error::{NODE_PROTOCOL_VERSION, StoreError, StoreResult};
+pub use notify::{
+    ControlHint, JobsHint, MAX_PAYLOAD, Notification, NotificationHub, Notifications, Received,
+    Topic,
+};
 pub use params::*;
 pub use report::{fail_corrupt, sort_in_claim_order};
 pub use traits::{JobStore, NodeStore, QueueStore, Store};
-pub use wakeup::{Wakeup, WakeupHub, Wakeups};
+pub use tx::StoreTx;
 
 pub use capstan_core as core;

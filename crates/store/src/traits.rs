@@ -9,15 +9,21 @@ use capstan_core::{Job, JobId};
 use crate::{
     CancelJob, CancelOutcome, Capabilities, Claim, DeleteFinished, DeregisterNode, ExtendLeases,
     FinishMany, HeartbeatNode, InsertMany, Inserted, LeaseReport, ListJobs, MarkUnhandled,
-    NodeBeat, NodeInfo, PromoteDue, PromoteReport, QueueCounts, RegisterNode, RegisterReport,
-    Rescue, RescueReport, RetryJob, StoreResult, Wakeup, Wakeups,
+    NodeBeat, NodeInfo, Notification, Notifications, PromoteDue, PromoteReport, QueueCounts,
+    RegisterNode, RegisterReport, Rescue, RescueReport, RetryJob, StoreResult, StoreTx, Topic,
 };
 
 /// Jobs: enqueue, claim, finish, and the maintenance of their table.
+///
+/// Every write that can make a job runnable — `insert_many`, `promote_due`,
+/// `rescue`, a `finish_many` that hands back or retries at once,
+/// `retry_job`, and `register_node` when it reclaims or un-sets-aside jobs —
+/// sends one [`crate::Topic::JOBS`] notification naming the queues (or `*`)
+/// once it commits; `cancel_job` of a running job sends
+/// [`crate::Topic::CONTROL`]. The conformance area `notify` checks each.
 pub trait JobStore: Send + Sync {
     /// Insert many jobs in one round trip and one transaction, honouring
-    /// idempotency and dedupe keys. On PostgreSQL one NOTIFY per call wakes
-    /// idle workers of every queue that got an available job.
+    /// idempotency and dedupe keys.
     fn insert_many(
         &self,
         p: &InsertMany,
@@ -106,18 +112,34 @@ pub trait QueueStore: Send + Sync {
 
 /// A complete backend.
 pub trait Store: JobStore + NodeStore + QueueStore + Clone + 'static {
+    /// This backend's write transaction, begun by [`Store::begin`]. Each
+    /// backend also wraps a sqlx transaction the caller began itself
+    /// (`PgStore::wrap`, `SqliteStore::wrap`).
+    type Tx: StoreTx + 'static;
+
     /// What this backend offers.
     fn capabilities(&self) -> Capabilities;
 
     /// Apply pending schema migrations; re-running is a no-op.
     fn migrate(&self) -> impl Future<Output = StoreResult<()>> + Send;
 
-    /// Receive wake-ups. On PostgreSQL this starts (once) a LISTEN connection.
-    fn subscribe(&self) -> impl Future<Output = StoreResult<Wakeups>> + Send;
+    /// Begin a write transaction (on SQLite `BEGIN IMMEDIATE` on the one
+    /// writer connection: keep it short, every write of this process waits
+    /// for it, and do not call the store's own writes while holding it).
+    fn begin(&self) -> impl Future<Output = StoreResult<Self::Tx>> + Send;
 
-    /// Send a wake-up to this process's workers and, where the backend can, to
-    /// other processes' (after a transaction that enqueued jobs commits).
-    fn wake(&self, wakeup: Wakeup) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Receive the notifications on `topics` (and every
+    /// [`crate::Received::Missed`]). On PostgreSQL this LISTENs, on the one
+    /// LISTEN connection, to the topics' channels before it returns, so
+    /// nothing sent after it returns is missed.
+    fn subscribe(
+        &self,
+        topics: &[Topic],
+    ) -> impl Future<Output = StoreResult<Notifications>> + Send;
+
+    /// Send a notification now, to this process and, where the backend can,
+    /// to other processes.
+    fn notify(&self, n: Notification) -> impl Future<Output = StoreResult<()>> + Send;
 
     /// Close connections.
     fn close(&self) -> impl Future<Output = ()> + Send;

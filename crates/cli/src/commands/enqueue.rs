@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use capstan::{Client, NewJob};
+use capstan::{Client, NewJob, Store, StoreTx};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::Value;
@@ -188,13 +188,16 @@ async fn run_batch(settings: &Settings, path: &Path, json: bool) -> anyhow::Resu
     let client = Client::with_config(store.clone(), settings.config.clone())?;
     let total = jobs.len();
     let bar = progress(total as u64, json);
-    let mut batches = Vec::new();
+    // All or nothing: every batch in one transaction.
+    let mut tx = store.begin().await?;
+    let mut inserted = Vec::with_capacity(total);
     let mut rest = jobs;
     while !rest.is_empty() {
         let tail = rest.split_off(rest.len().min(BATCH));
-        batches.push(client.insert_params(std::mem::replace(&mut rest, tail)));
+        let batch = std::mem::replace(&mut rest, tail);
+        inserted.extend(client.enqueue_many_in(&mut tx, batch).await?);
     }
-    let inserted = store.insert_all_or_nothing(&batches).await?;
+    tx.commit().await?;
     bar.finish_and_clear();
     warn_if_unhandled(&client, kinds.iter().map(|(q, k)| (q, k))).await?;
     let new = inserted.iter().filter(|i| !i.existing).count();

@@ -1,4 +1,4 @@
-//! Enqueue: batches, options, idempotency and dedupe keys, transactions.
+//! Enqueue: batches, options, idempotency and dedupe keys.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -255,36 +255,6 @@ pub async fn duplicate_keys_within_one_batch_collapse<H: Harness>(h: &H) {
     assert!(r[4].existing && !r[3].existing);
     assert!(!r[1].existing);
     assert_eq!(get(h, r[0].id).await.kind, "a");
-}
-
-pub async fn rolled_back_transaction_leaves_no_job<H: Harness>(h: &H) {
-    let p = InsertMany {
-        jobs: vec![job("in-tx"), job("in-tx").with_idempotency_key("tx-key")],
-        default_max_attempts: 3,
-        now: now(h),
-    };
-    let inserted = h.insert_in_transaction(&p, false).await.unwrap();
-    assert_eq!(inserted.len(), 2);
-    assert!(h.store().get_job(inserted[0].id).await.unwrap().is_none());
-    assert!(h.store().queue_counts().await.unwrap().is_empty());
-    // The key was never taken.
-    let again = enqueue(h, vec![job("k").with_idempotency_key("tx-key")]).await[0];
-    assert!(!again.existing);
-}
-
-pub async fn committed_transaction_keeps_its_jobs<H: Harness>(h: &H) {
-    let p = InsertMany {
-        jobs: vec![job("in-tx"), job("in-tx")],
-        default_max_attempts: 3,
-        now: now(h),
-    };
-    let inserted = h.insert_in_transaction(&p, true).await.unwrap();
-    for i in &inserted {
-        assert_eq!(get(h, i.id).await.state, JobState::Available);
-    }
-    let n = node("n1");
-    register(h, &n).await;
-    assert_eq!(claim(h, "default", 10, &n).await.len(), 2);
 }
 
 /// A job whose idempotency key is held by one job and whose dedupe key by

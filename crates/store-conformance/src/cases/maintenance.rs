@@ -1,11 +1,11 @@
-//! Maintenance: migrations, promotion, retention, wake-ups, unhandled kinds.
+//! Maintenance: migrations, promotion, retention, unhandled kinds.
 
 use std::time::Duration;
 
 use capstan_core::{Clock, ErrorClass, JobState};
 use capstan_store::{
     DeleteFinished, JobStore, MarkUnhandled, NodeStore, Outcome, PromoteDue, QueueStore,
-    RegisterNode, Store, Wakeup,
+    RegisterNode, Store,
 };
 
 use super::{
@@ -144,50 +144,6 @@ pub async fn cleaner_deletes_only_jobs_past_retention_in_batches<H: Harness>(h: 
     assert!(h.store().get_job(old[5]).await.unwrap().is_none());
     assert!(h.store().get_job(recent).await.unwrap().is_none());
     assert_eq!(get(h, waiting).await.state, JobState::Scheduled);
-}
-
-/// The wake-up of this very store, not the cross-process fallback: a
-/// `Queue` hint naming the queue (the watcher of SQLite only ever says `All`).
-async fn wakeup_for(w: &mut capstan_store::Wakeups, queue: &str) -> Option<Wakeup> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        match tokio::time::timeout(left, w.recv()).await.ok().flatten() {
-            Some(Wakeup::Queue(q)) if q == queue => return Some(Wakeup::Queue(q)),
-            Some(_) => continue,
-            None => return None,
-        }
-    }
-}
-
-pub async fn enqueue_wakes_subscribers<H: Harness>(h: &H) {
-    let mut w = h.store().subscribe().await.unwrap();
-    enqueue_one(h, job("k").with_queue("mail")).await;
-    assert_eq!(
-        wakeup_for(&mut w, "mail").await,
-        Some(Wakeup::Queue("mail".into()))
-    );
-}
-
-pub async fn enqueue_from_another_connection_wakes_subscribers<H: Harness>(h: &H) {
-    let mut w = h.store().subscribe().await.unwrap();
-    let other = h.connect_again().await;
-    other
-        .insert_many(&capstan_store::InsertMany {
-            jobs: vec![job("k").with_queue("mail")],
-            default_max_attempts: 3,
-            now: now(h),
-        })
-        .await
-        .unwrap();
-    let got = tokio::time::timeout(Duration::from_secs(10), w.recv())
-        .await
-        .ok()
-        .flatten();
-    assert!(
-        matches!(&got, Some(Wakeup::Queue(q)) if q == "mail") || got == Some(Wakeup::All),
-        "another process's enqueue reaches this one: {got:?}"
-    );
 }
 
 /// Jobs no live node can run leave the claim order (so they never make a

@@ -8,7 +8,9 @@ pub mod claim;
 pub mod enqueue;
 pub mod finish;
 pub mod maintenance;
+pub mod notify;
 pub mod rescue;
+pub mod tx;
 
 use std::time::Duration;
 

@@ -5,8 +5,8 @@
 pub mod cluster;
 
 use capstan_core::ManualClock;
-use capstan_store::{InsertMany, Inserted, Store, StoreError, StoreResult};
-use capstan_store_postgres::PgStore;
+use capstan_store::Store;
+use capstan_store_postgres::{PgStore, PgTx};
 
 pub use cluster::{Cluster, TestDatabase};
 
@@ -53,25 +53,11 @@ impl Harness for PgHarness {
             .unwrap_or_else(|e| panic!("connect to test database: {e}"))
     }
 
-    async fn insert_in_transaction(
-        &self,
-        p: &InsertMany,
-        commit: bool,
-    ) -> StoreResult<Vec<Inserted>> {
-        let mut tx = self
-            .store
-            .pool()
-            .begin()
+    async fn execute_in(tx: &mut PgTx<'static>, sql: &str) {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+            .execute(&mut **tx)
             .await
-            .map_err(|e| StoreError::database("begin", e))?;
-        let inserted = PgStore::insert_many_in(&mut tx, p).await?;
-        if commit {
-            tx.commit().await
-        } else {
-            tx.rollback().await
-        }
-        .map_err(|e| StoreError::database("end", e))?;
-        Ok(inserted)
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
     }
 
     fn url(&self) -> String {
@@ -87,6 +73,13 @@ impl Harness for PgHarness {
             .execute(self.store.pool())
             .await
             .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+
+    async fn count(&self, sql: &str) -> i64 {
+        sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql.to_owned()))
+            .fetch_one(self.store.pool())
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
     }
 
     async fn lock_job(&self, id: capstan_core::JobId) -> Option<RowLock> {

@@ -1,0 +1,112 @@
+//! [`SqliteTx`]: the SQLite write transaction Capstan's writes share with the
+//! caller's SQL. SQLite has no NOTIFY, so the transaction gathers the
+//! notifications its writes make and sends them to the in-process hub once
+//! `COMMIT` returns; a rollback drops them. Other processes notice the
+//! commit through their `data_version` watcher.
+
+use std::ops::{Deref, DerefMut};
+
+use capstan_store::{InsertMany, Inserted, Notification, NotificationHub, StoreResult, StoreTx};
+use sqlx::{Acquire, Sqlite, SqliteConnection, Transaction};
+
+use crate::row::db;
+
+/// A write transaction on SQLite (see the module docs). Derefs to its
+/// connection: `sqlx::query(…).execute(&mut *tx)` runs your SQL in it.
+#[derive(Debug)]
+pub struct SqliteTx<'c> {
+    tx: Transaction<'c, Sqlite>,
+    /// Notifications of this transaction's writes, sent at commit.
+    gathered: Vec<Notification>,
+    /// Where they go at commit: the hub, or the enclosing transaction.
+    sink: Sink<'c>,
+}
+
+#[derive(Debug)]
+enum Sink<'c> {
+    Hub(NotificationHub),
+    Outer(&'c mut Vec<Notification>),
+}
+
+impl<'c> SqliteTx<'c> {
+    pub(crate) fn new(tx: Transaction<'c, Sqlite>, hub: NotificationHub) -> Self {
+        SqliteTx {
+            tx,
+            gathered: Vec::new(),
+            sink: Sink::Hub(hub),
+        }
+    }
+
+    /// The sqlx transaction, for APIs that want it rather than a connection.
+    /// Notifications gathered so far are still sent at this wrapper's commit.
+    pub fn sqlx(&mut self) -> &mut Transaction<'c, Sqlite> {
+        &mut self.tx
+    }
+
+    pub(crate) fn gather(&mut self, notifications: impl IntoIterator<Item = Notification>) {
+        for n in notifications {
+            if !self.gathered.contains(&n) {
+                self.gathered.push(n);
+            }
+        }
+    }
+}
+
+impl Deref for SqliteTx<'_> {
+    type Target = SqliteConnection;
+    fn deref(&self) -> &SqliteConnection {
+        &self.tx
+    }
+}
+
+impl DerefMut for SqliteTx<'_> {
+    fn deref_mut(&mut self) -> &mut SqliteConnection {
+        &mut self.tx
+    }
+}
+
+impl<'c> StoreTx for SqliteTx<'c> {
+    type Savepoint<'a>
+        = SqliteTx<'a>
+    where
+        Self: 'a;
+
+    async fn insert_many(&mut self, p: &InsertMany) -> StoreResult<Vec<Inserted>> {
+        let inserted = crate::insert::insert_in(&mut self.tx, p).await?;
+        self.gather(crate::insert::notifications(p, &inserted));
+        Ok(inserted)
+    }
+
+    async fn notify(&mut self, n: Notification) -> StoreResult<()> {
+        self.gather([n]);
+        Ok(())
+    }
+
+    async fn savepoint(&mut self) -> StoreResult<SqliteTx<'_>> {
+        let tx = (&mut self.tx).begin().await.map_err(db("savepoint"))?;
+        Ok(SqliteTx {
+            tx,
+            gathered: Vec::new(),
+            sink: Sink::Outer(&mut self.gathered),
+        })
+    }
+
+    async fn commit(self) -> StoreResult<()> {
+        self.tx.commit().await.map_err(db("commit"))?;
+        match self.sink {
+            Sink::Hub(hub) => self.gathered.into_iter().for_each(|n| hub.send(n)),
+            Sink::Outer(outer) => {
+                for n in self.gathered {
+                    if !outer.contains(&n) {
+                        outer.push(n);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn rollback(self) -> StoreResult<()> {
+        self.tx.rollback().await.map_err(db("rollback"))
+    }
+}
