@@ -32,6 +32,7 @@ CONF = ["-p", "capstan-store-conformance"]
 RUNTIME = ["-p", "capstan-runtime"]
 CLI = ["-p", "capstan-cli", "--test", "tests", "--", "enqueue_prints"]
 CORE = ["-p", "capstan-core"]
+SEAM = CONF + ["--test", "tests", "--", "notify", "tx"]
 
 # (id, description, file, old text, new text, cargo test args)
 MUTATIONS = [
@@ -114,6 +115,20 @@ MUTATIONS = [
      f"{LITE}/queries/finish.sql", "IS NULL THEN j.errors\n             ELSE json_insert(CASE WHEN json_valid(j.errors) AND json_type(j.errors) = 'array' THEN j.errors\n", "IS NULL THEN j.errors\n             ELSE json_insert(CASE WHEN 1 THEN j.errors\n", CONF),
     ("h16", "a cancel keeps a history that is not a JSON array (PostgreSQL)",
      f"{PG}/queries/cancel_waiting.sql", "    errors = CASE WHEN jsonb_typeof(errors) = 'array' THEN errors\n", "    errors = CASE WHEN true THEN errors\n", CONF),
+    ("s1", "a SQLite transaction's commit announces nothing",
+     f"{LITE}/src/tx.rs", "Sink::Hub(hub) => self.gathered.into_iter().for_each(|n| hub.send(n)),", "Sink::Hub(hub) => self.gathered.into_iter().take(0).for_each(|n| hub.send(n)),", SEAM),
+    ("s2", "a SQLite savepoint's commit loses its notifications",
+     f"{LITE}/src/tx.rs", "                for n in self.gathered {", "                for n in self.gathered.into_iter().take(0) {", SEAM),
+    ("s3", "promotion sends no NOTIFY (PostgreSQL)",
+     f"{PG}/queries/promote_due.sql", "pg_notify('capstan_jobs'", "pg_notify('capstan_nobody'", SEAM),
+    ("s4", "a retry by hand announces nothing (SQLite)",
+     f"{LITE}/src/jobs.rs", "                self.announce(Notification::jobs_in([job.queue.as_str()]));", "                let _ = &job;", SEAM),
+    ("s5", "the LISTEN connection never listens to the topics asked for (PostgreSQL)",
+     f"{PG}/src/listen.rs", "listener.listen_all(channels.iter().map(String::as_str)).await", "listener.listen_all(channels.iter().map(String::as_str).take(0)).await", SEAM),
+    ("s6", "a hand-back announces nothing (SQLite)",
+     f"{LITE}/src/jobs.rs", "        self.announce(Notification::jobs_in(queues.iter().map(String::as_str)));\n        if p.finishes", "        let _ = &queues;\n        if p.finishes", SEAM),
+    ("s7", "the runtime ignores a missed hint",
+     "crates/runtime/src/dispatch.rs", "            Some(Received::Missed) => everyone(),", "            Some(Received::Missed) => {}", RUNTIME + ["--test", "tests"]),
     ("h13", "the completer drops finishes after a few failures",
      "crates/runtime/src/completer.rs", "            failures += 1;\n", "            failures += 1;\n            if failures >= 6 {\n                return (p.finishes, Written::GaveUp(e));\n            }\n", RUNTIME + ["--test", "tests", "--", "blip"]),
 ]

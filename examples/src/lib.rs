@@ -2,3 +2,4 @@
 //! end-to-end test in `tests/`.
 
 pub mod document_pipeline;
+pub mod orders;

@@ -5,6 +5,7 @@
 #![allow(missing_docs)]
 
 mod document_pipeline;
+mod orders;
 
 capstan_store_conformance::on_both_backends!(
     document_pipeline::flaky_document_completes_on_the_third_call_after_429_and_500,
@@ -15,4 +16,7 @@ capstan_store_conformance::on_both_backends!(
     document_pipeline::each_attempt_runs_under_a_five_minute_timeout_and_lease,
     document_pipeline::a_call_outliving_its_timeout_is_cancelled_and_retried,
     document_pipeline::several_nodes_process_each_document_exactly_once,
+    orders::an_order_and_its_receipt_commit_together_and_the_receipt_is_sent,
+    orders::a_refused_order_leaves_neither_its_row_nor_its_receipt_job,
+    orders::an_order_placed_twice_is_refused_by_the_database_and_keeps_one_receipt,
 );
