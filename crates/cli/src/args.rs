@@ -52,6 +52,10 @@ pub(crate) struct ServeArgs {
     /// This node's id; must be unique among live nodes (default: host name + random).
     #[arg(long, value_name = "ID")]
     pub(crate) node_id: Option<String>,
+    /// Do not apply pending migrations: refuse to start on a database that
+    /// `capstan migrate` has not brought to this version.
+    #[arg(long)]
+    pub(crate) no_migrate: bool,
 }
 
 #[derive(Debug, Args)]

@@ -1,6 +1,7 @@
 //! `capstan`: the command-line shell over the library. It parses arguments,
 //! resolves configuration (flag > environment > `capstan.toml` > default),
-//! opens and migrates the store, runs one command and maps the outcome to an
+//! opens the store (migrating it only for `migrate`, `serve` and `bench`),
+//! runs one command and maps the outcome to an
 //! exit code: 0 success, 2 bad input (a flag, a config file, a batch file:
 //! nothing was done), 1 any other error (with one line on stderr saying what
 //! failed and what to do); `jobs wait` adds 1 for a failed or cancelled job

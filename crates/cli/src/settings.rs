@@ -149,11 +149,38 @@ impl Settings {
         Ok(Settings { url, config })
     }
 
-    /// Open the store and apply migrations.
-    pub(crate) async fn open(&self) -> anyhow::Result<AnyStore> {
+    /// Open the store and apply pending migrations (`migrate`, `serve`,
+    /// `bench`: the commands that are asked to).
+    pub(crate) async fn open_and_migrate(&self) -> anyhow::Result<AnyStore> {
         let store = AnyStore::connect(&self.url).await?;
         store.migrate().await?;
         Ok(store)
+    }
+
+    /// Open the store of a database already migrated to this version;
+    /// writes no schema (and creates no SQLite file), and says how to fix a
+    /// missing or older one.
+    pub(crate) async fn open(&self) -> anyhow::Result<AnyStore> {
+        if !self.url.starts_with("postgres") {
+            let path = capstan::sqlite::SqliteConfig::from_url(&self.url)?.path;
+            if !path.exists() {
+                bail!(
+                    "no database at {}: run `capstan migrate` to create it (or `capstan serve`, which migrates), or pass --database-url",
+                    path.display()
+                );
+            }
+        }
+        let store = AnyStore::connect(&self.url).await?;
+        store.check_schema().await?;
+        Ok(store)
+    }
+
+    /// A client on [`Settings::open`]'s store with these settings.
+    pub(crate) async fn client(&self) -> anyhow::Result<capstan::Client<AnyStore>> {
+        Ok(capstan::Client::with_config(
+            self.open().await?,
+            self.config.clone(),
+        )?)
     }
 }
 

@@ -250,6 +250,13 @@ pub(crate) async fn nodes_survive_kills_crashes_cuts_and_an_outage_on_postgres()
     write(&dir, "capstan.toml", CONFIG);
     let bin = Path::new(env!("CARGO_BIN_EXE_capstan"));
     let file = write(&dir, "jobs.jsonl", &job_lines(jobs));
+    let migrated = Command::new(bin)
+        .current_dir(dir.path())
+        .env("CAPSTAN_DATABASE_URL", &url)
+        .arg("migrate")
+        .output()
+        .unwrap();
+    assert!(migrated.status.success(), "{migrated:?}");
     let out = Command::new(bin)
         .current_dir(dir.path())
         .env("CAPSTAN_DATABASE_URL", &url)

@@ -571,3 +571,57 @@ pub(crate) async fn serve_waits_for_a_database_that_does_not_answer() {
             .success()
     );
 }
+
+/// Only `migrate` and `serve` (and `bench`) write schema. Every other
+/// command, on a database behind this version or a SQLite file that does
+/// not exist, refuses with how to fix it and changes nothing.
+pub(crate) async fn commands_other_than_migrate_and_serve_never_write_schema<H: Harness>(h: &H) {
+    let dir = TempDir::new("cli");
+    let missing = dir.path().join("none.db");
+    let missing_url = format!("sqlite://{}", missing.display());
+    for args in [vec!["queues"], vec!["jobs", "list"], vec!["enqueue", "k"]] {
+        let out = run(&missing_url, &dir, &args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(
+            err.contains("no database at") && err.contains("capstan migrate"),
+            "{args:?}: {err}"
+        );
+        assert!(!missing.exists(), "{args:?} created the SQLite file");
+    }
+    // A database one migration behind.
+    let table = h.table("migrations");
+    let newest = h.count(&format!("SELECT max(version) FROM {table}")).await;
+    h.execute(&format!("DELETE FROM {table} WHERE version = {newest}"))
+        .await;
+    let url = h.url();
+    for args in [
+        vec!["queues"],
+        vec!["jobs", "list"],
+        vec!["enqueue", "k"],
+        vec!["serve", "--no-migrate"],
+    ] {
+        let out = run(&url, &dir, &args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(
+            err.contains(&format!("schema version {}", newest - 1))
+                && err.contains("capstan migrate"),
+            "{args:?}: {err}"
+        );
+    }
+    assert_eq!(
+        h.count(&format!(
+            "SELECT count(*) FROM {table} WHERE version = {newest}"
+        ))
+        .await,
+        0,
+        "nothing re-applied the migration"
+    );
+    assert_eq!(
+        h.count(&format!("SELECT count(*) FROM {}", h.table("jobs")))
+            .await,
+        0,
+        "nothing was enqueued"
+    );
+}

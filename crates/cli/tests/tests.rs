@@ -19,6 +19,7 @@ capstan_store_conformance::on_both_backends!(
     contract::wait_exit_codes_tell_the_outcome,
     contract::errors_are_one_line_with_the_right_exit_code,
     contract::bench_prints_its_report,
+    contract::commands_other_than_migrate_and_serve_never_write_schema,
     crash::serve_killed_mid_run_loses_no_job,
 );
 

@@ -270,6 +270,9 @@ impl<S: Store> Store for FaultyStore<S> {
     async fn migrate(&self) -> StoreResult<()> {
         self.inner.migrate().await
     }
+    async fn check_schema(&self) -> StoreResult<()> {
+        self.inner.check_schema().await
+    }
     async fn begin(&self) -> StoreResult<S::Tx> {
         self.faults.call("begin", self.inner.begin()).await
     }

@@ -107,6 +107,7 @@ macro_rules! conformance {
                 maintenance {
                     migrate_twice_is_a_no_op,
                     migrate_refuses_to_upgrade_under_live_older_nodes,
+                    check_schema_refuses_an_older_schema_and_writes_nothing,
                     promote_reports_the_next_due_time,
                     cleaner_deletes_only_jobs_past_retention_in_batches,
                     unhandled_jobs_wait_outside_the_claim_order_until_a_node_handles_them,

@@ -122,23 +122,27 @@ pub(crate) fn side_pool(pool: &PgPool, size: u32) -> PgPool {
 
 /// How many nodes of a schema older than [`capstan_store::NODE_PROTOCOL_VERSION`]
 /// beat within the last minute (0 on a fresh or up-to-date database).
-pub(crate) async fn live_older_nodes(pool: &PgPool) -> StoreResult<i64> {
-    let err = |e| StoreError::database("migrate", e);
-    let applied: Option<i64> = sqlx::query_scalar(
+/// The newest migration applied (0 on a database without Capstan's schema).
+pub(crate) async fn schema_version(pool: &PgPool) -> StoreResult<i64> {
+    let err = |e| StoreError::database("check_schema", e);
+    let table: Option<i64> = sqlx::query_scalar(
         "SELECT CASE WHEN to_regclass('capstan.migrations') IS NULL THEN NULL ELSE 0 END::bigint",
     )
     .fetch_one(pool)
     .await
     .map_err(err)?;
-    if applied.is_none() {
+    if table.is_none() {
         return Ok(0);
     }
-    let version: i64 = sqlx::query_scalar(
-        "SELECT coalesce(max(version), 0) FROM capstan.migrations WHERE success",
-    )
-    .fetch_one(pool)
-    .await
-    .map_err(err)?;
+    sqlx::query_scalar("SELECT coalesce(max(version), 0) FROM capstan.migrations WHERE success")
+        .fetch_one(pool)
+        .await
+        .map_err(err)
+}
+
+pub(crate) async fn live_older_nodes(pool: &PgPool) -> StoreResult<i64> {
+    let err = |e| StoreError::database("migrate", e);
+    let version = schema_version(pool).await?;
     if version == 0 || version >= capstan_store::NODE_PROTOCOL_VERSION {
         return Ok(0);
     }

@@ -30,6 +30,9 @@ use tokio_util::sync::CancellationToken;
 pub use connect::{PgConfig, redact_url};
 pub use tx::PgTx;
 
+/// The migrations this version has (for [`Store::check_schema`]).
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
 /// Every topic's NOTIFY channel is this prefix and the topic's name
 /// (`capstan_jobs`, `capstan_control`), so SQL can notify a topic too.
 pub const CHANNEL_PREFIX: &str = "capstan_";
@@ -144,6 +147,24 @@ impl Store for PgStore {
                 backend: "postgres",
                 source: Box::new(e),
             })
+    }
+
+    async fn check_schema(&self) -> StoreResult<()> {
+        let needed = MIGRATOR
+            .migrations
+            .iter()
+            .map(|m| m.version)
+            .max()
+            .unwrap_or(0);
+        let applied = connect::schema_version(&self.inner.pool).await?;
+        if applied < needed {
+            return Err(StoreError::SchemaOutdated {
+                backend: "postgres",
+                applied,
+                needed,
+            });
+        }
+        Ok(())
     }
 
     async fn begin(&self) -> StoreResult<PgTx<'static>> {

@@ -29,6 +29,9 @@ use sqlx::{Sqlite, SqlitePool, Transaction};
 use tokio::sync::OnceCell;
 
 pub use connect::SqliteConfig;
+
+/// The migrations this version has (for [`Store::check_schema`]).
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 pub use tx::SqliteTx;
 
 /// Capstan's store on a SQLite file. Cheap to clone; clones share the pools.
@@ -108,6 +111,24 @@ impl SqliteStore {
         }
     }
 
+    /// The newest migration applied (0 on a fresh file), read on `pool`.
+    async fn schema_version(&self) -> StoreResult<i64> {
+        let err = crate::row::db("check_schema");
+        let tables: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM sqlite_master WHERE name = 'capstan_migrations'",
+        )
+        .fetch_one(&self.inner.reader)
+        .await
+        .map_err(err)?;
+        if tables == 0 {
+            return Ok(0);
+        }
+        sqlx::query_scalar("SELECT coalesce(max(version), 0) FROM capstan_migrations WHERE success")
+            .fetch_one(&self.inner.reader)
+            .await
+            .map_err(crate::row::db("check_schema"))
+    }
+
     /// How many nodes of a schema older than
     /// [`capstan_store::NODE_PROTOCOL_VERSION`] beat within the last minute
     /// (0 on a fresh or up-to-date database).
@@ -177,6 +198,24 @@ impl Store for SqliteStore {
                 backend: "sqlite",
                 source: Box::new(e),
             })
+    }
+
+    async fn check_schema(&self) -> StoreResult<()> {
+        let needed = MIGRATOR
+            .migrations
+            .iter()
+            .map(|m| m.version)
+            .max()
+            .unwrap_or(0);
+        let applied = self.schema_version().await?;
+        if applied < needed {
+            return Err(StoreError::SchemaOutdated {
+                backend: "sqlite",
+                applied,
+                needed,
+            });
+        }
+        Ok(())
     }
 
     async fn begin(&self) -> StoreResult<SqliteTx<'static>> {

@@ -92,6 +92,20 @@ pub enum StoreError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// The database has no Capstan schema, or an older one than this
+    /// version needs; nothing was changed.
+    #[error(
+        "the {backend} database {}: apply Capstan's migrations first (`capstan migrate`, or `Store::migrate` from code; `capstan serve` migrates by itself)",
+        if *applied == 0 { "has no Capstan schema yet".to_owned() } else { format!("has Capstan schema version {applied}, and this version of Capstan needs {needed}") }
+    )]
+    SchemaOutdated {
+        /// `sqlite` or `postgres`.
+        backend: &'static str,
+        /// The newest migration applied (0: none).
+        applied: i64,
+        /// The newest migration this version has.
+        needed: i64,
+    },
     /// The database refused or failed an operation.
     #[error("database error during {operation}: {source}")]
     Database {

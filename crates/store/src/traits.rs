@@ -123,6 +123,10 @@ pub trait Store: JobStore + NodeStore + QueueStore + Clone + 'static {
     /// Apply pending schema migrations; re-running is a no-op.
     fn migrate(&self) -> impl Future<Output = StoreResult<()>> + Send;
 
+    /// Check, without writing anything, that the schema is migrated to what
+    /// this version needs: [`crate::StoreError::SchemaOutdated`] if not.
+    fn check_schema(&self) -> impl Future<Output = StoreResult<()>> + Send;
+
     /// Begin a write transaction (on SQLite `BEGIN IMMEDIATE` on the one
     /// writer connection: keep it short, every write of this process waits
     /// for it, and do not call the store's own writes while holding it).

@@ -80,6 +80,9 @@ impl Store for AnyStore {
     async fn migrate(&self) -> StoreResult<()> {
         forward!(self, s => s.migrate())
     }
+    async fn check_schema(&self) -> StoreResult<()> {
+        forward!(self, s => s.check_schema())
+    }
     async fn begin(&self) -> StoreResult<AnyTx<'static>> {
         Ok(match self {
             AnyStore::Sqlite(s) => AnyTx::Sqlite(s.begin().await?),

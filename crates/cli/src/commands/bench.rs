@@ -40,7 +40,7 @@ struct Report {
 }
 
 pub(crate) async fn run(settings: &Settings, args: BenchArgs) -> anyhow::Result<ExitCode> {
-    let store = settings.open().await?;
+    let store = settings.open_and_migrate().await?;
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())

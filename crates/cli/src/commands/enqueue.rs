@@ -48,7 +48,7 @@ pub(crate) async fn run(settings: &Settings, args: EnqueueArgs) -> anyhow::Resul
     job.timeout = args.timeout;
     job.tags = args.tags;
     job.validate()?;
-    let client = Client::with_config(settings.open().await?, settings.config.clone())?;
+    let client = settings.client().await?;
     let enqueued = client.enqueue(job).await?;
     let job = client
         .job(enqueued.id)
@@ -184,12 +184,11 @@ async fn run_batch(settings: &Settings, path: &Path, json: bool) -> anyhow::Resu
         .iter()
         .map(|j| (j.queue.clone(), j.kind.clone()))
         .collect();
-    let store = settings.open().await?;
-    let client = Client::with_config(store.clone(), settings.config.clone())?;
+    let client = settings.client().await?;
     let total = jobs.len();
     let bar = progress(total as u64, json);
     // All or nothing: every batch in one transaction.
-    let mut tx = store.begin().await?;
+    let mut tx = client.store().begin().await?;
     let mut inserted = Vec::with_capacity(total);
     let mut rest = jobs;
     while !rest.is_empty() {

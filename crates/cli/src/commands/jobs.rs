@@ -5,14 +5,14 @@ use std::time::Duration;
 
 use anyhow::Context;
 use capstan::store::{CancelOutcome, ListJobs};
-use capstan::{Client, Job, JobId, JobState, RuntimeError};
+use capstan::{Job, JobId, JobState, RuntimeError};
 
 use crate::args::{JobsArgs, JobsCommand};
 use crate::settings::Settings;
 use crate::table;
 
 pub(crate) async fn run(settings: &Settings, args: JobsArgs) -> anyhow::Result<ExitCode> {
-    let client = Client::with_config(settings.open().await?, settings.config.clone())?;
+    let client = settings.client().await?;
     match args.command {
         JobsCommand::List {
             queue,

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use crate::settings::Settings;
 
 pub(crate) async fn run(settings: &Settings) -> anyhow::Result<ExitCode> {
-    let store = settings.open().await?;
+    let store = settings.open_and_migrate().await?;
     println!(
         "migrated {} database {}",
         capstan::Store::capabilities(&store).backend,

@@ -38,7 +38,7 @@ pub(crate) async fn run(settings: &Settings, args: ServeArgs) -> anyhow::Result<
         config.node_id = Some(NodeId(id));
     }
     let signals = Signals::listen();
-    let Some(store) = open_with_retry(settings, signals.nth(1)).await? else {
+    let Some(store) = open_with_retry(settings, !args.no_migrate, signals.nth(1)).await? else {
         return Ok(ExitCode::SUCCESS);
     };
     let client = Client::with_config(store, config).context("cannot start the node")?;
@@ -53,12 +53,18 @@ pub(crate) async fn run(settings: &Settings, args: ServeArgs) -> anyhow::Result<
 /// 30 s). `None` when stopped meanwhile.
 async fn open_with_retry(
     settings: &Settings,
+    migrate: bool,
     stop: impl Future<Output = ()>,
 ) -> anyhow::Result<Option<AnyStore>> {
     tokio::pin!(stop);
     let mut pause = Duration::from_secs(1);
     loop {
-        match settings.open().await {
+        let opened = if migrate {
+            settings.open_and_migrate().await
+        } else {
+            settings.open().await
+        };
+        match opened {
             Ok(store) => return Ok(Some(store)),
             Err(e)
                 if e.downcast_ref::<StoreError>()

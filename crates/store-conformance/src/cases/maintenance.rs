@@ -241,3 +241,33 @@ pub async fn unhandled_jobs_wait_outside_the_claim_order_until_a_node_handles_th
         1
     );
 }
+
+/// Read-only tools check the schema without writing: a database migrated to
+/// this version passes, one behind (or never migrated) is refused with both
+/// versions named.
+pub async fn check_schema_refuses_an_older_schema_and_writes_nothing<H: Harness>(h: &H) {
+    h.store()
+        .check_schema()
+        .await
+        .expect("a migrated database passes");
+    let table = h.table("migrations");
+    let needed = h.count(&format!("SELECT max(version) FROM {table}")).await;
+    h.execute(&format!("DELETE FROM {table} WHERE version = {needed}"))
+        .await;
+    match h.store().check_schema().await {
+        Err(capstan_store::StoreError::SchemaOutdated {
+            applied, needed: n, ..
+        }) => {
+            assert_eq!((applied, n), (needed - 1, needed));
+        }
+        other => panic!("an older schema is refused: {other:?}"),
+    }
+    h.execute(&format!("DELETE FROM {table}")).await;
+    let e = h.store().check_schema().await.unwrap_err();
+    assert!(e.to_string().contains("no Capstan schema"), "{e}");
+    assert_eq!(
+        h.count(&format!("SELECT count(*) FROM {table}")).await,
+        0,
+        "checking wrote nothing"
+    );
+}
