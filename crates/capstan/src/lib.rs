@@ -30,7 +30,7 @@ pub use capstan_runtime::{
     RetryPolicies, RuntimeError, Workers,
 };
 pub use capstan_store as store;
-pub use capstan_store::{JobStore, NodeStore, QueueStore, Store, StoreError, StoreTx};
+pub use capstan_store::{JobStore, NodeStore, QueueStore, Store, StoreError, StoreTx, redact_url};
 pub use capstan_store_postgres as postgres;
 pub use capstan_store_postgres::PgStore;
 pub use capstan_store_sqlite as sqlite;

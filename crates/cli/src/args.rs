@@ -14,9 +14,10 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "capstan", version, about)]
 pub(crate) struct Cli {
-    /// Database URL: postgres://… or sqlite://path. Default: `database_url`
-    /// in capstan.toml, else sqlite://capstan.db.
-    #[arg(long, global = true, env = "CAPSTAN_DATABASE_URL", value_name = "URL")]
+    /// Database URL: postgres://… or sqlite://path. Default:
+    /// $CAPSTAN_DATABASE_URL, else `url` under [database] in capstan.toml,
+    /// else sqlite://capstan.db.
+    #[arg(long, global = true, value_name = "URL")]
     pub(crate) database_url: Option<String>,
     /// Configuration file (default: ./capstan.toml when it exists).
     #[arg(long, global = true, value_name = "PATH")]
@@ -39,6 +40,15 @@ pub(crate) enum Command {
     Queues(QueuesArgs),
     /// Measure enqueue, drain and pickup on the configured database.
     Bench(BenchArgs),
+    /// Print the effective configuration and where each value came from.
+    Config(ConfigArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ConfigArgs {
+    /// Print JSON: `{"key": {"value": …, "source": "…"}}`.
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -53,6 +53,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Jobs(a) => commands::jobs::run(&settings, a).await,
         Command::Queues(a) => commands::queues::run(&settings, a).await,
         Command::Bench(a) => commands::bench::run(&settings, a).await,
+        Command::Config(a) => commands::config::run(&settings, &a),
     }
 }
 

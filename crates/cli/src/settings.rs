@@ -1,152 +1,274 @@
-//! Configuration: `--database-url` > `CAPSTAN_DATABASE_URL` > `database_url`
-//! in `capstan.toml` > `sqlite://capstan.db`, and the runtime settings of
-//! `capstan.toml`. Unknown keys are errors, so a typo never goes unnoticed.
+//! Configuration, resolved once: flags > `CAPSTAN_*` environment variables >
+//! `capstan.toml` > defaults, one section per crate. The sections deserialize
+//! themselves (the runtime's `Config` is `[node]`); this module only layers
+//! the sources and remembers where each value came from, for
+//! `capstan config` and for error messages that name the key, the value and
+//! its source.
 //!
 //! ```toml
-//! database_url = "postgres://capstan@localhost/app"
-//! queues = ["default", "mail"]
-//! concurrency = 100            # per queue, per node
+//! [database]
+//! url = "postgres://capstan@localhost/app"   # CAPSTAN_DATABASE_URL, --database-url
+//! [node]                                      # CAPSTAN_NODE_<KEY>, e.g. CAPSTAN_NODE_DEFAULT_TIMEOUT=5m
+//! queues = ["default", "mail"]                # CAPSTAN_NODE_QUEUES=default,mail, serve --queues
+//! concurrency = 100                           # serve --concurrency
 //! default_timeout = "5m"
-//! shutdown_grace = "20s"
-//! node_timeout = "25s"
-//! retain_completed = "24h"
-//! retain_failed = "7d"
-//! [queue.mail]
+//! [node.queue.mail]
 //! concurrency = 10
-//! [retry.default]
-//! max_attempts = 20
-//! base_delay = "1s"
-//! multiplier = 2.0
-//! max_delay = "1h"
-//! jitter = 0.1
-//! [retry.kinds."documents.process"]
+//! [node.retry.kinds."documents.process"]
 //! max_attempts = 4
-//! base_delay = "2s"
-//! jitter = 0.0
 //! ```
+//!
+//! An environment value is read as a TOML value when it is one (`100`,
+//! `1.5`, `true`, `["a","b"]`, `{max_attempts = 4}`), else as a string
+//! (`5m`, `default,mail`). Unknown keys are errors in every source, so a
+//! typo never goes unnoticed.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use anyhow::{Context, bail};
-use capstan::{AnyStore, Config, QueueConfig, RetryPolicy, Store};
-use serde::Deserialize;
+use capstan::{AnyStore, Config, Store};
+use serde::{Deserialize, Serialize};
+use toml::{Table, Value};
 
-use crate::args::{Cli, parse_duration};
+use crate::args::{Cli, Command};
 
 /// The database URL when nothing else names one.
 pub(crate) const DEFAULT_URL: &str = "sqlite://capstan.db";
 const DEFAULT_CONFIG_FILE: &str = "capstan.toml";
+/// The sections of `capstan.toml`, each its environment prefix.
+const SECTIONS: [(&str, &str); 2] = [("database", "CAPSTAN_DATABASE_"), ("node", "CAPSTAN_NODE_")];
+/// Keys whose values are secrets: printed redacted.
+const SECRET_URLS: [&str; 1] = ["database.url"];
+
+/// Where a value came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Source {
+    Default,
+    File(PathBuf),
+    Env(String),
+    Flag(&'static str),
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Default => f.write_str("default"),
+            Source::File(p) => write!(f, "{}", p.display()),
+            Source::Env(v) => write!(f, "env {v}"),
+            Source::Flag(n) => write!(f, "flag {n}"),
+        }
+    }
+}
+
+/// The whole file, one field per section.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct FileConfig {
+    database: Database,
+    node: Config,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct Database {
+    url: String,
+}
+
+impl Default for Database {
+    fn default() -> Self {
+        Database {
+            url: DEFAULT_URL.to_owned(),
+        }
+    }
+}
 
 /// Resolved settings.
 #[derive(Debug, Clone)]
 pub(crate) struct Settings {
     pub(crate) url: String,
     pub(crate) config: Config,
+    /// The source of every value set by a file, the environment or a flag,
+    /// by dotted key.
+    sources: BTreeMap<String, Source>,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileConfig {
-    database_url: Option<String>,
-    node_id: Option<String>,
-    queues: Option<Vec<String>>,
-    concurrency: Option<usize>,
-    default_timeout: Option<String>,
-    lease_grace: Option<String>,
-    heartbeat_interval: Option<String>,
-    node_timeout: Option<String>,
-    rescue_interval: Option<String>,
-    poll_initial: Option<String>,
-    poll_max: Option<String>,
-    poll_multiplier: Option<f64>,
-    claim_batch: Option<usize>,
-    complete_batch: Option<usize>,
-    schedule_interval: Option<String>,
-    shutdown_grace: Option<String>,
-    cancel_grace: Option<String>,
-    retain_completed: Option<String>,
-    retain_failed: Option<String>,
-    clean_interval: Option<String>,
-    clean_batch: Option<u32>,
-    #[serde(default)]
-    queue: BTreeMap<String, QueueFile>,
-    #[serde(default)]
-    retry: RetryFile,
+/// The sources merged so far.
+#[derive(Debug, Default)]
+struct Layers {
+    table: Table,
+    sources: BTreeMap<String, Source>,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct QueueFile {
-    concurrency: Option<usize>,
-}
+impl Layers {
+    /// Merge `value` at `path` (tables deeply), recording `source` for every
+    /// leaf it sets.
+    fn set(&mut self, path: &[&str], value: Value, source: &Source) {
+        let mut leaves = Vec::new();
+        collect_leaves(&path.join("."), &value, &mut leaves);
+        for leaf in leaves {
+            self.sources.insert(leaf, source.clone());
+        }
+        let (last, parents) = path.split_last().expect("a non-empty path");
+        let mut table = &mut self.table;
+        for p in parents {
+            let entry = table
+                .entry((*p).to_owned())
+                .or_insert_with(|| Value::Table(Table::new()));
+            if !entry.is_table() {
+                *entry = Value::Table(Table::new());
+            }
+            table = entry.as_table_mut().expect("a table");
+        }
+        match (table.get_mut(*last), value) {
+            (Some(Value::Table(old)), Value::Table(new)) => merge(old, new),
+            (_, v) => {
+                table.insert((*last).to_owned(), v);
+            }
+        }
+    }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RetryFile {
-    default: Option<PolicyFile>,
-    #[serde(default)]
-    queues: BTreeMap<String, PolicyFile>,
-    #[serde(default)]
-    kinds: BTreeMap<String, PolicyFile>,
-}
+    /// Remove what is at `path` (a flag replaced it).
+    fn remove(&mut self, path: &[&str]) {
+        let prefix = path.join(".");
+        self.sources
+            .retain(|k, _| k != &prefix && !k.starts_with(&format!("{prefix}.")));
+        let (last, parents) = path.split_last().expect("a non-empty path");
+        let mut table = &mut self.table;
+        for p in parents {
+            match table.get_mut(*p).and_then(Value::as_table_mut) {
+                Some(t) => table = t,
+                None => return,
+            }
+        }
+        table.remove(*last);
+    }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PolicyFile {
-    max_attempts: Option<i32>,
-    base_delay: Option<String>,
-    multiplier: Option<f64>,
-    max_delay: Option<String>,
-    jitter: Option<f64>,
-}
+    fn get(&self, key: &str) -> Option<&Value> {
+        let mut parts = key.split('.');
+        let mut v = self.table.get(parts.next()?)?;
+        for p in parts {
+            v = v.as_table()?.get(p)?;
+        }
+        Some(v)
+    }
 
-fn duration(key: &str, value: &Option<String>, default: Duration) -> anyhow::Result<Duration> {
-    match value {
-        None => Ok(default),
-        Some(v) => parse_duration(v).map_err(|e| anyhow::anyhow!("{key} = {v:?}: {e}")),
+    fn source_of(&self, key: &str) -> Source {
+        lookup_source(&self.sources, key)
     }
 }
 
-impl PolicyFile {
-    fn apply(&self, base: &RetryPolicy, key: &str) -> anyhow::Result<RetryPolicy> {
-        Ok(RetryPolicy {
-            max_attempts: self.max_attempts.unwrap_or(base.max_attempts),
-            base_delay: duration(
-                &format!("{key}.base_delay"),
-                &self.base_delay,
-                base.base_delay,
-            )?,
-            multiplier: self.multiplier.unwrap_or(base.multiplier),
-            max_delay: duration(&format!("{key}.max_delay"), &self.max_delay, base.max_delay)?,
-            jitter: self.jitter.unwrap_or(base.jitter),
-        })
+fn lookup_source(sources: &BTreeMap<String, Source>, key: &str) -> Source {
+    let mut k = key;
+    loop {
+        if let Some(s) = sources.get(k) {
+            return s.clone();
+        }
+        match k.rfind('.') {
+            Some(i) => k = &k[..i],
+            None => return Source::Default,
+        }
     }
+}
+
+fn merge(old: &mut Table, new: Table) {
+    for (k, v) in new {
+        match (old.get_mut(&k), v) {
+            (Some(Value::Table(o)), Value::Table(n)) => merge(o, n),
+            (_, v) => {
+                old.insert(k, v);
+            }
+        }
+    }
+}
+
+fn collect_leaves(prefix: &str, v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::Table(t) if !t.is_empty() => {
+            for (k, v) in t {
+                collect_leaves(&format!("{prefix}.{k}"), v, out);
+            }
+        }
+        _ => out.push(prefix.to_owned()),
+    }
+}
+
+/// An environment value: a TOML value when it parses as one, else a string.
+fn env_value(raw: &str) -> Value {
+    toml::from_str::<Table>(&format!("v = {raw}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| Value::String(raw.to_owned()))
 }
 
 impl Settings {
     /// Resolve settings for `cli`.
     pub(crate) fn load(cli: &Cli) -> anyhow::Result<Settings> {
-        let (file, path) = match &cli.config {
-            Some(p) => (read(p)?, Some(p.clone())),
-            None if Path::new(DEFAULT_CONFIG_FILE).exists() => (
-                read(Path::new(DEFAULT_CONFIG_FILE))?,
-                Some(PathBuf::from(DEFAULT_CONFIG_FILE)),
-            ),
-            None => (FileConfig::default(), None),
+        Self::resolve(cli, std::env::vars())
+    }
+
+    fn resolve(cli: &Cli, env: impl Iterator<Item = (String, String)>) -> anyhow::Result<Settings> {
+        let mut layers = Layers::default();
+        let path = match &cli.config {
+            Some(p) => Some(p.clone()),
+            None => Some(PathBuf::from(DEFAULT_CONFIG_FILE)).filter(|p| p.exists()),
         };
-        let config = runtime_config(&file).with_context(|| match &path {
-            Some(p) => format!("invalid setting in {}", p.display()),
-            None => "invalid setting".to_owned(),
-        })?;
-        let url = cli
-            .database_url
-            .clone()
-            .filter(|u| !u.trim().is_empty())
-            .or(file.database_url.clone())
-            .unwrap_or_else(|| DEFAULT_URL.to_owned());
-        Ok(Settings { url, config })
+        if let Some(path) = &path {
+            let table = read(path)?;
+            let source = Source::File(path.clone());
+            for (key, value) in table {
+                layers.set(&[&key], value, &source);
+            }
+        }
+        for (var, raw) in env {
+            for (section, prefix) in SECTIONS {
+                if let Some(key) = var.strip_prefix(prefix).filter(|k| !k.is_empty()) {
+                    let key = key.to_lowercase();
+                    layers.set(&[section, &key], env_value(&raw), &Source::Env(var.clone()));
+                }
+            }
+        }
+        flags(cli, &mut layers);
+        let file = deserialize(&layers)?;
+        let url = file.database.url.trim().to_owned();
+        if url.is_empty() {
+            bail!(
+                "database.url is empty ({}): give a URL, postgres://… or sqlite://path",
+                layers.source_of("database.url")
+            );
+        }
+        Ok(Settings {
+            url,
+            config: file.node,
+            sources: layers.sources,
+        })
+    }
+
+    /// Every effective setting, by dotted key, with its value as TOML and
+    /// its source; secrets redacted.
+    pub(crate) fn report(&self) -> Vec<(String, Value, Source)> {
+        let file = FileConfig {
+            database: Database {
+                url: self.url.clone(),
+            },
+            node: self.config.clone(),
+        };
+        let Ok(Value::Table(table)) = Value::try_from(&file) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        flatten("", &Value::Table(table), &mut out);
+        out.into_iter()
+            .map(|(key, value)| {
+                let value = match (&value, SECRET_URLS.contains(&key.as_str())) {
+                    (Value::String(s), true) => Value::String(capstan::redact_url(s)),
+                    _ => value,
+                };
+                let source = lookup_source(&self.sources, &key);
+                (key, value, source)
+            })
+            .collect()
     }
 
     /// Open the store and apply pending migrations (`migrate`, `serve`,
@@ -184,85 +306,297 @@ impl Settings {
     }
 }
 
-fn read(path: &Path) -> anyhow::Result<FileConfig> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read config file {}", path.display()))?;
-    toml::from_str(&text).with_context(|| format!("config file {} is not valid", path.display()))
+/// The flags that set configuration, layered last.
+fn flags(cli: &Cli, layers: &mut Layers) {
+    if let Some(url) = cli.database_url.clone().filter(|u| !u.trim().is_empty()) {
+        layers.set(
+            &["database", "url"],
+            Value::String(url),
+            &Source::Flag("--database-url"),
+        );
+    }
+    let Command::Serve(serve) = &cli.command else {
+        return;
+    };
+    if let Some(names) = &serve.queues {
+        let names: Vec<String> = names.iter().filter(|n| !n.is_empty()).cloned().collect();
+        // Per-queue settings of queues no longer served go with them.
+        let served: Vec<String> = layers
+            .get("node.queue")
+            .and_then(Value::as_table)
+            .map(|t| t.keys().filter(|k| !names.contains(k)).cloned().collect())
+            .unwrap_or_default();
+        for q in served {
+            layers.remove(&["node", "queue", &q]);
+        }
+        let list = names.into_iter().map(Value::String).collect();
+        layers.set(
+            &["node", "queues"],
+            Value::Array(list),
+            &Source::Flag("--queues"),
+        );
+    }
+    if let Some(n) = serve.concurrency {
+        // The flag is every queue's concurrency, per-queue settings included.
+        layers.remove(&["node", "queue"]);
+        layers.set(
+            &["node", "concurrency"],
+            Value::Integer(n as i64),
+            &Source::Flag("--concurrency"),
+        );
+    }
+    if let Some(id) = &serve.node_id {
+        layers.set(
+            &["node", "node_id"],
+            Value::String(id.clone()),
+            &Source::Flag("--node-id"),
+        );
+    }
 }
 
-fn runtime_config(f: &FileConfig) -> anyhow::Result<Config> {
-    let d = Config::default();
-    let concurrency = f.concurrency.unwrap_or(QueueConfig::DEFAULT_CONCURRENCY);
-    let names = f
-        .queues
-        .clone()
-        .unwrap_or_else(|| vec![capstan::core::DEFAULT_QUEUE.to_owned()]);
-    for q in f.queue.keys() {
-        if !names.contains(q) {
-            bail!("[queue.{q}] is configured but {q} is not in `queues` ({names:?})");
+/// The layered table as [`FileConfig`]; an error names the key, the value
+/// and where it came from.
+fn deserialize(layers: &Layers) -> anyhow::Result<FileConfig> {
+    for key in layers.table.keys() {
+        if !SECTIONS.iter().any(|(s, _)| s == key) {
+            let source = layers.source_of(key);
+            let hint = if key == "database_url" {
+                "the URL is now `url` under [database]".to_owned()
+            } else if is_node_key(key) {
+                format!("runtime settings live under [node]: write `{key}` there")
+            } else {
+                "the sections are [database] and [node]".to_owned()
+            };
+            bail!("unknown key `{key}` at the top of {source}: {hint}");
         }
     }
-    let queues = names
-        .iter()
-        .map(|n| QueueConfig {
-            name: n.clone(),
-            concurrency: f
-                .queue
-                .get(n)
-                .and_then(|q| q.concurrency)
-                .unwrap_or(concurrency),
-        })
-        .collect();
-    let default_policy = match &f.retry.default {
-        Some(p) => p.apply(&RetryPolicy::default(), "retry.default")?,
-        None => RetryPolicy::default(),
-    };
-    let mut retry = capstan::RetryPolicies {
-        default: default_policy.clone(),
-        ..Default::default()
-    };
-    for (q, p) in &f.retry.queues {
-        retry.by_queue.insert(
-            q.clone(),
-            p.apply(&default_policy, &format!("retry.queues.{q}"))?,
+    serde_path_to_error::deserialize(Value::Table(layers.table.clone())).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.inner().to_string();
+        // toml appends "in `section`" on lines of its own: one line is enough.
+        let inner = inner.lines().next().unwrap_or_default().trim().to_owned();
+        // An unknown field is reported at its parent: name the field itself.
+        let key = match inner.strip_prefix("unknown field `") {
+            Some(rest) => match rest.split('`').next() {
+                Some(field) if path == "." => field.to_owned(),
+                Some(field) if path == field || path.ends_with(&format!(".{field}")) => path.clone(),
+                Some(field) => format!("{path}.{field}"),
+                None => path.clone(),
+            },
+            None => path.clone(),
+        };
+        match layers.get(&key).filter(|v| !v.is_table()) {
+            Some(v) => anyhow::anyhow!("{key} = {v} (from {}): {inner}", layers.source_of(&key)),
+            None => {
+                // A section-wide check (validation): show what was set in it.
+                let set: Vec<String> = layers
+                    .sources
+                    .iter()
+                    .filter(|(k, _)| k.starts_with(&format!("{key}.")))
+                    .filter_map(|(k, src)| layers.get(k).map(|v| format!("{k} = {v} from {src}")))
+                    .collect();
+                if set.is_empty() {
+                    anyhow::anyhow!("[{key}]: {inner}")
+                } else {
+                    anyhow::anyhow!("[{key}]: {inner} (set: {})", set.join(", "))
+                }
+            }
+        }
+    })
+}
+
+/// Whether `key` is a setting of `[node]` (to point a top-level one there).
+fn is_node_key(key: &str) -> bool {
+    let mut t = Table::new();
+    t.insert(key.to_owned(), Value::Integer(0));
+    match Config::deserialize(Value::Table(t)) {
+        Ok(_) => true,
+        Err(e) => !e.to_string().contains("unknown field"),
+    }
+}
+
+fn flatten(prefix: &str, v: &Value, out: &mut Vec<(String, Value)>) {
+    match v {
+        Value::Table(t) if !t.is_empty() => {
+            for (k, v) in t {
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                flatten(&key, v, out);
+            }
+        }
+        _ => out.push((prefix.to_owned(), v.clone())),
+    }
+}
+
+fn read(path: &Path) -> anyhow::Result<Table> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config file {}", path.display()))?;
+    toml::from_str(&text)
+        .with_context(|| format!("config file {} is not valid TOML", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    fn settings(args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<Settings> {
+        let mut argv = vec!["capstan"];
+        argv.extend_from_slice(args);
+        let cli = Cli::parse_from(argv);
+        let env = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned()));
+        Settings::resolve(&cli, env.collect::<Vec<_>>().into_iter())
+    }
+
+    fn config_file(text: &str) -> (Dir, String) {
+        let dir = Dir::new();
+        let path = dir.0.join("capstan.toml");
+        std::fs::write(&path, text).unwrap();
+        let p = path.display().to_string();
+        (dir, p)
+    }
+
+    /// A temp dir, removed on drop.
+    struct Dir(PathBuf);
+
+    impl Dir {
+        fn new() -> Self {
+            static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+            let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let p =
+                std::env::temp_dir().join(format!("capstan-settings-{}-{n}", std::process::id()));
+            std::fs::create_dir_all(&p).unwrap();
+            Dir(p)
+        }
+    }
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn source(s: &Settings, key: &str) -> String {
+        s.report()
+            .into_iter()
+            .find(|(k, _, _)| k == key)
+            .map(|(_, v, s)| format!("{v} {s}"))
+            .unwrap_or_else(|| panic!("no {key}"))
+    }
+
+    #[test]
+    fn flags_beat_env_which_beats_the_file_which_beats_defaults() {
+        let (_d, path) = config_file(
+            "[database]\nurl = \"sqlite://file.db\"\n[node]\ndefault_timeout = \"1m\"\nconcurrency = 7\nclean_batch = 5\n",
+        );
+        let s = settings(
+            &["--config", &path, "serve", "--concurrency", "9"],
+            &[
+                ("CAPSTAN_NODE_DEFAULT_TIMEOUT", "2m"),
+                ("CAPSTAN_NODE_CONCURRENCY", "8"),
+                ("CAPSTAN_DATABASE_URL", "sqlite://env.db"),
+                ("CAPSTAN_TEST_DATABASE_URL", "postgres://ignored"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(s.url, "sqlite://env.db");
+        assert_eq!(
+            s.config.default_timeout,
+            std::time::Duration::from_secs(120)
+        );
+        assert_eq!(s.config.queues[0].concurrency, 9);
+        assert_eq!(s.config.clean_batch, 5);
+        assert_eq!(
+            source(&s, "node.default_timeout"),
+            "\"2m\" env CAPSTAN_NODE_DEFAULT_TIMEOUT"
+        );
+        assert_eq!(source(&s, "node.concurrency"), "9 flag --concurrency");
+        assert_eq!(source(&s, "node.clean_batch"), format!("5 {path}"));
+        assert_eq!(source(&s, "node.poll_max"), "\"30s\" default");
+    }
+
+    #[test]
+    fn every_runtime_setting_can_be_set_from_the_environment() {
+        let s = settings(
+            &["migrate"],
+            &[
+                ("CAPSTAN_NODE_QUEUES", "a,b"),
+                ("CAPSTAN_NODE_CANCEL_GRACE", "2s"),
+                ("CAPSTAN_NODE_POLL_MULTIPLIER", "2.5"),
+                ("CAPSTAN_NODE_RETRY", "{kinds = {x = {max_attempts = 4}}}"),
+                ("CAPSTAN_NODE_QUEUE", "{b = {concurrency = 3}}"),
+            ],
+        )
+        .unwrap();
+        let names: Vec<_> = s
+            .config
+            .queues
+            .iter()
+            .map(|q| (q.name.as_str(), q.concurrency))
+            .collect();
+        assert_eq!(names, vec![("a", 100), ("b", 3)]);
+        assert_eq!(s.config.cancel_grace, std::time::Duration::from_secs(2));
+        assert!((s.config.poll_multiplier - 2.5).abs() < f64::EPSILON);
+        assert_eq!(s.config.retry.by_kind["x"].max_attempts, 4);
+    }
+
+    #[test]
+    fn a_bad_value_names_the_key_the_value_and_its_source() {
+        let e = settings(&["migrate"], &[("CAPSTAN_NODE_DEFAULT_TIMEOUT", "soon")]).unwrap_err();
+        let e = format!("{e:#}");
+        assert!(
+            e.contains("node.default_timeout = \"soon\"")
+                && e.contains("env CAPSTAN_NODE_DEFAULT_TIMEOUT")
+                && e.contains("30s"),
+            "{e}"
+        );
+        let e = format!(
+            "{:#}",
+            settings(&["migrate"], &[("CAPSTAN_NODE_CONCURENCY", "3")]).unwrap_err()
+        );
+        assert!(
+            e.contains("node.concurency") && e.contains("env CAPSTAN_NODE_CONCURENCY"),
+            "{e}"
+        );
+        let (_d, path) = config_file("queues = [\"a\"]\n");
+        let e = format!(
+            "{:#}",
+            settings(&["--config", &path, "migrate"], &[]).unwrap_err()
+        );
+        assert!(e.contains("`queues`") && e.contains("[node]"), "{e}");
+        let (_d, path) = config_file("database_url = \"sqlite://x.db\"\n");
+        let e = format!(
+            "{:#}",
+            settings(&["--config", &path, "migrate"], &[]).unwrap_err()
+        );
+        assert!(e.contains("[database]"), "{e}");
+    }
+
+    #[test]
+    fn serve_flags_replace_per_queue_settings_they_override() {
+        let (_d, path) =
+            config_file("[node]\nqueues = [\"a\", \"b\"]\n[node.queue.b]\nconcurrency = 3\n");
+        let s = settings(&["--config", &path, "serve", "--queues", "a"], &[]).unwrap();
+        assert_eq!(s.config.queues.len(), 1);
+        let s = settings(&["--config", &path, "serve", "--concurrency", "5"], &[]).unwrap();
+        assert!(s.config.queues.iter().all(|q| q.concurrency == 5));
+    }
+
+    #[test]
+    fn the_report_redacts_the_database_password() {
+        let s = settings(
+            &["--database-url", "postgres://u:secret@h/db", "migrate"],
+            &[],
+        )
+        .unwrap();
+        let url = source(&s, "database.url");
+        assert!(
+            !url.contains("secret") && url.contains("flag --database-url"),
+            "{url}"
         );
     }
-    for (k, p) in &f.retry.kinds {
-        retry.by_kind.insert(
-            k.clone(),
-            p.apply(&default_policy, &format!("retry.kinds.{k}"))?,
-        );
-    }
-    let config = Config {
-        node_id: f.node_id.clone().map(capstan::NodeId),
-        queues,
-        retry,
-        default_timeout: duration("default_timeout", &f.default_timeout, d.default_timeout)?,
-        lease_grace: duration("lease_grace", &f.lease_grace, d.lease_grace)?,
-        heartbeat_interval: duration(
-            "heartbeat_interval",
-            &f.heartbeat_interval,
-            d.heartbeat_interval,
-        )?,
-        node_timeout: duration("node_timeout", &f.node_timeout, d.node_timeout)?,
-        rescue_interval: duration("rescue_interval", &f.rescue_interval, d.rescue_interval)?,
-        poll_initial: duration("poll_initial", &f.poll_initial, d.poll_initial)?,
-        poll_max: duration("poll_max", &f.poll_max, d.poll_max)?,
-        poll_multiplier: f.poll_multiplier.unwrap_or(d.poll_multiplier),
-        claim_batch: f.claim_batch.unwrap_or(d.claim_batch),
-        complete_batch: f.complete_batch.unwrap_or(d.complete_batch),
-        schedule_interval: duration(
-            "schedule_interval",
-            &f.schedule_interval,
-            d.schedule_interval,
-        )?,
-        shutdown_grace: duration("shutdown_grace", &f.shutdown_grace, d.shutdown_grace)?,
-        cancel_grace: duration("cancel_grace", &f.cancel_grace, d.cancel_grace)?,
-        retain_completed: duration("retain_completed", &f.retain_completed, d.retain_completed)?,
-        retain_failed: duration("retain_failed", &f.retain_failed, d.retain_failed)?,
-        clean_interval: duration("clean_interval", &f.clean_interval, d.clean_interval)?,
-        clean_batch: f.clean_batch.unwrap_or(d.clean_batch),
-    };
-    config.validate()?;
-    Ok(config)
 }

@@ -39,6 +39,7 @@ const NODE_TIMEOUT: Duration = Duration::from_secs(3);
 /// finish 1.35 s past an unseen stall, which a server crash-restart
 /// sometimes outlasted (a job rescued while alive).
 const CONFIG: &str = r#"
+[node]
 heartbeat_interval = "300ms"
 node_timeout = "3s"
 rescue_interval = "250ms"
@@ -48,7 +49,7 @@ shutdown_grace = "2s"
 poll_initial = "200ms"
 poll_max = "1s"
 concurrency = 40
-[retry.default]
+[node.retry.default]
 max_attempts = 5
 base_delay = "50ms"
 max_delay = "500ms"

@@ -280,7 +280,7 @@ pub(crate) async fn serve_runs_jobs_and_stops_on_sigterm<H: Harness>(h: &H) {
         &["enqueue", "capstan.noop", "--queue", "mail", "--json"],
     );
     // capstan.toml in the working directory is read: a short grace period.
-    write(&dir, "capstan.toml", "shutdown_grace = \"300ms\"\n");
+    write(&dir, "capstan.toml", "[node]\nshutdown_grace = \"300ms\"\n");
     let mut node = serve(
         &url,
         &dir,
@@ -338,7 +338,7 @@ pub(crate) async fn serve_runs_jobs_and_stops_on_sigterm<H: Harness>(h: &H) {
 pub(crate) async fn a_second_sigterm_stops_serve_at_once<H: Harness>(h: &H) {
     let dir = TempDir::new("cli");
     let url = h.url();
-    write(&dir, "capstan.toml", "shutdown_grace = \"10m\"\n");
+    write(&dir, "capstan.toml", "[node]\nshutdown_grace = \"10m\"\n");
     let long = json(
         &url,
         &dir,
@@ -502,8 +502,12 @@ pub(crate) async fn errors_are_one_line_with_the_right_exit_code<H: Harness>(h: 
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot open the database"));
     for (text, needle) in [
-        ("concurrency = 0\n", "concurrency"),
-        ("default_timeout = \"1000000y\"\n", "default_timeout"),
+        ("[node]\nconcurrency = 0\n", "concurrency"),
+        (
+            "[node]\ndefault_timeout = \"1000000y\"\n",
+            "default_timeout",
+        ),
+        ("concurrency = 4\n", "[node]"),
     ] {
         let cfg = write(&dir, "bad.toml", text);
         let out = run(&url, &dir, &["--config", cfg.to_str().unwrap(), "queues"]);
@@ -623,5 +627,54 @@ pub(crate) async fn commands_other_than_migrate_and_serve_never_write_schema<H: 
             .await,
         0,
         "nothing was enqueued"
+    );
+}
+
+/// `capstan config` prints every effective setting with its source, the
+/// password redacted; a bad value fails with the key, the value and the
+/// source, before anything runs.
+pub(crate) async fn config_prints_every_setting_and_where_it_came_from<H: Harness>(h: &H) {
+    let dir = TempDir::new("cli");
+    let cfg = write(&dir, "capstan.toml", "[node]\nclaim_batch = 64\n");
+    let out = crate::support::capstan(&h.url(), &dir)
+        .env("CAPSTAN_NODE_CANCEL_GRACE", "2s")
+        .args(["--config", cfg.to_str().unwrap(), "config", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["node.claim_batch"]["value"], 64);
+    assert_eq!(v["node.claim_batch"]["source"], cfg.display().to_string());
+    assert_eq!(v["node.cancel_grace"]["value"], "2s");
+    assert_eq!(
+        v["node.cancel_grace"]["source"],
+        "env CAPSTAN_NODE_CANCEL_GRACE"
+    );
+    assert_eq!(v["node.complete_batch"]["source"], "default");
+    for key in [
+        "node.schedule_interval",
+        "node.clean_interval",
+        "node.clean_batch",
+        "node.retry.default.max_attempts",
+    ] {
+        assert!(v.get(key).is_some(), "{key} is printed: {v}");
+    }
+    let url = v["database.url"]["value"].as_str().unwrap();
+    assert!(!url.contains(":postgres@") || url.contains("***"), "{url}");
+    let out = crate::support::capstan(&h.url(), &dir)
+        .env("CAPSTAN_NODE_DEFAULT_TIMEOUT", "soon")
+        .args(["queues"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("node.default_timeout = \"soon\"")
+            && err.contains("CAPSTAN_NODE_DEFAULT_TIMEOUT"),
+        "{err}"
     );
 }

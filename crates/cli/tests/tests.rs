@@ -20,6 +20,7 @@ capstan_store_conformance::on_both_backends!(
     contract::errors_are_one_line_with_the_right_exit_code,
     contract::bench_prints_its_report,
     contract::commands_other_than_migrate_and_serve_never_write_schema,
+    contract::config_prints_every_setting_and_where_it_came_from,
     crash::serve_killed_mid_run_loses_no_job,
 );
 

@@ -3,7 +3,7 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use capstan_store::{StoreError, StoreResult};
+use capstan_store::{StoreError, StoreResult, redact_url};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, PgPool};
 
@@ -45,25 +45,6 @@ impl PgConfig {
             acquire_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(5),
         })
-    }
-}
-
-/// `url` with its password replaced by `***`, for messages and logs.
-pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let creds = &url[scheme + 3..at];
-            match creds.find(':') {
-                Some(colon) => format!(
-                    "{}{}:***{}",
-                    &url[..scheme + 3],
-                    &creds[..colon],
-                    &url[at..]
-                ),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
     }
 }
 

@@ -27,7 +27,7 @@ use sqlx::{PgPool, Postgres, Transaction};
 use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
 
-pub use connect::{PgConfig, redact_url};
+pub use connect::PgConfig;
 pub use tx::PgTx;
 
 /// The migrations this version has (for [`Store::check_schema`]).

@@ -22,6 +22,7 @@ mod params;
 mod report;
 mod traits;
 mod tx;
+mod url;
 
 pub use batch::{FinishRow, InsertRow, extension_rows_json, finish_rows_json};
 pub use capabilities::Capabilities;
@@ -34,5 +35,6 @@ pub use params::*;
 pub use report::{fail_corrupt, sort_in_claim_order};
 pub use traits::{JobStore, NodeStore, QueueStore, Store};
 pub use tx::StoreTx;
+pub use url::redact_url;
 
 pub use capstan_core as core;

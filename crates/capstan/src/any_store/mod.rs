@@ -34,7 +34,7 @@ impl AnyStore {
             Ok(AnyStore::Postgres(PgStore::connect(url).await?))
         } else if url.contains("://") && !url.starts_with("sqlite://") {
             Err(StoreError::Connect {
-                url: capstan_store_postgres::redact_url(url),
+                url: capstan_store::redact_url(url),
                 message: "unknown database URL scheme: use postgres://… or sqlite://path".into(),
             })
         } else {

@@ -9,7 +9,7 @@ pub(crate) async fn run(settings: &Settings) -> anyhow::Result<ExitCode> {
     println!(
         "migrated {} database {}",
         capstan::Store::capabilities(&store).backend,
-        capstan::postgres::redact_url(&settings.url)
+        capstan::redact_url(&settings.url)
     );
     capstan::Store::close(&store).await;
     Ok(ExitCode::SUCCESS)

@@ -7,43 +7,21 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use capstan::{AnyStore, Client, NodeId, QueueConfig, StoreError, Workers};
+use capstan::{AnyStore, Client, StoreError, Workers};
 
 use crate::args::ServeArgs;
 use crate::settings::Settings;
 use crate::shutdown::Signals;
 
 pub(crate) async fn run(settings: &Settings, args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let mut config = settings.config.clone();
-    if let Some(names) = args.queues {
-        let per_queue = |n: &str| {
-            config
-                .queues
-                .iter()
-                .find(|q| q.name == n)
-                .map_or(QueueConfig::DEFAULT_CONCURRENCY, |q| q.concurrency)
-        };
-        config.queues = names
-            .iter()
-            .filter(|n| !n.is_empty())
-            .map(|n| QueueConfig::new(n.clone()).with_concurrency(per_queue(n)))
-            .collect();
-    }
-    if let Some(n) = args.concurrency {
-        for q in &mut config.queues {
-            q.concurrency = n;
-        }
-    }
-    if let Some(id) = args.node_id {
-        config.node_id = Some(NodeId(id));
-    }
+    let config = settings.config.clone();
     let signals = Signals::listen();
     let Some(store) = open_with_retry(settings, !args.no_migrate, signals.nth(1)).await? else {
         return Ok(ExitCode::SUCCESS);
     };
     let client = Client::with_config(store, config).context("cannot start the node")?;
     let node = client.node(Workers::new())?;
-    tracing::info!(node = %node.id(), database = %capstan::postgres::redact_url(&settings.url), "serving; stop with ctrl-c or SIGTERM");
+    tracing::info!(node = %node.id(), database = %capstan::redact_url(&settings.url), "serving; stop with ctrl-c or SIGTERM");
     node.run_with_force(signals.nth(1), signals.nth(2)).await?;
     Ok(ExitCode::SUCCESS)
 }

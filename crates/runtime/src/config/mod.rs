@@ -11,6 +11,8 @@ use capstan_core::{DEFAULT_QUEUE, NodeId, RetryPolicy, validate_queue};
 
 use crate::RuntimeError;
 
+mod file;
+
 /// One queue a node serves.
 #[derive(Debug, Clone, PartialEq)]
 pub struct QueueConfig {
@@ -61,7 +63,11 @@ impl RetryPolicies {
 }
 
 /// Everything a [`crate::Client`] and a [`crate::Node`] need to know.
-#[derive(Debug, Clone)]
+///
+/// It deserializes itself from its file form (`[node]` in `capstan.toml`:
+/// see the `file` module), validated, and serializes back to it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "file::NodeFile", into = "file::NodeFile")]
 pub struct Config {
     /// This node's id; `None` = a fresh one from the host name.
     pub node_id: Option<NodeId>,
