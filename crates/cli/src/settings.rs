@@ -379,7 +379,9 @@ fn deserialize(layers: &Layers) -> anyhow::Result<FileConfig> {
         let key = match inner.strip_prefix("unknown field `") {
             Some(rest) => match rest.split('`').next() {
                 Some(field) if path == "." => field.to_owned(),
-                Some(field) if path == field || path.ends_with(&format!(".{field}")) => path.clone(),
+                Some(field) if path == field || path.ends_with(&format!(".{field}")) => {
+                    path.clone()
+                }
                 Some(field) => format!("{path}.{field}"),
                 None => path.clone(),
             },

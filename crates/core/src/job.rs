@@ -82,6 +82,16 @@ impl Job {
             token,
         })
     }
+
+    /// How long one attempt may run: its own timeout, else `default`, at
+    /// most [`crate::limits::MAX_TIMEOUT`] (as the claim bounds it in SQL).
+    pub fn timeout_or(&self, default: std::time::Duration) -> std::time::Duration {
+        self.timeout_ms
+            .and_then(|ms| u64::try_from(ms).ok())
+            .map(std::time::Duration::from_millis)
+            .unwrap_or(default)
+            .min(crate::limits::MAX_TIMEOUT)
+    }
 }
 
 #[cfg(test)]

@@ -244,38 +244,6 @@ impl<S: Store> Client<S> {
         }
     }
 
-    /// Promote due scheduled and retryable jobs once (what the scheduler does
-    /// on its interval).
-    ///
-    /// # Errors
-    /// The database's error.
-    pub async fn run_scheduler_once(&self) -> Result<capstan_store::PromoteReport, RuntimeError> {
-        Ok(crate::maintenance::scheduler::run_once(self).await?)
-    }
-
-    /// Rescue jobs of dead nodes and expired leases once (what the rescuer
-    /// does on its interval).
-    ///
-    /// # Errors
-    /// The database's error.
-    pub async fn run_rescuer_once(&self) -> Result<capstan_store::RescueReport, RuntimeError> {
-        Ok(crate::maintenance::rescuer::run_once(self, None).await?)
-    }
-
-    /// Set aside, once, the jobs at the head of this client's queues that no
-    /// live node has a handler for (what a node's parker does on its
-    /// interval); returns how many.
-    ///
-    /// # Errors
-    /// The database's error.
-    pub async fn run_parker_once(&self) -> Result<u64, RuntimeError> {
-        // Without a node, this client knows nothing of the database's
-        // health: it judges every row by its own expiry alone.
-        let long_ago = chrono::DateTime::<chrono::Utc>::UNIX_EPOCH;
-        let stop = tokio_util::sync::CancellationToken::new();
-        Ok(crate::maintenance::parker::run_once(self, long_ago, &stop).await?)
-    }
-
     /// Every registered node (live or not yet removed).
     ///
     /// # Errors
@@ -297,15 +265,6 @@ impl<S: Store> Client<S> {
             .await?
             .iter()
             .any(|n| n.handles(queue, kind, now)))
-    }
-
-    /// Delete one batch of finished jobs past retention (what the cleaner
-    /// does on its interval); returns how many were deleted.
-    ///
-    /// # Errors
-    /// The database's error.
-    pub async fn run_cleaner_once(&self) -> Result<u64, RuntimeError> {
-        Ok(crate::maintenance::cleaner::run_once(self).await?)
     }
 
     /// A node that runs `workers` on this client's queues.

@@ -11,7 +11,7 @@ use capstan_store::{ControlHint, JobsHint, Notifications, Received, Store, Topic
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::node::Shared;
+use crate::running::Shared;
 
 /// The topics a node subscribes to.
 pub(crate) const TOPICS: [Topic; 2] = [Topic::JOBS, Topic::CONTROL];

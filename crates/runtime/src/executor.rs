@@ -22,10 +22,68 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::LeaseTerms;
 use crate::context::{Deadline, JobContext, Reached};
 use crate::leases::StopReason;
-use crate::node::{Shared, Start};
-use crate::{JobError, RetryPolicies};
+use crate::running::{Shared, Start};
+use crate::{Config, JobError, RetryPolicies};
+
+/// What the executor needs of the configuration.
+#[derive(Debug)]
+pub(crate) struct ExecutorConfig {
+    pub(crate) lease: LeaseTerms,
+    /// How long a stopped handler gets to return before it is dropped.
+    pub(crate) cancel_grace: Duration,
+    /// How a failed attempt is retried.
+    pub(crate) retry: RetryPolicies,
+}
+
+impl ExecutorConfig {
+    pub(crate) fn of(config: &Config) -> Self {
+        ExecutorConfig {
+            lease: config.lease_terms(),
+            cancel_grace: config.cancel_grace,
+            retry: config.retry.clone(),
+        }
+    }
+}
+
+/// Runs claimed jobs, one task each, on the node's job tracker. Cheap to
+/// clone: every producer of a node holds one.
+pub(crate) struct Executor<S: Store> {
+    shared: Arc<Shared<S>>,
+    config: Arc<ExecutorConfig>,
+}
+
+impl<S: Store> Clone for Executor<S> {
+    fn clone(&self) -> Self {
+        Executor {
+            shared: self.shared.clone(),
+            config: self.config.clone(),
+        }
+    }
+}
+
+impl<S: Store> Executor<S> {
+    pub(crate) fn new(shared: Arc<Shared<S>>, config: ExecutorConfig) -> Self {
+        Executor {
+            shared,
+            config: Arc::new(config),
+        }
+    }
+
+    /// Run `start` in a task of its own, holding `permit` (its slot) until
+    /// the completer has its finish.
+    pub(crate) fn start(&self, start: Start, permit: OwnedSemaphorePermit) {
+        let run = self.clone().execute(start, permit);
+        self.shared.jobs.spawn(run);
+    }
+
+    /// One job, from its start to the hand-over of its finish.
+    pub(crate) async fn execute(self, start: Start, permit: OwnedSemaphorePermit) {
+        execute(&self.shared, &self.config, start, permit).await;
+    }
+}
 
 enum Ended {
     Returned(Result<Value, JobError>),
@@ -36,8 +94,9 @@ enum Ended {
     ShutDown(Option<Result<Value, JobError>>),
 }
 
-pub(crate) async fn execute<S: Store>(
-    shared: Arc<Shared<S>>,
+async fn execute<S: Store>(
+    shared: &Arc<Shared<S>>,
+    config: &ExecutorConfig,
     start: Start,
     permit: OwnedSemaphorePermit,
 ) {
@@ -47,13 +106,7 @@ pub(crate) async fn execute<S: Store>(
         cancel,
         lease_until,
     } = start;
-    let config = &shared.client.config;
-    let timeout = job
-        .timeout_ms
-        .and_then(|ms| u64::try_from(ms).ok())
-        .map(Duration::from_millis)
-        .unwrap_or(config.default_timeout)
-        .min(capstan_core::limits::MAX_TIMEOUT);
+    let timeout = config.lease.timeout(&job);
     let ended = match shared.workers.get(&job.kind) {
         None => Ended::Returned(Err(JobError::permanent(format!(
             "no handler for kind {} on node {}",
@@ -62,7 +115,7 @@ pub(crate) async fn execute<S: Store>(
         Some(handler) => {
             let deadline = Arc::new(Deadline::new(
                 timeout,
-                timeout + config.lease_grace,
+                config.lease.lease(&job),
                 lease_until,
                 config.cancel_grace,
             ));

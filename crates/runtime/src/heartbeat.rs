@@ -10,41 +10,81 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::time::Duration;
 
 use capstan_store::{Finish, NodeBeat, Outcome, Store, StoreError};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::node::Shared;
+use crate::Config;
+use crate::running::Shared;
 
-pub(crate) async fn run<S: Store>(shared: Arc<Shared<S>>, stop: CancellationToken) {
-    let mut tick = tokio::time::interval(shared.client.config.heartbeat_interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tick.tick().await; // the first tick is immediate; registration just beat
-    let mut down_since: Option<Instant> = None;
-    // Leases the database said we hold and we did not know, at the last beat.
-    let mut strays = BTreeSet::new();
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            () = stop.cancelled() => break,
+/// What the heartbeat needs of the configuration.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct HeartbeatConfig {
+    pub(crate) interval: Duration,
+    /// A beat that has not answered after this long counts as failed.
+    pub(crate) bound: Duration,
+    /// A held job unknown to the node, claimed longer ago, is handed back.
+    pub(crate) stray_after: Duration,
+}
+
+impl HeartbeatConfig {
+    pub(crate) fn of(config: &Config) -> Self {
+        HeartbeatConfig {
+            interval: config.heartbeat_interval,
+            bound: config.node_timeout / 2,
+            stray_after: config.stray_after(),
         }
-        match run_once(&shared).await {
-            Ok(beat) => {
-                strays = hand_back_strays(&shared, &beat, strays).await;
-                if let Some(since) = down_since.take() {
-                    tracing::info!(node = %shared.node_id, after = ?since.elapsed(), "node heartbeat written again: the database is back");
+    }
+}
+
+/// Beats for its node (see the module docs).
+pub(crate) struct Heartbeat<S: Store> {
+    shared: Arc<Shared<S>>,
+    config: HeartbeatConfig,
+}
+
+impl<S: Store> Heartbeat<S> {
+    pub(crate) fn new(shared: Arc<Shared<S>>, config: HeartbeatConfig) -> Self {
+        Heartbeat { shared, config }
+    }
+
+    pub(crate) async fn run(self, stop: CancellationToken) {
+        let (shared, config) = (&*self.shared, &self.config);
+        let mut tick = tokio::time::interval(config.interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await; // the first tick is immediate; registration just beat
+        let mut down_since: Option<Instant> = None;
+        // Leases the database said we hold and we did not know, at the last beat.
+        let mut strays = BTreeSet::new();
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = stop.cancelled() => break,
+            }
+            match self.run_once().await {
+                Ok(beat) => {
+                    strays = hand_back_strays(shared, config, &beat, strays).await;
+                    if let Some(since) = down_since.take() {
+                        tracing::info!(node = %shared.node_id, after = ?since.elapsed(), "node heartbeat written again: the database is back");
+                    }
+                }
+                Err(e) => {
+                    if down_since.is_none() {
+                        tracing::warn!(node = %shared.node_id, error = %e, "node heartbeat failed; running jobs go on, retrying every heartbeat interval");
+                        down_since = Some(Instant::now());
+                    } else {
+                        tracing::debug!(node = %shared.node_id, error = %e, "node heartbeat failed again");
+                    }
                 }
             }
-            Err(e) => {
-                if down_since.is_none() {
-                    tracing::warn!(node = %shared.node_id, error = %e, "node heartbeat failed; running jobs go on, retrying every heartbeat interval");
-                    down_since = Some(Instant::now());
-                } else {
-                    tracing::debug!(node = %shared.node_id, error = %e, "node heartbeat failed again");
-                }
-            }
         }
+    }
+
+    /// One beat, and what follows from its answer.
+    pub(crate) async fn run_once(&self) -> Result<NodeBeat, StoreError> {
+        run_once(&self.shared, &self.config).await
     }
 }
 
@@ -54,13 +94,14 @@ pub(crate) async fn run<S: Store>(shared: Arc<Shared<S>>, stop: CancellationToke
 /// the ones seen for the first time.
 async fn hand_back_strays<S: Store>(
     shared: &Shared<S>,
+    config: &HeartbeatConfig,
     beat: &NodeBeat,
     before: BTreeSet<capstan_core::Lease>,
 ) -> BTreeSet<capstan_core::Lease> {
     let Some(at) = beat.at else {
         return BTreeSet::new();
     };
-    let after = chrono::Duration::from_std(shared.client.config.stray_after()).unwrap_or_default();
+    let after = chrono::Duration::from_std(config.stray_after).unwrap_or_default();
     // Only claims old enough that no buffered job of theirs may still start
     // without a fresh lease (see `Config::stray_after`).
     let old: BTreeSet<_> = beat
@@ -85,12 +126,14 @@ async fn hand_back_strays<S: Store>(
     new
 }
 
-/// One beat, and what follows from its answer.
-pub(crate) async fn run_once<S: Store>(shared: &Shared<S>) -> Result<NodeBeat, StoreError> {
+async fn run_once<S: Store>(
+    shared: &Shared<S>,
+    config: &HeartbeatConfig,
+) -> Result<NodeBeat, StoreError> {
     let asked_at = Instant::now();
     // Bounded: a connection that hangs (no answer, no error) must not stop
     // the beats that follow.
-    let bound = shared.client.config.node_timeout / 2;
+    let bound = config.bound;
     let beat = match tokio::time::timeout(bound, shared.client.store.heartbeat_node(&shared.beat()))
         .await
     {
@@ -102,10 +145,7 @@ pub(crate) async fn run_once<S: Store>(shared: &Shared<S>) -> Result<NodeBeat, S
             });
         }
     };
-    *shared
-        .healthy_since
-        .lock()
-        .unwrap_or_else(|e| e.into_inner()) = beat.healthy_since;
+    shared.health.set(beat.healthy_since);
     if beat.replaced {
         shared.leases.give_all_back();
         shared.replaced.cancel();

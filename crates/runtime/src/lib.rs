@@ -28,6 +28,11 @@ mod leases;
 mod maintenance;
 mod node;
 mod producer;
+mod running;
+
+/// The maintenance services' cases, at the root where `on_both_backends!` looks.
+#[cfg(test)]
+pub(crate) use maintenance::tests as maintenance_tests;
 
 pub use builtin::{FailArgs, SleepArgs};
 pub use client::{Client, Enqueued};

@@ -20,77 +20,25 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use capstan_core::{Job, Lease, NodeId};
-use capstan_store::{
-    DeregisterNode, Finish, HeartbeatNode, RegisterNode, RegisterReport, Store, StoreError,
-};
-use tokio::sync::{Notify, OwnedSemaphorePermit, mpsc, oneshot};
+use capstan_core::NodeId;
+use capstan_store::{DeregisterNode, RegisterNode, RegisterReport, Store, StoreError};
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinHandle;
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::completer::Completer;
-use crate::context::{LeaseKeeper, StoreLeaseKeeper};
+use crate::context::StoreLeaseKeeper;
+use crate::executor::{Executor, ExecutorConfig};
+use crate::heartbeat::{Heartbeat, HeartbeatConfig};
 use crate::leases::Leases;
-use crate::maintenance::{cleaner, parker, rescuer, scheduler};
-use crate::producer::Producer;
-use crate::{Client, RuntimeError, Workers, dispatch, executor, heartbeat};
-
-/// What every service of a running node shares.
-pub(crate) struct Shared<S: Store> {
-    pub(crate) client: Client<S>,
-    pub(crate) node_id: NodeId,
-    /// This process, among processes that may share the node id.
-    pub(crate) incarnation: String,
-    pub(crate) workers: Workers,
-    pub(crate) completer: mpsc::Sender<Finish>,
-    pub(crate) keeper: Arc<dyn LeaseKeeper>,
-    /// Fired after the shutdown grace: handlers still running are handed back.
-    pub(crate) hard_stop: CancellationToken,
-    /// Fired only by [`NodeHandle::abort`]: everything stops at once and
-    /// nothing more is written, as in a crash.
-    pub(crate) crash: CancellationToken,
-    /// Fired when another process took this node id over: the node stops.
-    pub(crate) replaced: CancellationToken,
-    /// The executor tasks of running jobs.
-    pub(crate) jobs: TaskTracker,
-    /// Every job claimed here and not finished yet.
-    pub(crate) leases: Leases,
-    /// Since when this node's writes have been working, as its last beat
-    /// (heartbeat or rescue) said.
-    pub(crate) healthy_since: std::sync::Mutex<Option<capstan_core::Timestamp>>,
-}
-
-/// A claimed job, ready to run: its lease, the token that stops it, and until
-/// when (at the latest) the database holds the lease for this node.
-pub(crate) struct Start {
-    pub(crate) job: Job,
-    pub(crate) lease: Lease,
-    pub(crate) cancel: CancellationToken,
-    pub(crate) lease_until: Instant,
-}
-
-impl<S: Store> Shared<S> {
-    pub(crate) fn start(self: &Arc<Self>, start: Start, permit: OwnedSemaphorePermit) {
-        self.jobs
-            .spawn(executor::execute(self.clone(), start, permit));
-    }
-
-    /// This node's heartbeat, as written to its row.
-    pub(crate) fn beat(&self) -> HeartbeatNode {
-        let config = &self.client.config;
-        HeartbeatNode {
-            node: self.node_id.clone(),
-            incarnation: self.incarnation.clone(),
-            queues: config.queues.iter().map(|q| q.name.clone()).collect(),
-            kinds: self.workers.kinds(),
-            interval: config.heartbeat_interval,
-            timeout: config.node_timeout,
-            now: self.client.clock.pinned(),
-        }
-    }
-}
+use crate::maintenance::{
+    Cleaner, CleanerConfig, Maintainer, Parker, ParkerConfig, Rescuer, RescuerConfig, Scheduler,
+    SchedulerConfig,
+};
+use crate::producer::{Producer, ProducerConfig};
+use crate::running::Shared;
+use crate::{Client, RuntimeError, Workers, dispatch};
 
 /// One process serving queues; see the module docs for its life cycle.
 #[derive(Debug)]
@@ -187,7 +135,7 @@ impl<S: Store> Node<S> {
             replaced: CancellationToken::new(),
             jobs: TaskTracker::new(),
             leases: Leases::default(),
-            healthy_since: std::sync::Mutex::new(None),
+            health: Arc::default(),
         });
         tokio::pin!(shutdown);
         tokio::pin!(force);
@@ -219,15 +167,16 @@ impl<S: Store> Node<S> {
         let completer_task = tokio::spawn(completer.run(completer_stop.clone()));
 
         let mut notifies = BTreeMap::new();
+        let executor = Executor::new(shared.clone(), ExecutorConfig::of(&config));
         for q in &config.queues {
             let wake = Arc::new(Notify::new());
             notifies.insert(q.name.clone(), wake.clone());
-            let producer = Producer {
-                shared: shared.clone(),
-                queue: q.name.clone(),
-                concurrency: q.concurrency,
+            let producer = Producer::new(
+                shared.clone(),
+                executor.clone(),
+                ProducerConfig::of(&config, q),
                 wake,
-            };
+            );
             producers.spawn(producer.run(stop_claiming.clone()));
         }
         let scheduler_wake = Arc::new(Notify::new());
@@ -238,15 +187,32 @@ impl<S: Store> Node<S> {
             shared.clone(),
             stop_all.clone(),
         ));
-        services.spawn(heartbeat::run(shared.clone(), stop_all.clone()));
-        services.spawn(scheduler::run(
-            client.clone(),
-            scheduler_wake,
-            stop_claiming.clone(),
-        ));
-        services.spawn(rescuer::run(shared.clone(), stop_claiming.clone()));
-        services.spawn(parker::run(shared.clone(), stop_claiming.clone()));
-        services.spawn(cleaner::run(client.clone(), stop_claiming.clone()));
+        let heartbeat = Heartbeat::new(shared.clone(), HeartbeatConfig::of(&config));
+        services.spawn(heartbeat.run(stop_all.clone()));
+        let clock = &client.clock;
+        let maintainer = Maintainer {
+            scheduler: Scheduler::new(
+                store.clone(),
+                clock.clone(),
+                SchedulerConfig::of(&config),
+                scheduler_wake,
+            ),
+            rescuer: Rescuer::new(
+                store.clone(),
+                clock.clone(),
+                RescuerConfig::of(&config),
+                shared.beat(),
+                shared.health.clone(),
+            ),
+            parker: Parker::new(
+                store.clone(),
+                clock.clone(),
+                ParkerConfig::of(&config),
+                shared.health.clone(),
+            ),
+            cleaner: Cleaner::new(store.clone(), clock.clone(), CleanerConfig::of(&config)),
+        };
+        services.spawn(maintainer.run(stop_claiming.clone()));
         tracing::info!(node = %id, queues = ?config.queues.iter().map(|q| &q.name).collect::<Vec<_>>(), kinds = ?shared.workers.kinds(), backend = store.capabilities().backend, "node started");
 
         tokio::select! {

@@ -40,14 +40,55 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::LeaseTerms;
+use crate::executor::Executor;
 use crate::leases::StopReason;
-use crate::node::{Shared, Start};
+use crate::running::{Shared, Start};
+use crate::{Config, QueueConfig};
 
-pub(crate) struct Producer<S: Store> {
-    pub(crate) shared: Arc<Shared<S>>,
+/// What a producer needs of the configuration.
+#[derive(Debug, Clone)]
+pub(crate) struct ProducerConfig {
+    /// The queue it claims from.
     pub(crate) queue: String,
+    /// Its jobs run at once on this node.
     pub(crate) concurrency: usize,
-    pub(crate) wake: Arc<Notify>,
+    /// Most jobs per claim.
+    pub(crate) claim_batch: usize,
+    pub(crate) poll_initial: Duration,
+    pub(crate) poll_max: Duration,
+    pub(crate) poll_multiplier: f64,
+    pub(crate) lease: LeaseTerms,
+    /// A buffered job that waited longer starts only with a fresh lease.
+    pub(crate) fresh_start: Duration,
+}
+
+impl ProducerConfig {
+    pub(crate) fn of(config: &Config, queue: &QueueConfig) -> Self {
+        ProducerConfig {
+            queue: queue.name.clone(),
+            concurrency: queue.concurrency,
+            claim_batch: config.claim_batch,
+            poll_initial: config.poll_initial,
+            poll_max: config.poll_max,
+            poll_multiplier: config.poll_multiplier,
+            lease: config.lease_terms(),
+            fresh_start: config.fresh_start(),
+        }
+    }
+}
+
+/// Claims the jobs of one queue for a node and starts them on its executor.
+pub(crate) struct Producer<S: Store> {
+    /// The node's shared state: its leases, handlers and completer.
+    shared: Arc<Shared<S>>,
+    /// Runs the jobs this producer starts.
+    executor: Executor<S>,
+    config: ProducerConfig,
+    /// Notified when jobs may have become available in the queue.
+    wake: Arc<Notify>,
+    /// The queue's name (the config's, kept at hand for logs).
+    queue: String,
 }
 
 /// A claimed job waiting for a slot.
@@ -72,10 +113,27 @@ struct InFlight {
 }
 
 impl<S: Store> Producer<S> {
+    pub(crate) fn new(
+        shared: Arc<Shared<S>>,
+        executor: Executor<S>,
+        config: ProducerConfig,
+        wake: Arc<Notify>,
+    ) -> Self {
+        Producer {
+            queue: config.queue.clone(),
+            shared,
+            executor,
+            config,
+            wake,
+        }
+    }
+
+    /// Claim and start jobs until `stop` fires, then hand back what was
+    /// claimed and not started.
     pub(crate) async fn run(self, stop: CancellationToken) {
-        let config = &self.shared.client.config;
-        let slots = Arc::new(Semaphore::new(self.concurrency));
-        let batch = self.concurrency.min(config.claim_batch).max(1);
+        let config = &self.config;
+        let slots = Arc::new(Semaphore::new(config.concurrency));
+        let batch = config.concurrency.min(config.claim_batch).max(1);
         let mut backoff =
             IdleBackoff::new(config.poll_initial, config.poll_max, config.poll_multiplier);
         let template = Claim {
@@ -83,8 +141,8 @@ impl<S: Store> Producer<S> {
             kinds: Some(self.shared.workers.kinds()),
             limit: 0,
             node: self.shared.node_id.clone(),
-            default_timeout: config.default_timeout,
-            lease_grace: config.lease_grace,
+            default_timeout: config.lease.default_timeout,
+            lease_grace: config.lease.lease_grace,
             now: None,
         };
         let mut buffer: VecDeque<Buffered> = VecDeque::new();
@@ -215,9 +273,8 @@ impl<S: Store> Producer<S> {
         slots: &Arc<Semaphore>,
         extend_after: &mut Option<Instant>,
     ) -> bool {
-        let config = &self.shared.client.config;
         let now = self.shared.client.clock.now();
-        let fresh = config.fresh_start();
+        let fresh = self.config.fresh_start;
         let mut handed_back = false;
         let mut stale: Vec<(Buffered, OwnedSemaphorePermit)> = Vec::new();
         let mut kept = VecDeque::new();
@@ -296,7 +353,7 @@ impl<S: Store> Producer<S> {
     }
 
     fn start(&self, b: Buffered, permit: OwnedSemaphorePermit) {
-        self.shared.start(
+        self.executor.start(
             Start {
                 job: b.job,
                 lease: b.lease,
@@ -330,14 +387,7 @@ impl<S: Store> Producer<S> {
     }
 
     fn lease_of(&self, job: &Job) -> Duration {
-        let config = &self.shared.client.config;
-        job.timeout_ms
-            .and_then(|ms| u64::try_from(ms).ok())
-            .map(Duration::from_millis)
-            .unwrap_or(config.default_timeout)
-            // Bounded as the claim bounds it in SQL.
-            .min(capstan_core::limits::MAX_TIMEOUT)
-            + config.lease_grace
+        self.config.lease.lease(job)
     }
 
     /// Stopping: jobs claimed but not started go back to the queue, attempt

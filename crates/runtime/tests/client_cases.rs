@@ -1,5 +1,6 @@
 //! What an application does with a [`capstan_runtime::Client`] alone, with
-//! no node of its own: list, wait, and run a maintenance pass by hand.
+//! no node of its own: list and wait. (The maintenance passes are the
+//! services' own unit tests, `maintenance::tests`.)
 
 use std::time::Duration;
 
@@ -106,44 +107,4 @@ pub(crate) async fn listing_jobs_filters_and_orders_newest_first<H: Harness>(h: 
         ..all(10)
     };
     assert!(c.list_jobs(&running).await.unwrap().is_empty());
-}
-
-/// The maintenance passes a client runs by hand report what they did:
-/// the scheduler how many due jobs it made available, the parker how many
-/// jobs it set aside for want of a handler.
-pub(crate) async fn maintenance_passes_by_hand_report_what_they_did<H: Harness>(h: &H) {
-    let c = client(h, config());
-    let later = enqueue_ids(
-        &c,
-        vec![
-            NewJob::new("capstan.noop", json!({})).with_delay(Duration::from_secs(60)),
-            NewJob::new("capstan.noop", json!({})).with_delay(Duration::from_secs(60)),
-            NewJob::new("capstan.noop", json!({})).with_delay(Duration::from_secs(120)),
-        ],
-    )
-    .await;
-    assert_eq!(c.run_scheduler_once().await.unwrap().promoted, 0);
-    h.clock().advance(Duration::from_secs(61));
-    let promoted = c.run_scheduler_once().await.unwrap();
-    assert_eq!(promoted.promoted, 2);
-    assert_eq!(promoted.queues, vec!["default".to_owned()]);
-    for (id, state) in [
-        (later[0], JobState::Available),
-        (later[1], JobState::Available),
-        (later[2], JobState::Scheduled),
-    ] {
-        assert_eq!(c.job(id).await.unwrap().unwrap().state, state);
-    }
-
-    // No node at all: the three jobs of kind "nobody-runs" are set aside,
-    // the available noops too (no live node handles anything).
-    enqueue_ids(
-        &c,
-        (0..3)
-            .map(|_| NewJob::new("nobody-runs", json!({})))
-            .collect(),
-    )
-    .await;
-    assert_eq!(c.run_parker_once().await.unwrap(), 5);
-    assert_eq!(c.run_parker_once().await.unwrap(), 0, "already set aside");
 }

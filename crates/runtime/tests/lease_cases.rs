@@ -74,7 +74,7 @@ pub(crate) async fn a_job_that_waited_in_the_buffer_starts_with_a_lease_for_its_
     );
     // Past the claim's lease, within the start's: not rescued.
     advance_while_beating(&c, h.clock(), &["n"], Duration::from_secs(28)).await;
-    let r = c.run_rescuer_once().await.unwrap();
+    let r = crate::support::rescue(&c).await;
     assert!(r.retried.is_empty(), "{r:?}");
     gates.open("b");
     let done = wait_for_state(&c, b, JobState::Completed).await;
@@ -264,7 +264,7 @@ async fn stale_node_run<H: Harness>(h: &H, heartbeat: bool) -> Vec<&'static str>
     let id = c.enqueue(NewJob::new("stale", json!({}))).await.unwrap().id;
     wait_for_state(&c, id, JobState::Running).await;
     h.clock().advance(Duration::from_secs(60));
-    assert_eq!(c.run_rescuer_once().await.unwrap().retried, vec![id]);
+    assert_eq!(crate::support::rescue(&c).await.retried, vec![id]);
     go.notify_one();
     until("the handler to report", || !seen.lock().unwrap().is_empty()).await;
     slow.abort().await;

@@ -270,7 +270,7 @@ pub(crate) async fn a_stale_holder_cannot_finish_a_rescued_job<H: Harness>(h: &H
     .start();
     a_started.notified().await;
     h.clock().advance(Duration::from_secs(60));
-    let report = c.run_rescuer_once().await.unwrap();
+    let report = crate::support::rescue(&c).await;
     assert_eq!(report.retried, vec![id]);
     let (b_started, b_release) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
     let b = client(h, config().with_node_id(NodeId("fast".into())))

@@ -146,7 +146,7 @@ pub(crate) async fn retry_after_is_honoured_exactly<H: Harness>(h: &H) {
     );
     h.clock().advance(Duration::from_secs(16));
     // A promotion at 16 s moves nothing (the node's scheduler cannot either).
-    assert_eq!(c.run_scheduler_once().await.unwrap().promoted, 0);
+    assert_eq!(crate::support::promote(&c).await.promoted, 0);
     assert_eq!(
         c.job(id).await.unwrap().unwrap().state,
         JobState::Retryable,

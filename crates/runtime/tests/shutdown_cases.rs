@@ -105,16 +105,16 @@ pub(crate) async fn cleaner_deletes_finished_jobs_after_retention<H: Harness>(h:
     wait_for_state(&c, done, JobState::Completed).await;
     wait_for_state(&c, failed, JobState::Failed).await;
     node.shutdown().await.unwrap();
-    assert_eq!(c.run_cleaner_once().await.unwrap(), 0, "nothing is old yet");
+    assert_eq!(crate::support::clean(&c).await, 0, "nothing is old yet");
     h.clock().advance(Duration::from_secs(24 * 3600 + 1));
-    assert_eq!(c.run_cleaner_once().await.unwrap(), 1);
+    assert_eq!(crate::support::clean(&c).await, 1);
     assert!(c.job(done).await.unwrap().is_none(), "completed: kept 24 h");
     assert!(
         c.job(failed).await.unwrap().is_some(),
         "failed: kept 7 days"
     );
     h.clock().advance(Duration::from_secs(6 * 24 * 3600));
-    assert_eq!(c.run_cleaner_once().await.unwrap(), 1);
+    assert_eq!(crate::support::clean(&c).await, 1);
     assert!(c.job(failed).await.unwrap().is_none());
     assert_eq!(
         c.job(waiting).await.unwrap().unwrap().state,

@@ -247,3 +247,40 @@ pub(crate) async fn until(what: &str, mut cond: impl FnMut() -> bool) {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
+
+/// Promote the due jobs now, as the scheduler's pass would.
+pub(crate) async fn promote<S: Store>(c: &Client<S>) -> capstan_store::PromoteReport {
+    c.store()
+        .promote_due(&capstan_store::PromoteDue {
+            limit: 1000,
+            now: c.clock().pinned(),
+        })
+        .await
+        .expect("promote_due")
+}
+
+/// Rescue now, as a tool with no node would: each node judged by its own row.
+pub(crate) async fn rescue<S: Store>(c: &Client<S>) -> capstan_store::RescueReport {
+    c.store()
+        .rescue(&capstan_store::Rescue {
+            rescuer: None,
+            limit: 1000,
+            now: c.clock().pinned(),
+        })
+        .await
+        .expect("rescue")
+}
+
+/// Delete finished jobs past the client's retention now, as the cleaner's pass would.
+pub(crate) async fn clean<S: Store>(c: &Client<S>) -> u64 {
+    let config = c.config();
+    c.store()
+        .delete_finished(&capstan_store::DeleteFinished {
+            completed_after: config.retain_completed,
+            failed_after: config.retain_failed,
+            limit: config.clean_batch,
+            now: c.clock().pinned(),
+        })
+        .await
+        .expect("delete_finished")
+}

@@ -57,7 +57,6 @@ capstan_store_conformance::on_both_backends!(
     shutdown_cases::a_second_signal_stops_the_running_jobs_at_once,
     client_cases::waiting_on_a_job_answers_once_it_is_finished,
     client_cases::listing_jobs_filters_and_orders_newest_first,
-    client_cases::maintenance_passes_by_hand_report_what_they_did,
 );
 
 /// One backend: the retries are the runtime's, the faults FaultyStore's.

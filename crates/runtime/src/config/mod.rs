@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use capstan_core::limits::{MAX_DELAY, MAX_TIMEOUT};
-use capstan_core::{DEFAULT_QUEUE, NodeId, RetryPolicy, validate_queue};
+use capstan_core::{DEFAULT_QUEUE, Job, NodeId, RetryPolicy, validate_queue};
 
 use crate::RuntimeError;
 
@@ -275,6 +275,39 @@ impl Config {
             }
         }
         Ok(())
+    }
+}
+
+/// How long a job may run and how long its lease lasts: the one place the
+/// runtime computes either (the claim's SQL computes the same lease from the
+/// same two settings, `coalesce(timeout_ms, default) + grace`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct LeaseTerms {
+    /// Timeout of jobs that set none.
+    pub(crate) default_timeout: Duration,
+    /// What a lease adds to a job's timeout.
+    pub(crate) lease_grace: Duration,
+}
+
+impl LeaseTerms {
+    /// How long an attempt of `job` may run.
+    pub(crate) fn timeout(&self, job: &Job) -> Duration {
+        job.timeout_or(self.default_timeout)
+    }
+
+    /// How long a lease on `job` lasts from its claim or extension.
+    pub(crate) fn lease(&self, job: &Job) -> Duration {
+        self.timeout(job) + self.lease_grace
+    }
+}
+
+impl Config {
+    /// The lease terms of this configuration.
+    pub(crate) fn lease_terms(&self) -> LeaseTerms {
+        LeaseTerms {
+            default_timeout: self.default_timeout,
+            lease_grace: self.lease_grace,
+        }
     }
 }
 

@@ -1,16 +1,50 @@
-//! Maintenance services: each does one job on an interval, has a
-//! `run_once` for tests, and is safe to run on every node at once (the SQL
-//! skips rows another node is working on).
+//! Maintenance services: each is a type with its own config slice, does one
+//! job on an interval (`run(self, stop)`), has a crate-private `run_once`
+//! that tests call, and is safe to run on every node at once (the SQL skips
+//! rows another node is working on). [`Maintainer`] is the group: the node
+//! starts it today; a leader elector will start it on the leader only and
+//! stop it when leadership is lost.
 
 pub(crate) mod cleaner;
 pub(crate) mod parker;
 pub(crate) mod rescuer;
 pub(crate) mod scheduler;
 
+#[cfg(test)]
+pub(crate) mod tests;
+
 use std::future::Future;
 use std::time::Duration;
 
-use capstan_store::{StoreError, StoreResult};
+use capstan_store::{Store, StoreError, StoreResult};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub(crate) use cleaner::{Cleaner, CleanerConfig};
+pub(crate) use parker::{Parker, ParkerConfig};
+pub(crate) use rescuer::{Rescuer, RescuerConfig};
+pub(crate) use scheduler::{Scheduler, SchedulerConfig};
+
+/// The maintenance services of a node, started and stopped together.
+pub(crate) struct Maintainer<S> {
+    pub(crate) scheduler: Scheduler<S>,
+    pub(crate) rescuer: Rescuer<S>,
+    pub(crate) parker: Parker<S>,
+    pub(crate) cleaner: Cleaner<S>,
+}
+
+impl<S: Store> Maintainer<S> {
+    /// Run every service until `stop` fires; returns once all have stopped.
+    pub(crate) async fn run(self, stop: CancellationToken) {
+        let services = TaskTracker::new();
+        services.spawn(self.scheduler.run(stop.clone()));
+        services.spawn(self.rescuer.run(stop.clone()));
+        services.spawn(self.parker.run(stop.clone()));
+        services.spawn(self.cleaner.run(stop));
+        services.close();
+        services.wait().await;
+    }
+}
 
 /// A maintenance call that has not answered after this long (a connection
 /// that hangs without an error) is abandoned, so its service goes on.

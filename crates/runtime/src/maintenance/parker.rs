@@ -14,69 +14,105 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use capstan_core::Timestamp;
+use capstan_core::{Clock, Timestamp};
 use capstan_store::{MarkUnhandled, Store, StoreError};
 use tokio_util::sync::CancellationToken;
 
-use crate::Client;
-use crate::node::Shared;
+use crate::Config;
+use crate::running::Health;
 
-/// Jobs looked at per statement (the head of the claim order).
-const PARK_BATCH: u32 = 100;
+/// What the parker needs of the configuration.
+#[derive(Debug, Clone)]
+pub(crate) struct ParkerConfig {
+    pub(crate) interval: Duration,
+    /// The queues whose heads it looks at.
+    pub(crate) queues: Vec<String>,
+    /// Jobs looked at per statement (the head of the claim order).
+    pub(crate) batch: u32,
+}
 
-pub(crate) async fn run<S: Store>(shared: Arc<Shared<S>>, stop: CancellationToken) {
-    let client = &shared.client;
-    let mut tick = tokio::time::interval(client.config.rescue_interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            () = stop.cancelled() => break,
-        }
-        // Until this node knows its own health, it judges nobody.
-        let Some(since) = *shared
-            .healthy_since
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-        else {
-            continue;
-        };
-        match run_once(client, since, &stop).await {
-            Ok(0) => {}
-            Ok(n) => tracing::warn!(
-                jobs = n,
-                "set aside jobs that no live node has a handler for; they wait for one (see `capstan queues`)"
-            ),
-            Err(e) => tracing::warn!(error = %e, "setting aside unhandled jobs failed"),
+impl ParkerConfig {
+    pub(crate) fn of(config: &Config) -> Self {
+        ParkerConfig {
+            interval: config.rescue_interval,
+            queues: config.queues.iter().map(|q| q.name.clone()).collect(),
+            batch: 100,
         }
     }
 }
 
-/// Set aside the unhandled jobs at the head of every queue this client's
-/// configuration serves, judging liveness from `healthy_since`; returns how
-/// many.
-pub(crate) async fn run_once<S: Store>(
-    client: &Client<S>,
-    healthy_since: Timestamp,
-    stop: &CancellationToken,
-) -> Result<u64, StoreError> {
-    let mut total = 0;
-    for q in &client.config.queues {
-        while !stop.is_cancelled() {
-            let p = MarkUnhandled {
-                queue: q.name.clone(),
-                limit: PARK_BATCH,
-                healthy_since,
-                now: client.clock.pinned(),
-            };
-            let n = super::bounded("mark_unhandled", client.store.mark_unhandled(&p)).await?;
-            total += n;
-            // Some were set aside: the next jobs are at the head now.
-            if n == 0 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
+/// Sets aside jobs no live node can run (see the module docs).
+pub(crate) struct Parker<S> {
+    store: S,
+    clock: Arc<dyn Clock>,
+    config: ParkerConfig,
+    /// Its node's health: until it is known, the parker judges nobody.
+    health: Arc<Health>,
+}
+
+impl<S: Store> Parker<S> {
+    pub(crate) fn new(
+        store: S,
+        clock: Arc<dyn Clock>,
+        config: ParkerConfig,
+        health: Arc<Health>,
+    ) -> Self {
+        Parker {
+            store,
+            clock,
+            config,
+            health,
         }
     }
-    Ok(total)
+
+    pub(crate) async fn run(self, stop: CancellationToken) {
+        let mut tick = tokio::time::interval(self.config.interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = stop.cancelled() => break,
+            }
+            // Until this node knows its own health, it judges nobody.
+            let Some(since) = self.health.get() else {
+                continue;
+            };
+            match self.run_once(since, &stop).await {
+                Ok(0) => {}
+                Ok(n) => tracing::warn!(
+                    jobs = n,
+                    "set aside jobs that no live node has a handler for; they wait for one (see `capstan queues`)"
+                ),
+                Err(e) => tracing::warn!(error = %e, "setting aside unhandled jobs failed"),
+            }
+        }
+    }
+
+    /// Set aside the unhandled jobs at the head of every queue it looks at,
+    /// judging liveness from `healthy_since`; returns how many.
+    pub(crate) async fn run_once(
+        &self,
+        healthy_since: Timestamp,
+        stop: &CancellationToken,
+    ) -> Result<u64, StoreError> {
+        let mut total = 0;
+        for queue in &self.config.queues {
+            while !stop.is_cancelled() {
+                let p = MarkUnhandled {
+                    queue: queue.clone(),
+                    limit: self.config.batch,
+                    healthy_since,
+                    now: self.clock.pinned(),
+                };
+                let n = super::bounded("mark_unhandled", self.store.mark_unhandled(&p)).await?;
+                total += n;
+                // Some were set aside: the next jobs are at the head now.
+                if n == 0 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+        Ok(total)
+    }
 }

@@ -11,62 +11,106 @@
 //! before it counts it dead (see [`capstan_store::Rescue`]).
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use capstan_core::Clock;
 use capstan_store::{HeartbeatNode, Rescue, RescueReport, Store, StoreError};
 use tokio_util::sync::CancellationToken;
 
-use crate::Client;
-use crate::node::Shared;
+use crate::Config;
+use crate::running::Health;
 
-const RESCUE_BATCH: u32 = 1000;
+/// What the rescuer needs of the configuration.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RescuerConfig {
+    pub(crate) interval: Duration,
+    /// Most jobs rescued per pass.
+    pub(crate) batch: u32,
+}
 
-pub(crate) async fn run<S: Store>(shared: Arc<Shared<S>>, stop: CancellationToken) {
-    let client = &shared.client;
-    let mut tick = tokio::time::interval(client.config.rescue_interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            () = stop.cancelled() => break,
-        }
-        let report = super::bounded("rescue", run_once(client, Some(shared.beat()))).await;
-        if let Ok(r) = &report {
-            *shared
-                .healthy_since
-                .lock()
-                .unwrap_or_else(|e| e.into_inner()) = r.healthy_since;
-        }
-        match report {
-            Ok(r) if !r.retried.is_empty() || !r.failed.is_empty() || !r.cancelled.is_empty() => {
-                tracing::info!(
-                    retried = r.retried.len(),
-                    failed = r.failed.len(),
-                    cancelled = r.cancelled.len(),
-                    dead_nodes = r.removed_nodes,
-                    "rescued jobs of dead nodes or expired leases"
-                )
-            }
-            Ok(r) if r.stalled => tracing::info!(
-                node = %shared.node_id,
-                grace = ?client.config.node_timeout,
-                "this node's writes had stalled: every node gets a node timeout to beat again before any is judged dead"
-            ),
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "rescue failed"),
+impl RescuerConfig {
+    pub(crate) fn of(config: &Config) -> Self {
+        RescuerConfig {
+            interval: config.rescue_interval,
+            batch: 1000,
         }
     }
 }
 
-pub(crate) async fn run_once<S: Store>(
-    client: &Client<S>,
-    rescuer: Option<HeartbeatNode>,
-) -> Result<RescueReport, StoreError> {
-    client
-        .store
-        .rescue(&Rescue {
-            rescuer,
-            limit: RESCUE_BATCH,
-            now: client.clock.pinned(),
-        })
-        .await
+/// Rescues lost jobs (see the module docs), beating as its node.
+pub(crate) struct Rescuer<S> {
+    store: S,
+    clock: Arc<dyn Clock>,
+    config: RescuerConfig,
+    /// Its node's heartbeat (`now` filled in at each pass).
+    beat: HeartbeatNode,
+    /// Its node's health, which each pass's beat updates.
+    health: Arc<Health>,
+}
+
+impl<S: Store> Rescuer<S> {
+    pub(crate) fn new(
+        store: S,
+        clock: Arc<dyn Clock>,
+        config: RescuerConfig,
+        beat: HeartbeatNode,
+        health: Arc<Health>,
+    ) -> Self {
+        Rescuer {
+            store,
+            clock,
+            config,
+            beat,
+            health,
+        }
+    }
+
+    pub(crate) async fn run(self, stop: CancellationToken) {
+        let mut tick = tokio::time::interval(self.config.interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = stop.cancelled() => break,
+            }
+            match super::bounded("rescue", self.run_once()).await {
+                Ok(r)
+                    if !r.retried.is_empty() || !r.failed.is_empty() || !r.cancelled.is_empty() =>
+                {
+                    tracing::info!(
+                        retried = r.retried.len(),
+                        failed = r.failed.len(),
+                        cancelled = r.cancelled.len(),
+                        dead_nodes = r.removed_nodes,
+                        "rescued jobs of dead nodes or expired leases"
+                    )
+                }
+                Ok(r) if r.stalled => tracing::info!(
+                    node = %self.beat.node,
+                    grace = ?self.beat.timeout,
+                    "this node's writes had stalled: every node gets a node timeout to beat again before any is judged dead"
+                ),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "rescue failed"),
+            }
+        }
+    }
+
+    /// One pass: beat, then judge (at most one batch); the beat's health is
+    /// recorded for the parker.
+    pub(crate) async fn run_once(&self) -> Result<RescueReport, StoreError> {
+        let report = self
+            .store
+            .rescue(&Rescue {
+                rescuer: Some(HeartbeatNode {
+                    now: self.clock.pinned(),
+                    ..self.beat.clone()
+                }),
+                limit: self.config.batch,
+                now: self.clock.pinned(),
+            })
+            .await?;
+        self.health.set(report.healthy_since);
+        Ok(report)
+    }
 }

@@ -5,42 +5,85 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use capstan_core::Clock;
 use capstan_store::{PromoteDue, PromoteReport, Store, StoreError};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::Client;
+use crate::Config;
 
-const PROMOTE_BATCH: u32 = 1000;
+/// What the scheduler needs of the configuration.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SchedulerConfig {
+    /// The longest it sleeps between two promotions.
+    pub(crate) interval: Duration,
+    /// Most jobs promoted per statement; a full batch promotes again at once.
+    pub(crate) batch: u32,
+}
 
-pub(crate) async fn run<S: Store>(client: Client<S>, wake: Arc<Notify>, stop: CancellationToken) {
-    loop {
-        let pause = match super::bounded("promote_due", run_once(&client)).await {
-            Ok(r) if r.promoted >= u64::from(PROMOTE_BATCH) => Duration::ZERO,
-            Ok(r) => r
-                .next_due
-                .and_then(|due| (due - client.clock.now()).to_std().ok())
-                .unwrap_or(client.config.schedule_interval)
-                .min(client.config.schedule_interval),
-            Err(e) => {
-                tracing::warn!(error = %e, "promoting due jobs failed");
-                client.config.schedule_interval
-            }
-        };
-        tokio::select! {
-            () = tokio::time::sleep(pause) => {}
-            () = wake.notified() => {}
-            () = stop.cancelled() => break,
+impl SchedulerConfig {
+    pub(crate) fn of(config: &Config) -> Self {
+        SchedulerConfig {
+            interval: config.schedule_interval,
+            batch: 1000,
         }
     }
 }
 
-pub(crate) async fn run_once<S: Store>(client: &Client<S>) -> Result<PromoteReport, StoreError> {
-    client
-        .store
-        .promote_due(&PromoteDue {
-            limit: PROMOTE_BATCH,
-            now: client.clock.pinned(),
-        })
-        .await
+/// Promotes due jobs (see the module docs).
+pub(crate) struct Scheduler<S> {
+    store: S,
+    clock: Arc<dyn Clock>,
+    config: SchedulerConfig,
+    /// Notified when jobs may have been scheduled sooner than it sleeps.
+    wake: Arc<Notify>,
+}
+
+impl<S: Store> Scheduler<S> {
+    pub(crate) fn new(
+        store: S,
+        clock: Arc<dyn Clock>,
+        config: SchedulerConfig,
+        wake: Arc<Notify>,
+    ) -> Self {
+        Scheduler {
+            store,
+            clock,
+            config,
+            wake,
+        }
+    }
+
+    pub(crate) async fn run(self, stop: CancellationToken) {
+        let interval = self.config.interval;
+        loop {
+            let pause = match super::bounded("promote_due", self.run_once()).await {
+                Ok(r) if r.promoted >= u64::from(self.config.batch) => Duration::ZERO,
+                Ok(r) => r
+                    .next_due
+                    .and_then(|due| (due - self.clock.now()).to_std().ok())
+                    .unwrap_or(interval)
+                    .min(interval),
+                Err(e) => {
+                    tracing::warn!(error = %e, "promoting due jobs failed");
+                    interval
+                }
+            };
+            tokio::select! {
+                () = tokio::time::sleep(pause) => {}
+                () = self.wake.notified() => {}
+                () = stop.cancelled() => break,
+            }
+        }
+    }
+
+    /// One promotion of the due jobs (one batch).
+    pub(crate) async fn run_once(&self) -> Result<PromoteReport, StoreError> {
+        self.store
+            .promote_due(&PromoteDue {
+                limit: self.config.batch,
+                now: self.clock.pinned(),
+            })
+            .await
+    }
 }
