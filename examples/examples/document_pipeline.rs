@@ -74,7 +74,7 @@ async fn run(url: String) -> Result<(), Box<dyn Error>> {
     let jobs = DOCUMENTS
         .iter()
         .map(|doc| document_pipeline::job(doc, api.url()))
-        .collect();
+        .collect::<Result<_, _>>()?;
     let enqueued = client.enqueue_many(jobs).await?;
 
     let mut workers = Workers::empty();

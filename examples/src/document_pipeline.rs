@@ -37,7 +37,7 @@ mod handler;
 
 use std::time::Duration;
 
-use capstan::{Config, NewJob, QueueConfig, RetryPolicy};
+use capstan::{Config, Handler, NewJob, QueueConfig, RetryPolicy};
 
 pub use fake_api::{FakeAiApi, Reply, SummarizeRequest, seed_scripts};
 pub use handler::{DocumentArgs, MAX_RETRY_AFTER, ProcessDocument, Summary, error_for_status};
@@ -74,11 +74,18 @@ pub fn config() -> Config {
     config
 }
 
-/// The job that processes `document_id` by calling the AI API at `api_url`.
-pub fn job(document_id: &str, api_url: &str) -> NewJob {
-    // The JSON form of `DocumentArgs`, which the handler decodes.
-    let args = serde_json::json!({ "document_id": document_id, "api_url": api_url });
-    NewJob::new(KIND, args)
+/// The job that processes `document_id` by calling the AI API at `api_url`
+/// (typed: its kind and args are [`ProcessDocument`]'s).
+///
+/// # Errors
+/// Never in practice (the args are two strings); typed as the handler's
+/// `job` is.
+pub fn job(document_id: &str, api_url: &str) -> Result<NewJob, capstan::RuntimeError> {
+    let args = DocumentArgs {
+        document_id: document_id.to_owned(),
+        api_url: api_url.to_owned(),
+    };
+    Ok(ProcessDocument::job(&args)?
         .with_queue(QUEUE)
-        .with_tags([format!("document:{document_id}")])
+        .with_tags([format!("document:{document_id}")]))
 }

@@ -70,10 +70,14 @@ pub enum OrderError {
 
 /// The receipt job of `order`; its idempotency key makes a second placement
 /// of the same order answer with the first receipt.
-pub fn receipt_job(order: &Order) -> NewJob {
-    NewJob::new(KIND, serde_json::to_value(order).unwrap_or_default())
+///
+/// # Errors
+/// Never in practice (an order always encodes); typed as the handler's
+/// `job` is.
+pub fn receipt_job(order: &Order) -> Result<NewJob, capstan::RuntimeError> {
+    Ok(SendReceipt::job(order)?
         .with_queue(QUEUE)
-        .with_idempotency_key(format!("receipt:{}", order.id))
+        .with_idempotency_key(format!("receipt:{}", order.id)))
 }
 
 /// Create the shop's table.
@@ -120,7 +124,7 @@ pub async fn place_order(client: &Client<AnyStore>, order: &Order) -> Result<Enq
                 .await?;
         }
     }
-    let receipt = client.enqueue_in(&mut tx, receipt_job(order)).await?;
+    let receipt = client.enqueue_in(&mut tx, receipt_job(order)?).await?;
     if order.total_cents <= 0 {
         // `tx` is dropped here: the order and its receipt job vanish together.
         return Err(OrderError::Refused(order.id, "the total must be positive"));

@@ -53,7 +53,7 @@ async fn api() -> FakeAiApi {
 }
 
 async fn enqueue<S: Store>(c: &Client<S>, document_id: &str, api: &FakeAiApi) -> JobId {
-    let job = document_pipeline::job(document_id, api.url());
+    let job = document_pipeline::job(document_id, api.url()).unwrap();
     c.enqueue(job).await.expect("enqueue").id
 }
 
@@ -224,7 +224,7 @@ pub(crate) async fn unreachable_api_is_retried_after_the_backoff<H: Harness>(h: 
         .and_then(|l| l.local_addr())
         .expect("a free port")
         .port();
-    let job = document_pipeline::job("doc-ok", &format!("http://127.0.0.1:{port}"));
+    let job = document_pipeline::job("doc-ok", &format!("http://127.0.0.1:{port}")).unwrap();
     let id = c.enqueue(job).await.expect("enqueue").id;
     let node = c.node(workers()).expect("node").start();
     let j = wait_for(&c, id, |j| {
@@ -273,8 +273,9 @@ pub(crate) async fn a_call_outliving_its_timeout_is_cancelled_and_retried<H: Har
         .await
         .expect("start the fake AI API");
     let c = client(h);
-    let job =
-        document_pipeline::job("doc-hung", api.url()).with_timeout(Duration::from_millis(300));
+    let job = document_pipeline::job("doc-hung", api.url())
+        .unwrap()
+        .with_timeout(Duration::from_millis(300));
     let id = c.enqueue(job).await.expect("enqueue").id;
     let started = tokio::time::Instant::now();
     let node = c.node(workers()).expect("node").start();
@@ -314,7 +315,7 @@ pub(crate) async fn several_nodes_process_each_document_exactly_once<H: Harness>
     let docs: Vec<String> = (0..DOCUMENTS).map(|i| format!("doc-batch-{i}")).collect();
     let jobs = docs
         .iter()
-        .map(|d| document_pipeline::job(d, api.url()))
+        .map(|d| document_pipeline::job(d, api.url()).unwrap())
         .collect();
     let ids: Vec<JobId> = c
         .enqueue_many(jobs)

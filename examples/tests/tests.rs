@@ -3,6 +3,8 @@
 //! with the node's time pinned by the harness's manual clock.
 
 #![allow(missing_docs)]
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
 
 mod document_pipeline;
 mod orders;

@@ -2,6 +2,8 @@
 //! SQLite and on PostgreSQL; and the crash test: `serve` killed with
 //! SIGKILL mid-run, restarted, and every job completes.
 #![allow(missing_docs)]
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
 
 mod chaos;
 mod contract;

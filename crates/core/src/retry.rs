@@ -15,12 +15,12 @@ pub struct RetryPolicy {
     /// Attempts allowed in all (the first run included).
     pub max_attempts: i32,
     /// Delay after the first failed attempt.
-    #[serde(with = "humantime_serde_ms")]
+    #[serde(with = "millis")]
     pub base_delay: Duration,
     /// Factor applied to the delay after each further failure.
     pub multiplier: f64,
     /// No delay is longer than this.
-    #[serde(with = "humantime_serde_ms")]
+    #[serde(with = "millis")]
     pub max_delay: Duration,
     /// Random spread, as a fraction of the delay (0.1 = ±10 %); 0 = exact.
     pub jitter: f64,
@@ -122,7 +122,10 @@ impl Default for RetryPolicy {
     }
 }
 
-mod humantime_serde_ms {
+/// A duration as whole milliseconds: the JSON form of a policy (what the
+/// API returns). `capstan.toml` writes humantime strings instead, through
+/// the runtime's file form of its config.
+mod millis {
     use std::time::Duration;
 
     use serde::{Deserialize, Deserializer, Serializer};

@@ -8,8 +8,10 @@ use capstan_core::{ErrorClass, JobId};
 use capstan_store::StoreError;
 use thiserror::Error;
 
-/// What a Capstan runtime operation can fail with.
+/// What a Capstan runtime operation can fail with. New variants may come
+/// (match with a wildcard arm).
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum RuntimeError {
     /// The store failed or refused the operation.
     #[error(transparent)]
@@ -20,6 +22,23 @@ pub enum RuntimeError {
     /// Two handlers were registered for one kind.
     #[error("a handler for kind {0:?} is already registered: each kind has exactly one handler")]
     DuplicateKind(String),
+    /// A node's task ended without returning (it panicked or was cancelled).
+    #[error("node {node} stopped abnormally: {reason}")]
+    NodeFailed {
+        /// The node.
+        node: capstan_core::NodeId,
+        /// What the task runtime said.
+        reason: String,
+    },
+    /// A job's typed args could not be encoded as JSON.
+    #[error("cannot encode the args of a {kind} job as JSON: {source}")]
+    Args {
+        /// The job's kind.
+        kind: &'static str,
+        /// The encoder's error.
+        #[source]
+        source: serde_json::Error,
+    },
     /// Waiting for a job gave up.
     #[error("job {job_id} did not finish within {waited:?} (it is still {state})")]
     WaitTimeout {

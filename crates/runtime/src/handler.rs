@@ -9,6 +9,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use capstan_core::NewJob;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -40,6 +41,25 @@ pub trait Handler: Send + Sync + 'static {
         ctx: JobContext,
         args: Self::Args,
     ) -> impl Future<Output = Result<Self::Output, JobError>> + Send;
+
+    /// A new job for this handler: kind [`Handler::KIND`], `args` as its
+    /// JSON args, so the kind and the args' shape cannot drift from the
+    /// handler's (`SendEmail::job(&email)?.with_queue("mail")`).
+    ///
+    /// # Errors
+    /// [`RuntimeError::Args`] when `args` cannot be encoded as JSON (a map
+    /// whose keys are not strings, say).
+    fn job(args: &Self::Args) -> Result<NewJob, RuntimeError>
+    where
+        Self: Sized,
+        Self::Args: Serialize,
+    {
+        let value = serde_json::to_value(args).map_err(|source| RuntimeError::Args {
+            kind: Self::KIND,
+            source,
+        })?;
+        Ok(NewJob::new(Self::KIND, value))
+    }
 }
 
 pub(crate) type HandlerFuture = Pin<Box<dyn Future<Output = Result<Value, JobError>> + Send>>;

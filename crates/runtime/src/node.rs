@@ -390,7 +390,10 @@ impl NodeHandle {
         }
         match (&mut self.task).await {
             Ok(r) => r,
-            Err(e) => Err(RuntimeError::Config(format!("node task failed: {e}"))),
+            Err(e) => Err(RuntimeError::NodeFailed {
+                node: self.id.clone(),
+                reason: e.to_string(),
+            }),
         }
     }
 

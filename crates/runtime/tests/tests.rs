@@ -2,6 +2,8 @@
 //! real databases, time pinned by a manual clock where it matters.
 
 #![allow(missing_docs)]
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
 
 mod support;
 

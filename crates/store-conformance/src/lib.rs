@@ -9,6 +9,9 @@
 //! one throwaway cluster per test process (or in the server named by
 //! `CAPSTAN_TEST_DATABASE_URL`).
 
+// Test-only crate: a failed unwrap is a failed case, which is what it should be.
+#![allow(clippy::unwrap_used)]
+
 pub mod cases;
 mod faults;
 mod harness;

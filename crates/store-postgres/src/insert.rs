@@ -109,9 +109,9 @@ pub(crate) async fn insert_in(
     }
     out.into_iter()
         .map(|o| {
-            o.ok_or_else(|| StoreError::Database {
+            o.ok_or(StoreError::Contention {
                 operation: "insert_many",
-                source: "a job's idempotency or dedupe key kept changing hands; try again".into(),
+                what: "a job's idempotency or dedupe key",
             })
         })
         .collect()

@@ -70,7 +70,7 @@ impl JobStore for PgStore {
             return Ok(LeaseReport::default());
         }
         let rows = sqlx::query(include_str!("../queries/finish.sql"))
-            .bind(finish_rows_json(&p.finishes))
+            .bind(finish_rows_json(&p.finishes)?)
             .bind(p.now)
             .fetch_all(&self.inner.control)
             .await
@@ -87,7 +87,7 @@ impl JobStore for PgStore {
             return Ok(LeaseReport::default());
         }
         let rows = sqlx::query(include_str!("../queries/extend_leases.sql"))
-            .bind(extension_rows_json(&p.leases))
+            .bind(extension_rows_json(&p.leases)?)
             .bind(p.now)
             .fetch_all(&self.inner.control)
             .await

@@ -16,8 +16,9 @@ fn ms(d: std::time::Duration) -> i64 {
     d.as_millis().min(i64::MAX as u128) as i64
 }
 
-fn json(v: &[String]) -> serde_json::Value {
-    serde_json::to_value(v).unwrap_or_default()
+/// A list of names as a `jsonb` parameter (sqlx encodes it; no fallback).
+fn json(v: &[String]) -> sqlx::types::Json<&[String]> {
+    sqlx::types::Json(v)
 }
 
 /// The database's time (or the pinned one) and the node's row, locked.

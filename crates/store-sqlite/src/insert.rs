@@ -71,8 +71,8 @@ impl SqliteStore {
     async fn insert_one(&self, job: &NewJob, p: &InsertMany) -> StoreResult<Inserted> {
         let now = now_or_system(p.now);
         let row = Row::new(job, now, p.default_max_attempts);
-        let args = serde_json::to_string(row.args).unwrap_or_else(|_| "null".into());
-        let tags = serde_json::to_string(row.tags).unwrap_or_else(|_| "[]".into());
+        let args = capstan_store::encode("insert_many", row.args)?;
+        let tags = capstan_store::encode("insert_many", &row.tags)?;
         let mut conn = self
             .inner
             .writer
@@ -115,9 +115,9 @@ impl SqliteStore {
                 existing,
             });
         }
-        Err(StoreError::Database {
+        Err(StoreError::Contention {
             operation: "insert_many",
-            source: "a job's idempotency or dedupe key kept changing hands; try again".into(),
+            what: "a job's idempotency or dedupe key",
         })
     }
 }
@@ -146,10 +146,7 @@ pub(crate) async fn insert_in(
         .fetch_one(&mut *conn)
         .await
         .map_err(db("insert_many"))?;
-    let payload = serde_json::to_string(&rows).map_err(|e| StoreError::Corrupt {
-        table: "capstan_jobs",
-        message: format!("cannot encode jobs: {e}"),
-    })?;
+    let payload = capstan_store::encode("insert_many", &rows)?;
     let written = sqlx::query(include_str!("../queries/insert.sql"))
         .bind(payload)
         .bind(last)

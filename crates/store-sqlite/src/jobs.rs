@@ -49,7 +49,8 @@ impl JobStore for SqliteStore {
         let kinds = p
             .kinds
             .as_ref()
-            .map(|k| serde_json::to_string(k).unwrap_or_else(|_| "[]".into()));
+            .map(|k| capstan_store::encode("claim", k))
+            .transpose()?;
         let rows = sqlx::query(include_str!("../queries/claim.sql"))
             .bind(p.node.as_str())
             .bind(now)
@@ -92,7 +93,7 @@ impl JobStore for SqliteStore {
         }
         let now = now_or_system(p.now);
         let rows = sqlx::query(include_str!("../queries/finish.sql"))
-            .bind(finish_rows_json(&p.finishes))
+            .bind(finish_rows_json(&p.finishes)?)
             .bind(micros(now))
             .bind(rfc3339(now))
             .fetch_all(&self.inner.writer)
@@ -129,7 +130,7 @@ impl JobStore for SqliteStore {
         }
         let now = micros(now_or_system(p.now));
         let rows = sqlx::query(include_str!("../queries/extend_leases.sql"))
-            .bind(extension_rows_json(&p.leases))
+            .bind(extension_rows_json(&p.leases)?)
             .bind(now)
             .fetch_all(&self.inner.writer)
             .await

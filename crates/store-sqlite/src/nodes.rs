@@ -13,8 +13,9 @@ use sqlx::{Row, SqliteConnection};
 use crate::SqliteStore;
 use crate::row::{self, db, micros, ms, now_or_system, rfc3339};
 
-fn json(v: &[String]) -> String {
-    serde_json::to_string(v).unwrap_or_else(|_| "[]".into())
+/// A list of names as a JSON parameter (sqlx encodes it; no fallback).
+fn json(v: &[String]) -> sqlx::types::Json<&[String]> {
+    sqlx::types::Json(v)
 }
 
 /// The node's row, if any.

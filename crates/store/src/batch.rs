@@ -9,7 +9,7 @@ use capstan_core::{ErrorClass, JobState, NewJob};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::{Extension, Finish, Outcome};
+use crate::{Extension, Finish, Outcome, StoreError, StoreResult};
 
 /// One finish, flattened for SQL, with its text made storable: U+0000 in
 /// the result and the message become U+FFFD, a message is cut at
@@ -115,9 +115,20 @@ impl<'a> FinishRow<'a> {
 }
 
 /// Encode finishes as one JSON array.
-pub fn finish_rows_json(finishes: &[Finish]) -> String {
+///
+/// # Errors
+/// [`StoreError::Encode`] (never in practice: every field encodes).
+pub fn finish_rows_json(finishes: &[Finish]) -> StoreResult<String> {
     let rows: Vec<FinishRow<'_>> = finishes.iter().map(FinishRow::new).collect();
-    serde_json::to_string(&rows).unwrap_or_else(|_| "[]".to_owned())
+    encode("finish_many", &rows)
+}
+
+/// `value` as a JSON string, or [`StoreError::Encode`] naming `operation`.
+///
+/// # Errors
+/// When serde cannot encode it.
+pub fn encode(operation: &'static str, value: &impl Serialize) -> StoreResult<String> {
+    serde_json::to_string(value).map_err(|source| StoreError::Encode { operation, source })
 }
 
 /// One lease extension, flattened for SQL.
@@ -130,7 +141,10 @@ struct ExtensionRow<'a> {
 }
 
 /// Encode lease extensions as one JSON array (progress cleaned of U+0000).
-pub fn extension_rows_json(leases: &[Extension]) -> String {
+///
+/// # Errors
+/// [`StoreError::Encode`] (never in practice: every field encodes).
+pub fn extension_rows_json(leases: &[Extension]) -> StoreResult<String> {
     let rows: Vec<ExtensionRow<'_>> = leases
         .iter()
         .map(|e| ExtensionRow {
@@ -143,7 +157,7 @@ pub fn extension_rows_json(leases: &[Extension]) -> String {
             }),
         })
         .collect();
-    serde_json::to_string(&rows).unwrap_or_else(|_| "[]".to_owned())
+    encode("extend_leases", &rows)
 }
 
 /// One job to insert, flattened for SQL, with its attempts resolved.

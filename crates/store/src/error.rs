@@ -6,8 +6,10 @@ use std::time::Duration;
 use capstan_core::{JobId, JobState, Lease, NodeId, Timestamp, ValidationError};
 use thiserror::Error;
 
-/// What a store operation can fail with.
+/// What a store operation can fail with. New variants may come (match with
+/// a wildcard arm); [`StoreError::is_transient`] says whether waiting helps.
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum StoreError {
     /// The caller no longer holds the job: its lease was lost and the job was
     /// rescued (or finished) and possibly handed to another worker.
@@ -115,6 +117,30 @@ pub enum StoreError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// Rows kept changing hands under the operation (an idempotency or
+    /// dedupe key whose holder vanished and came back, again and again):
+    /// nothing was written, and trying again is the remedy.
+    #[error(
+        "{operation} gave up: {what} kept changing hands under it; nothing was written, try again"
+    )]
+    Contention {
+        /// The store operation.
+        operation: &'static str,
+        /// What kept changing.
+        what: &'static str,
+    },
+    /// A batch could not be encoded as JSON for its statement (a bug: the
+    /// batch types always encode); nothing was written.
+    #[error(
+        "cannot encode the {operation} batch as JSON: {source} (nothing was written; please report this bug)"
+    )]
+    Encode {
+        /// The store operation.
+        operation: &'static str,
+        /// The encoder's error.
+        #[source]
+        source: serde_json::Error,
+    },
     /// A value read back from the database could not be decoded.
     #[error("corrupt row in {table}: {message}")]
     Corrupt {
@@ -146,7 +172,10 @@ impl StoreError {
     /// True for errors that may go away by themselves (the database was
     /// unreachable or busy); false when it refused the operation itself.
     pub fn is_transient(&self) -> bool {
-        matches!(self, StoreError::Unavailable { .. })
+        matches!(
+            self,
+            StoreError::Unavailable { .. } | StoreError::Contention { .. }
+        )
     }
 
     /// Wrap a driver error raised by `operation`.

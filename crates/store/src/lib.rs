@@ -24,7 +24,7 @@ mod traits;
 mod tx;
 mod url;
 
-pub use batch::{FinishRow, InsertRow, extension_rows_json, finish_rows_json};
+pub use batch::{FinishRow, InsertRow, encode, extension_rows_json, finish_rows_json};
 pub use capabilities::Capabilities;
 pub use error::{NODE_PROTOCOL_VERSION, StoreError, StoreResult};
 pub use notify::{

@@ -153,7 +153,8 @@ impl ControlHint {
     }
 }
 
-/// What a receiver gets.
+/// What a receiver gets: complete by design (a hint, or word that hints
+/// were lost), so not `#[non_exhaustive]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Received {
     /// A hint on one of the receiver's topics.

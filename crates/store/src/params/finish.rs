@@ -22,6 +22,7 @@ pub struct ErrorRecord {
 /// A job a user asked to cancel never goes back to waiting: a `Retry`,
 /// `Snooze` or `HandBack` of such a job makes it `cancelled` instead.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum Outcome {
     /// Finished successfully with `result`.
     Complete {
