@@ -61,7 +61,7 @@ async fn enqueue<S: Store>(c: &Client<S>, document_id: &str, api: &FakeAiApi) ->
 /// how many.
 async fn promote<S: Store>(c: &Client<S>) -> u64 {
     c.store()
-        .promote_due(&capstan::store::PromoteDue {
+        .promote_due(&capstan::store::jobs::PromoteDue {
             limit: 1000,
             now: c.clock().pinned(),
         })

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use capstan::store::ListJobs;
+use capstan::store::jobs::ListJobs;
 use capstan::{AnyStore, Client, Clock, JobState, QueueStore, Workers};
 use capstan_examples::orders::{self, Order, OrderError, SendReceipt};
 use capstan_store_conformance::Harness;

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use capstan::store::ListJobs;
+use capstan::store::jobs::ListJobs;
 use capstan::{AnyStore, Client, ErrorClass, Job, JobState, Store};
 use capstan_store_conformance::{Cluster, TempDir};
 use chrono::{DateTime, Utc};

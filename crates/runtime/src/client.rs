@@ -5,10 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use capstan_core::{Clock, Job, JobId, NewJob, SystemClock};
-use capstan_store::{
-    CancelJob, CancelOutcome, InsertMany, Inserted, ListJobs, QueueCounts, RetryJob, Store,
-    StoreError, StoreTx,
-};
+use capstan_store::jobs::{CancelJob, CancelOutcome, InsertMany, Inserted, ListJobs, RetryJob};
+use capstan_store::queues::QueueCounts;
+use capstan_store::{Store, StoreError, StoreTx};
 use serde::Serialize;
 
 use crate::{Config, Node, RuntimeError, Workers};
@@ -248,7 +247,7 @@ impl<S: Store> Client<S> {
     ///
     /// # Errors
     /// The database's error.
-    pub async fn nodes(&self) -> Result<Vec<capstan_store::NodeInfo>, RuntimeError> {
+    pub async fn nodes(&self) -> Result<Vec<capstan_store::nodes::NodeInfo>, RuntimeError> {
         Ok(self.store.list_nodes().await?)
     }
 

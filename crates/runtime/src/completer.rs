@@ -26,7 +26,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use capstan_core::{Clock, ErrorClass};
-use capstan_store::{ErrorRecord, Finish, FinishMany, Outcome, Store, StoreError};
+use capstan_store::jobs::{ErrorRecord, Finish, FinishMany, Outcome};
+use capstan_store::{Store, StoreError};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;

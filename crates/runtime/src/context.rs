@@ -16,7 +16,8 @@ use std::time::Duration;
 
 use capstan_core::limits::{self, MAX_PROGRESS_BYTES};
 use capstan_core::{JobId, Lease};
-use capstan_store::{ExtendLeases, Extension, JobStore, LeaseReport, StoreError};
+use capstan_store::jobs::{ExtendLeases, Extension, LeaseReport};
+use capstan_store::{JobStore, StoreError};
 use serde_json::Value;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;

@@ -16,7 +16,8 @@ use std::time::Duration;
 
 use capstan_core::limits::MAX_DELAY;
 use capstan_core::{ErrorClass, Job};
-use capstan_store::{ErrorRecord, Finish, Outcome, Store};
+use capstan_store::Store;
+use capstan_store::jobs::{ErrorRecord, Finish, Outcome};
 use serde_json::Value;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::task::JoinHandle;

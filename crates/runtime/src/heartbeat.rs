@@ -12,7 +12,9 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use capstan_store::{Finish, NodeBeat, Outcome, Store, StoreError};
+use capstan_store::jobs::{Finish, Outcome};
+use capstan_store::nodes::NodeBeat;
+use capstan_store::{Store, StoreError};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 

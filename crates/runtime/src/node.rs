@@ -21,7 +21,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use capstan_core::NodeId;
-use capstan_store::{DeregisterNode, RegisterNode, RegisterReport, Store, StoreError};
+use capstan_store::nodes::{DeregisterNode, RegisterNode, RegisterReport};
+use capstan_store::{Store, StoreError};
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;

@@ -35,7 +35,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use capstan_core::{ErrorClass, IdleBackoff, Job, Lease, Timestamp};
-use capstan_store::{Claim, ErrorRecord, Extension, Finish, Outcome, Store, StoreResult};
+use capstan_store::jobs::{Claim, ErrorRecord, Extension, Finish, Outcome};
+use capstan_store::{Store, StoreResult};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;

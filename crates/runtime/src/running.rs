@@ -10,7 +10,9 @@
 use std::sync::Arc;
 
 use capstan_core::{Job, Lease, NodeId, Timestamp};
-use capstan_store::{Finish, HeartbeatNode, Store};
+use capstan_store::Store;
+use capstan_store::jobs::Finish;
+use capstan_store::nodes::HeartbeatNode;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use capstan_core::{ErrorClass, JobState, NewJob, NodeId, RetryPolicy};
 use capstan_runtime::{Client, Config, JobContext, JobError, Workers};
-use capstan_store::CancelOutcome;
+use capstan_store::jobs::CancelOutcome;
 use capstan_store_conformance::{Faults, Harness};
 use serde_json::json;
 

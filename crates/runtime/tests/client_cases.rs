@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use capstan_core::{JobId, JobState, NewJob};
 use capstan_runtime::{RuntimeError, Workers};
-use capstan_store::ListJobs;
+use capstan_store::jobs::ListJobs;
 use capstan_store_conformance::{Faults, Harness};
 use serde_json::json;
 

@@ -288,7 +288,7 @@ pub(crate) async fn a_claim_whose_reply_was_lost_is_handed_back<H: Harness>(h: &
     use capstan_store::JobStore;
     let lost = c
         .store()
-        .claim(&capstan_store::Claim {
+        .claim(&capstan_store::jobs::Claim {
             queue: "elsewhere".into(),
             kinds: None,
             limit: 1,

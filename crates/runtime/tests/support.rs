@@ -249,9 +249,9 @@ pub(crate) async fn until(what: &str, mut cond: impl FnMut() -> bool) {
 }
 
 /// Promote the due jobs now, as the scheduler's pass would.
-pub(crate) async fn promote<S: Store>(c: &Client<S>) -> capstan_store::PromoteReport {
+pub(crate) async fn promote<S: Store>(c: &Client<S>) -> capstan_store::jobs::PromoteReport {
     c.store()
-        .promote_due(&capstan_store::PromoteDue {
+        .promote_due(&capstan_store::jobs::PromoteDue {
             limit: 1000,
             now: c.clock().pinned(),
         })
@@ -260,9 +260,9 @@ pub(crate) async fn promote<S: Store>(c: &Client<S>) -> capstan_store::PromoteRe
 }
 
 /// Rescue now, as a tool with no node would: each node judged by its own row.
-pub(crate) async fn rescue<S: Store>(c: &Client<S>) -> capstan_store::RescueReport {
+pub(crate) async fn rescue<S: Store>(c: &Client<S>) -> capstan_store::jobs::RescueReport {
     c.store()
-        .rescue(&capstan_store::Rescue {
+        .rescue(&capstan_store::jobs::Rescue {
             rescuer: None,
             limit: 1000,
             now: c.clock().pinned(),
@@ -275,7 +275,7 @@ pub(crate) async fn rescue<S: Store>(c: &Client<S>) -> capstan_store::RescueRepo
 pub(crate) async fn clean<S: Store>(c: &Client<S>) -> u64 {
     let config = c.config();
     c.store()
-        .delete_finished(&capstan_store::DeleteFinished {
+        .delete_finished(&capstan_store::jobs::DeleteFinished {
             completed_after: config.retain_completed,
             failed_after: config.retain_failed,
             limit: config.clean_batch,

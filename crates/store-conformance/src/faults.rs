@@ -11,12 +11,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use capstan_core::{Job, JobId};
+use capstan_store::jobs::{
+    CancelJob, CancelOutcome, Claim, DeleteFinished, ExtendLeases, FinishMany, InsertMany,
+    Inserted, LeaseReport, ListJobs, MarkUnhandled, Outcome, PromoteDue, PromoteReport, Rescue,
+    RescueReport, RetryJob,
+};
+use capstan_store::nodes::{
+    DeregisterNode, HeartbeatNode, NodeBeat, NodeInfo, RegisterNode, RegisterReport,
+};
+use capstan_store::queues::QueueCounts;
 use capstan_store::{
-    CancelJob, CancelOutcome, Capabilities, Claim, DeleteFinished, DeregisterNode, ExtendLeases,
-    FinishMany, HeartbeatNode, InsertMany, Inserted, JobStore, LeaseReport, ListJobs,
-    MarkUnhandled, NodeBeat, NodeInfo, NodeStore, Notification, Notifications, Outcome, PromoteDue,
-    PromoteReport, QueueCounts, QueueStore, RegisterNode, RegisterReport, Rescue, RescueReport,
-    RetryJob, Store, StoreError, StoreResult, Topic,
+    Capabilities, JobStore, NodeStore, Notification, Notifications, QueueStore, Store, StoreError,
+    StoreResult, Topic,
 };
 
 #[derive(Debug, Default)]

@@ -3,7 +3,8 @@
 //! NOTIFY), then a look-up for the jobs that hit a key.
 
 use capstan_core::JobId;
-use capstan_store::{InsertMany, InsertRow, Inserted, StoreError, StoreResult};
+use capstan_store::jobs::{InsertMany, InsertRow, Inserted};
+use capstan_store::{StoreError, StoreResult};
 use sqlx::{PgConnection, Row};
 
 use crate::PgStore;

@@ -4,12 +4,12 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use capstan_core::{Job, JobId, JobState};
-use capstan_store::{
+use capstan_store::jobs::{
     CancelJob, CancelOutcome, Claim, DeleteFinished, ExtendLeases, FinishMany, InsertMany,
-    Inserted, JobStore, LeaseReport, ListJobs, MarkUnhandled, PromoteDue, PromoteReport, Rescue,
-    RescueReport, RetryJob, StoreError, StoreResult, extension_rows_json, finish_rows_json,
-    sort_in_claim_order,
+    Inserted, LeaseReport, ListJobs, MarkUnhandled, PromoteDue, PromoteReport, Rescue,
+    RescueReport, RetryJob, extension_rows_json, finish_rows_json, sort_in_claim_order,
 };
+use capstan_store::{JobStore, StoreError, StoreResult};
 use serde_json::Value;
 use sqlx::Row;
 use sqlx::postgres::PgRow;
@@ -55,7 +55,7 @@ impl JobStore for PgStore {
         for r in &rows {
             match row::job(r) {
                 Ok(job) => jobs.push(job),
-                Err(e) => corrupt.push(capstan_store::fail_corrupt(row::lease(r)?, &e)),
+                Err(e) => corrupt.push(capstan_store::jobs::fail_corrupt(row::lease(r)?, &e)),
             }
         }
         if !corrupt.is_empty() {
@@ -287,7 +287,7 @@ impl PgStore {
     /// rescued, and failed again, until their attempts run out).
     async fn finish_corrupt(
         &self,
-        finishes: Vec<capstan_store::Finish>,
+        finishes: Vec<capstan_store::jobs::Finish>,
         now: Option<capstan_core::Timestamp>,
     ) {
         for f in &finishes {

@@ -3,10 +3,10 @@
 //! heartbeat and its rescuer's beat never lose each other's update.
 
 use capstan_core::{JobId, Lease, LeaseToken, NodeId, Timestamp};
-use capstan_store::{
-    DeregisterNode, HeartbeatNode, Held, NodeBeat, NodeInfo, NodeStore, RegisterNode,
-    RegisterReport, StoreResult,
+use capstan_store::nodes::{
+    DeregisterNode, HeartbeatNode, Held, NodeBeat, NodeInfo, RegisterNode, RegisterReport,
 };
+use capstan_store::{NodeStore, StoreResult};
 use sqlx::{PgConnection, Row};
 
 use crate::PgStore;

@@ -1,7 +1,7 @@
 //! Decoding rows of `capstan.jobs`.
 
 use capstan_core::{AttemptError, Job, JobId, JobState, Lease, LeaseToken, NodeId};
-use capstan_store::NodeInfo;
+use capstan_store::nodes::NodeInfo;
 use capstan_store::{StoreError, StoreResult};
 use serde_json::Value;
 use sqlx::Row;

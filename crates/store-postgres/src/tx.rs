@@ -5,7 +5,8 @@
 
 use std::ops::{Deref, DerefMut};
 
-use capstan_store::{InsertMany, Inserted, Notification, StoreResult, StoreTx};
+use capstan_store::jobs::{InsertMany, Inserted};
+use capstan_store::{Notification, StoreResult, StoreTx};
 use sqlx::{Acquire, PgConnection, Postgres, Transaction};
 
 use crate::row::db;

@@ -6,7 +6,8 @@
 use std::collections::BTreeSet;
 
 use capstan_core::{JobId, JobState, NewJob, Timestamp};
-use capstan_store::{InsertMany, Inserted, Notification, StoreError, StoreResult, StoreTx};
+use capstan_store::jobs::{InsertMany, Inserted};
+use capstan_store::{Notification, StoreError, StoreResult, StoreTx};
 use serde::Serialize;
 use sqlx::{Row as _, SqliteConnection};
 
@@ -71,8 +72,8 @@ impl SqliteStore {
     async fn insert_one(&self, job: &NewJob, p: &InsertMany) -> StoreResult<Inserted> {
         let now = now_or_system(p.now);
         let row = Row::new(job, now, p.default_max_attempts);
-        let args = capstan_store::encode("insert_many", row.args)?;
-        let tags = capstan_store::encode("insert_many", &row.tags)?;
+        let args = capstan_store::jobs::encode("insert_many", row.args)?;
+        let tags = capstan_store::jobs::encode("insert_many", &row.tags)?;
         let mut conn = self
             .inner
             .writer
@@ -146,7 +147,7 @@ pub(crate) async fn insert_in(
         .fetch_one(&mut *conn)
         .await
         .map_err(db("insert_many"))?;
-    let payload = capstan_store::encode("insert_many", &rows)?;
+    let payload = capstan_store::jobs::encode("insert_many", &rows)?;
     let written = sqlx::query(include_str!("../queries/insert.sql"))
         .bind(payload)
         .bind(last)

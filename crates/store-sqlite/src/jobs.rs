@@ -4,12 +4,12 @@
 use std::collections::{BTreeSet, HashMap};
 
 use capstan_core::{Job, JobId, JobState};
-use capstan_store::{
+use capstan_store::jobs::{
     CancelJob, CancelOutcome, Claim, DeleteFinished, ExtendLeases, Finish, FinishMany, InsertMany,
-    Inserted, JobStore, LeaseReport, ListJobs, MarkUnhandled, Notification, Outcome, PromoteDue,
-    PromoteReport, Rescue, RescueReport, RetryJob, StoreError, StoreResult, extension_rows_json,
-    finish_rows_json, sort_in_claim_order,
+    Inserted, LeaseReport, ListJobs, MarkUnhandled, Outcome, PromoteDue, PromoteReport, Rescue,
+    RescueReport, RetryJob, extension_rows_json, finish_rows_json, sort_in_claim_order,
 };
+use capstan_store::{JobStore, Notification, StoreError, StoreResult};
 use sqlx::Row as _;
 use sqlx::sqlite::SqliteRow;
 
@@ -49,7 +49,7 @@ impl JobStore for SqliteStore {
         let kinds = p
             .kinds
             .as_ref()
-            .map(|k| capstan_store::encode("claim", k))
+            .map(|k| capstan_store::jobs::encode("claim", k))
             .transpose()?;
         let rows = sqlx::query(include_str!("../queries/claim.sql"))
             .bind(p.node.as_str())
@@ -68,7 +68,7 @@ impl JobStore for SqliteStore {
         for r in &rows {
             match row::job(r) {
                 Ok(job) => jobs.push(job),
-                Err(e) => corrupt.push(capstan_store::fail_corrupt(row::lease(r)?, &e)),
+                Err(e) => corrupt.push(capstan_store::jobs::fail_corrupt(row::lease(r)?, &e)),
             }
         }
         if !corrupt.is_empty() {

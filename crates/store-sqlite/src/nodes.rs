@@ -4,10 +4,10 @@
 //! long write is dated after the wait, so the wait shows as a stall.
 
 use capstan_core::{JobId, Lease, LeaseToken, NodeId, Timestamp};
-use capstan_store::{
-    DeregisterNode, HeartbeatNode, Held, NodeBeat, NodeInfo, NodeStore, Notification, RegisterNode,
-    RegisterReport, StoreResult,
+use capstan_store::nodes::{
+    DeregisterNode, HeartbeatNode, Held, NodeBeat, NodeInfo, RegisterNode, RegisterReport,
 };
+use capstan_store::{NodeStore, Notification, StoreResult};
 use sqlx::{Row, SqliteConnection};
 
 use crate::SqliteStore;

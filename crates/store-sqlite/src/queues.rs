@@ -1,6 +1,7 @@
 //! [`QueueStore`] on SQLite.
 
-use capstan_store::{QueueCounts, QueueStore, StoreResult};
+use capstan_store::queues::QueueCounts;
+use capstan_store::{QueueStore, StoreResult};
 use sqlx::Row;
 
 use crate::SqliteStore;

@@ -1,7 +1,7 @@
 //! Decoding rows: integer microseconds to timestamps, JSON text to values.
 
 use capstan_core::{AttemptError, Job, JobId, JobState, Lease, LeaseToken, NodeId, Timestamp};
-use capstan_store::NodeInfo;
+use capstan_store::nodes::NodeInfo;
 use capstan_store::{StoreError, StoreResult};
 use chrono::DateTime;
 use serde::de::DeserializeOwned;

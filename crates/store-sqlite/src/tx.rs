@@ -6,7 +6,8 @@
 
 use std::ops::{Deref, DerefMut};
 
-use capstan_store::{InsertMany, Inserted, Notification, NotificationHub, StoreResult, StoreTx};
+use capstan_store::jobs::{InsertMany, Inserted};
+use capstan_store::{Notification, NotificationHub, StoreResult, StoreTx};
 use sqlx::{Acquire, Sqlite, SqliteConnection, Transaction};
 
 use crate::row::db;

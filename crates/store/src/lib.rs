@@ -13,27 +13,33 @@
 //! - enqueue keys hold under concurrency through unique indexes, never by
 //!   check-then-insert;
 //! - `now: None` in a params struct means the database's own clock.
+//!
+//! One module per noun ([`jobs`], [`nodes`], [`queues`]; later leader,
+//! events, sequences, cache), each holding its trait and its params; the
+//! seam-wide parts (the [`Store`] trait, [`StoreTx`], notifications,
+//! errors) sit at the root.
 
-mod batch;
+pub mod jobs;
+pub mod nodes;
+pub mod queues;
+
 mod capabilities;
 mod error;
 mod notify;
-mod params;
-mod report;
-mod traits;
+mod store;
 mod tx;
 mod url;
 
-pub use batch::{FinishRow, InsertRow, encode, extension_rows_json, finish_rows_json};
 pub use capabilities::Capabilities;
 pub use error::{NODE_PROTOCOL_VERSION, StoreError, StoreResult};
+pub use jobs::JobStore;
+pub use nodes::NodeStore;
 pub use notify::{
     ControlHint, JobsHint, MAX_PAYLOAD, Notification, NotificationHub, Notifications, Received,
     Topic,
 };
-pub use params::*;
-pub use report::{fail_corrupt, sort_in_claim_order};
-pub use traits::{JobStore, NodeStore, QueueStore, Store};
+pub use queues::QueueStore;
+pub use store::Store;
 pub use tx::StoreTx;
 pub use url::redact_url;
 

@@ -13,7 +13,8 @@
 
 use std::future::Future;
 
-use crate::{InsertMany, Inserted, Notification, StoreResult};
+use crate::jobs::{InsertMany, Inserted};
+use crate::{Notification, StoreResult};
 
 /// A backend's write transaction (see the module docs). Each backend's type
 /// also derefs to its sqlx connection, so the caller's SQL runs in it:

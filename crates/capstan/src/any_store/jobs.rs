@@ -1,11 +1,12 @@
 //! [`JobStore`] for [`AnyStore`]: each call handed to the chosen backend.
 
 use capstan_core::{Job, JobId};
-use capstan_store::{
+use capstan_store::jobs::{
     CancelJob, CancelOutcome, Claim, DeleteFinished, ExtendLeases, FinishMany, InsertMany,
-    Inserted, JobStore, LeaseReport, ListJobs, MarkUnhandled, PromoteDue, PromoteReport, Rescue,
-    RescueReport, RetryJob, StoreResult,
+    Inserted, LeaseReport, ListJobs, MarkUnhandled, PromoteDue, PromoteReport, Rescue,
+    RescueReport, RetryJob,
 };
+use capstan_store::{JobStore, StoreResult};
 
 use super::{AnyStore, forward};
 

@@ -1,9 +1,9 @@
 //! [`NodeStore`] for [`AnyStore`].
 
-use capstan_store::{
-    DeregisterNode, HeartbeatNode, NodeBeat, NodeInfo, NodeStore, RegisterNode, RegisterReport,
-    StoreResult,
+use capstan_store::nodes::{
+    DeregisterNode, HeartbeatNode, NodeBeat, NodeInfo, RegisterNode, RegisterReport,
 };
+use capstan_store::{NodeStore, StoreResult};
 
 use super::{AnyStore, forward};
 

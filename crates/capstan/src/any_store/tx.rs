@@ -2,7 +2,8 @@
 //! Your own SQL needs the backend's connection type: match on the variant
 //! (`AnyTx::Postgres(tx) => sqlx::query(…).execute(&mut **tx)`).
 
-use capstan_store::{InsertMany, Inserted, Notification, StoreResult, StoreTx};
+use capstan_store::jobs::{InsertMany, Inserted};
+use capstan_store::{Notification, StoreResult, StoreTx};
 use capstan_store_postgres::PgTx;
 use capstan_store_sqlite::SqliteTx;
 

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use capstan::store::{CancelOutcome, ListJobs};
+use capstan::store::jobs::{CancelOutcome, ListJobs};
 use capstan::{Job, JobId, JobState, RuntimeError};
 
 use crate::args::{JobsArgs, JobsCommand};

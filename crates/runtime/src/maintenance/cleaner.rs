@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use capstan_core::Clock;
-use capstan_store::{DeleteFinished, Store, StoreError};
+use capstan_store::jobs::DeleteFinished;
+use capstan_store::{Store, StoreError};
 use tokio_util::sync::CancellationToken;
 
 use crate::Config;

@@ -15,7 +15,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use capstan_core::{Clock, Timestamp};
-use capstan_store::{MarkUnhandled, Store, StoreError};
+use capstan_store::jobs::MarkUnhandled;
+use capstan_store::{Store, StoreError};
 use tokio_util::sync::CancellationToken;
 
 use crate::Config;

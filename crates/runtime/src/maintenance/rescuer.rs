@@ -8,13 +8,15 @@
 //! node's jobs; and when that beat shows its own writes had stalled (a
 //! database outage or failover, a long SQLite write lock), it judges nobody,
 //! and from then on gives every node a full node timeout to beat again
-//! before it counts it dead (see [`capstan_store::Rescue`]).
+//! before it counts it dead (see [`capstan_store::jobs::Rescue`]).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use capstan_core::Clock;
-use capstan_store::{HeartbeatNode, Rescue, RescueReport, Store, StoreError};
+use capstan_store::jobs::{Rescue, RescueReport};
+use capstan_store::nodes::HeartbeatNode;
+use capstan_store::{Store, StoreError};
 use tokio_util::sync::CancellationToken;
 
 use crate::Config;

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use capstan_core::Clock;
-use capstan_store::{PromoteDue, PromoteReport, Store, StoreError};
+use capstan_store::jobs::{PromoteDue, PromoteReport};
+use capstan_store::{Store, StoreError};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 

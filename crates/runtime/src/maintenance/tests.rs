@@ -6,10 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use capstan_core::{Clock, JobState, NewJob, NodeId};
-use capstan_store::{
-    Claim, Finish, FinishMany, HeartbeatNode, InsertMany, JobStore, NodeStore, Outcome,
-    RegisterNode,
-};
+use capstan_store::jobs::{Claim, Finish, FinishMany, InsertMany, Outcome};
+use capstan_store::nodes::{HeartbeatNode, RegisterNode};
+use capstan_store::{JobStore, NodeStore};
 use capstan_store_conformance::Harness;
 use serde_json::json;
 use tokio::sync::Notify;
@@ -115,7 +114,7 @@ pub(crate) async fn the_parker_sets_aside_the_heads_no_live_node_handles<H: Harn
         0,
         "already set aside"
     );
-    let filter = capstan_store::ListJobs {
+    let filter = capstan_store::jobs::ListJobs {
         queue: Some("unwatched".into()),
         state: None,
         kind: None,
@@ -155,7 +154,7 @@ pub(crate) async fn the_cleaner_keeps_each_finished_state_for_its_own_retention<
             lease: j.lease().unwrap(),
             outcome: if i == 0 {
                 Outcome::Fail {
-                    error: capstan_store::ErrorRecord {
+                    error: capstan_store::jobs::ErrorRecord {
                         class: capstan_core::ErrorClass::Permanent,
                         message: "no".into(),
                     },

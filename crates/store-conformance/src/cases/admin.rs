@@ -3,10 +3,9 @@
 use std::time::Duration;
 
 use capstan_core::{Clock, ErrorClass, JobId, JobState};
-use capstan_store::{
-    CancelJob, CancelOutcome, DeregisterNode, HeartbeatNode, JobStore, ListJobs, NodeStore,
-    Outcome, PromoteDue, QueueStore, RegisterNode, RetryJob, StoreError,
-};
+use capstan_store::jobs::{CancelJob, CancelOutcome, ListJobs, Outcome, PromoteDue, RetryJob};
+use capstan_store::nodes::{DeregisterNode, HeartbeatNode, RegisterNode};
+use capstan_store::{JobStore, NodeStore, QueueStore, StoreError};
 
 use super::{
     beat, beat_of, claim, enqueue, enqueue_one, error, finish, finish_with, get, job, lease, node,

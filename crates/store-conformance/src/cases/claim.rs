@@ -5,9 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use capstan_core::{Clock, JobId, JobState, NewJob};
-use capstan_store::{
-    Claim, FinishMany, InsertMany, JobStore, Outcome, PromoteDue, QueueStore, Store,
-};
+use capstan_store::jobs::{Claim, FinishMany, InsertMany, Outcome, PromoteDue};
+use capstan_store::{JobStore, QueueStore, Store};
 use serde_json::json;
 
 use super::{

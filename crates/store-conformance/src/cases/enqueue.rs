@@ -4,7 +4,8 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use capstan_core::{Clock, JobState, NewJob};
-use capstan_store::{InsertMany, JobStore, ListJobs, QueueStore, StoreError};
+use capstan_store::jobs::{InsertMany, ListJobs};
+use capstan_store::{JobStore, QueueStore, StoreError};
 use serde_json::json;
 
 use super::{claim, complete, enqueue, enqueue_one, finish, get, job, node, now, register};
@@ -171,7 +172,7 @@ pub async fn dedupe_key_coalesces_into_the_waiting_job<H: Harness>(h: &H) {
     assert!(s2.existing);
     // A cancelled job gives its key back.
     h.store()
-        .cancel_job(&capstan_store::CancelJob {
+        .cancel_job(&capstan_store::jobs::CancelJob {
             id: first.id,
             now: now(h),
         })
@@ -226,7 +227,7 @@ pub async fn job_enqueued_while_its_dedupe_twin_runs_is_a_new_job<H: Harness>(h:
         h,
         vec![super::finish_with(
             &running[0],
-            capstan_store::Outcome::Retry {
+            capstan_store::jobs::Outcome::Retry {
                 error: super::error(capstan_core::ErrorClass::Retryable, "boom"),
                 delay: Duration::from_secs(1),
             },

@@ -4,9 +4,8 @@ use std::time::Duration;
 
 use capstan_core::limits::{MAX_ERROR_MESSAGE_BYTES, MAX_RESULT_BYTES};
 use capstan_core::{Clock, ErrorClass, JobState, Lease, LeaseToken};
-use capstan_store::{
-    CancelJob, ExtendLeases, Extension, Finish, JobStore, Outcome, PromoteDue, StoreError,
-};
+use capstan_store::jobs::{CancelJob, ExtendLeases, Extension, Finish, Outcome, PromoteDue};
+use capstan_store::{JobStore, StoreError};
 use serde_json::json;
 
 use super::{

@@ -3,10 +3,9 @@
 use std::time::Duration;
 
 use capstan_core::{Clock, ErrorClass, JobState};
-use capstan_store::{
-    DeleteFinished, JobStore, MarkUnhandled, NodeStore, Outcome, PromoteDue, QueueStore,
-    RegisterNode, Store,
-};
+use capstan_store::jobs::{DeleteFinished, MarkUnhandled, Outcome, PromoteDue};
+use capstan_store::nodes::RegisterNode;
+use capstan_store::{JobStore, NodeStore, QueueStore, Store};
 
 use super::{
     beat_of, claim, complete, enqueue, enqueue_one, error, finish, finish_with, get, job, node,
@@ -196,7 +195,7 @@ pub async fn unhandled_jobs_wait_outside_the_claim_order_until_a_node_handles_th
     let other = node("n2");
     h.store()
         .register_node(&RegisterNode {
-            beat: capstan_store::HeartbeatNode {
+            beat: capstan_store::nodes::HeartbeatNode {
                 kinds: vec!["nobody.kind".into()],
                 ..beat_of(h, &other)
             },

@@ -15,10 +15,12 @@ pub mod tx;
 use std::time::Duration;
 
 use capstan_core::{Clock, ErrorClass, Job, JobId, Lease, NewJob, NodeId, Timestamp};
-use capstan_store::{
-    Claim, ErrorRecord, Finish, FinishMany, HeartbeatNode, InsertMany, Inserted, JobStore,
-    LeaseReport, NodeBeat, NodeStore, Outcome, RegisterNode, Rescue, RescueReport,
+use capstan_store::jobs::{
+    Claim, ErrorRecord, Finish, FinishMany, InsertMany, Inserted, LeaseReport, Outcome, Rescue,
+    RescueReport,
 };
+use capstan_store::nodes::{HeartbeatNode, NodeBeat, RegisterNode};
+use capstan_store::{JobStore, NodeStore};
 use serde_json::json;
 
 use crate::Harness;

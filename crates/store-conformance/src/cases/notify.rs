@@ -12,10 +12,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use capstan_core::{Clock, ErrorClass, JobState};
+use capstan_store::jobs::{
+    CancelJob, CancelOutcome, InsertMany, MarkUnhandled, Outcome, PromoteDue, RetryJob,
+};
+use capstan_store::nodes::{HeartbeatNode, RegisterNode};
 use capstan_store::{
-    CancelJob, CancelOutcome, ControlHint, HeartbeatNode, InsertMany, JobStore, JobsHint,
-    MarkUnhandled, NodeStore, Notification, Notifications, Outcome, PromoteDue, Received,
-    RegisterNode, RetryJob, Store, Topic,
+    ControlHint, JobStore, JobsHint, NodeStore, Notification, Notifications, Received, Store, Topic,
 };
 
 use super::{

@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use capstan_core::{ErrorClass, JobState};
-use capstan_store::{CancelJob, HeartbeatNode, JobStore, NodeStore, Outcome, RegisterNode, Store};
+use capstan_store::jobs::{CancelJob, Outcome};
+use capstan_store::nodes::{HeartbeatNode, RegisterNode};
+use capstan_store::{JobStore, NodeStore, Store};
 
 use super::{
     beat, beat_of, claim, complete, enqueue, enqueue_one, error, finish, finish_with, get, job,

@@ -3,7 +3,8 @@
 //! commit, and savepoints nest.
 
 use capstan_core::{JobState, NewJob};
-use capstan_store::{InsertMany, Inserted, JobStore, QueueStore, Store, StoreError, StoreTx};
+use capstan_store::jobs::{InsertMany, Inserted};
+use capstan_store::{JobStore, QueueStore, Store, StoreError, StoreTx};
 
 use super::notify::{settle, subscribe, wakes};
 use super::{claim, enqueue, get, job, node, now, register};

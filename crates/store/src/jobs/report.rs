@@ -2,13 +2,12 @@
 //! the same facts in different row types; turning them into reports happens
 //! once, here.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 
 use capstan_core::{ErrorClass, Job, JobId, JobState, Lease};
 
-use crate::{
-    ErrorRecord, Finish, LeaseReport, Outcome, QueueCounts, RescueReport, StoreError, StoreResult,
-};
+use super::{ErrorRecord, Finish, LeaseReport, Outcome, RescueReport};
+use crate::StoreError;
 
 /// Put claimed jobs in claim order: highest priority, then oldest `run_at`,
 /// then lowest id (`RETURNING` gives rows in no promised order).
@@ -68,34 +67,6 @@ impl RescueReport {
         }
         report.queues = queues.into_iter().collect();
         report
-    }
-}
-
-impl QueueCounts {
-    /// Counts per queue from `(queue, state, count, unhandled count)` rows,
-    /// sorted by queue.
-    ///
-    /// # Errors
-    /// [`StoreError::Corrupt`] for a state that is not one of Capstan's.
-    pub fn from_rows(
-        rows: impl IntoIterator<Item = (String, String, i64, i64)>,
-    ) -> StoreResult<Vec<QueueCounts>> {
-        let mut by_queue: BTreeMap<String, QueueCounts> = BTreeMap::new();
-        for (queue, state, n, unhandled) in rows {
-            let state: JobState = state.parse().map_err(|e| StoreError::Corrupt {
-                table: "jobs",
-                message: format!("state: {e}"),
-            })?;
-            let counts = by_queue
-                .entry(queue.clone())
-                .or_insert_with(|| QueueCounts {
-                    queue,
-                    ..QueueCounts::default()
-                });
-            counts.add(state, u64::try_from(n).unwrap_or_default());
-            counts.unhandled += u64::try_from(unhandled).unwrap_or_default();
-        }
-        Ok(by_queue.into_values().collect())
     }
 }
 

@@ -9,7 +9,8 @@ use capstan_core::{ErrorClass, JobState, NewJob};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::{Extension, Finish, Outcome, StoreError, StoreResult};
+use super::{Extension, Finish, Outcome};
+use crate::{StoreError, StoreResult};
 
 /// One finish, flattened for SQL, with its text made storable: U+0000 in
 /// the result and the message become U+FFFD, a message is cut at

@@ -17,12 +17,13 @@
 //! and a lease grace at least as long as that stall, so that it cannot
 //! outlast the grace of a lease whose finish it held back either.
 
+use std::future::Future;
 use std::time::Duration;
 
 use capstan_core::{Lease, NodeId, Timestamp};
 use serde::Serialize;
 
-use crate::StoreError;
+use crate::{StoreError, StoreResult};
 
 /// A live node's heartbeat: everything its row holds, so that a row deleted
 /// by a rescuer (the node was thought dead) is written back whole.
@@ -200,4 +201,31 @@ mod ms {
     pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_u64(d.as_millis() as u64)
     }
+}
+
+/// Nodes: the processes that hold jobs.
+pub trait NodeStore: Send + Sync {
+    /// Register a node: jobs a previous process left under the same id are
+    /// reclaimed, and unhandled jobs of its queues and kinds are put back in
+    /// the claim order.
+    ///
+    /// Fails with `NodeIdInUse` while another incarnation's row is alive
+    /// (unless `takeover` names its beat count).
+    fn register_node(
+        &self,
+        p: &RegisterNode,
+    ) -> impl Future<Output = StoreResult<RegisterReport>> + Send;
+
+    /// Record a node's heartbeat (see [`HeartbeatNode`]); returns the jobs it
+    /// holds and the cancel requests for them.
+    fn heartbeat_node(
+        &self,
+        p: &HeartbeatNode,
+    ) -> impl Future<Output = StoreResult<NodeBeat>> + Send;
+
+    /// Remove a node that stopped cleanly.
+    fn deregister_node(&self, p: &DeregisterNode) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// Every registered node.
+    fn list_nodes(&self) -> impl Future<Output = StoreResult<Vec<NodeInfo>>> + Send;
 }
