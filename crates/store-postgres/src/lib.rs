@@ -9,7 +9,6 @@
 //! lock at commit.
 
 mod connect;
-mod insert;
 mod jobs;
 mod listen;
 mod nodes;

@@ -27,12 +27,12 @@ pub(crate) async fn read_node(
     node: &NodeId,
     now: Option<Timestamp>,
 ) -> StoreResult<(Timestamp, Option<NodeInfo>)> {
-    let now: Timestamp = sqlx::query_scalar(include_str!("../queries/db_now.sql"))
+    let now: Timestamp = sqlx::query_scalar(include_str!("../queries/nodes/db_now.sql"))
         .bind(now)
         .fetch_one(&mut *conn)
         .await
         .map_err(db("read_node"))?;
-    let row = sqlx::query(include_str!("../queries/node_row.sql"))
+    let row = sqlx::query(include_str!("../queries/nodes/read.sql"))
         .bind(node.as_str())
         .fetch_one(&mut *conn)
         .await
@@ -56,7 +56,7 @@ pub(crate) async fn write_node(
     let started = before
         .filter(|b| b.incarnation == beat.incarnation)
         .map_or(now, |b| b.started_at);
-    sqlx::query(include_str!("../queries/write_node.sql"))
+    sqlx::query(include_str!("../queries/nodes/write.sql"))
         .bind(beat.node.as_str())
         .bind(&beat.incarnation)
         .bind(json(&beat.queues))
@@ -74,7 +74,7 @@ pub(crate) async fn write_node(
 
 /// Jobs that waited for a node like `beat`'s go back in the claim order.
 async fn mark_handled(conn: &mut PgConnection, beat: &HeartbeatNode) -> StoreResult<()> {
-    sqlx::query(include_str!("../queries/mark_handled.sql"))
+    sqlx::query(include_str!("../queries/nodes/mark_handled.sql"))
         .bind(json(&beat.queues))
         .bind(json(&beat.kinds))
         .execute(&mut *conn)
@@ -91,7 +91,7 @@ impl NodeStore for PgStore {
         // A new incarnation starts healthy now, and takes a fresh started_at.
         write_node(&mut tx, &p.beat, None, now, now).await?;
         mark_handled(&mut tx, &p.beat).await?;
-        let reclaimed: i64 = sqlx::query(include_str!("../queries/reclaim_node_jobs.sql"))
+        let reclaimed: i64 = sqlx::query(include_str!("../queries/nodes/reclaim_jobs.sql"))
             .bind(p.beat.node.as_str())
             .bind(p.beat.now)
             .fetch_one(&mut *tx)
@@ -125,7 +125,7 @@ impl NodeStore for PgStore {
         let since = p.healthy_since(before.as_ref(), now);
         write_node(&mut tx, p, before.as_ref(), now, since).await?;
         mark_handled(&mut tx, p).await?;
-        let rows = sqlx::query(include_str!("../queries/held.sql"))
+        let rows = sqlx::query(include_str!("../queries/nodes/held.sql"))
             .bind(p.node.as_str())
             .fetch_all(&mut *tx)
             .await
@@ -151,7 +151,7 @@ impl NodeStore for PgStore {
     }
 
     async fn deregister_node(&self, p: &DeregisterNode) -> StoreResult<()> {
-        sqlx::query(include_str!("../queries/deregister_node.sql"))
+        sqlx::query(include_str!("../queries/nodes/deregister.sql"))
             .bind(p.node.as_str())
             .bind(&p.incarnation)
             .execute(&self.inner.beat)
@@ -161,7 +161,7 @@ impl NodeStore for PgStore {
     }
 
     async fn list_nodes(&self) -> StoreResult<Vec<NodeInfo>> {
-        let rows = sqlx::query(include_str!("../queries/list_nodes.sql"))
+        let rows = sqlx::query(include_str!("../queries/nodes/list.sql"))
             .fetch_all(&self.inner.pool)
             .await
             .map_err(db("list_nodes"))?;

@@ -9,7 +9,7 @@ use crate::row::db;
 
 impl QueueStore for PgStore {
     async fn queue_counts(&self) -> StoreResult<Vec<QueueCounts>> {
-        let rows = sqlx::query(include_str!("../queries/queue_counts.sql"))
+        let rows = sqlx::query(include_str!("../queries/queues/counts.sql"))
             .fetch_all(&self.inner.pool)
             .await
             .map_err(db("queue_counts"))?;
@@ -29,7 +29,7 @@ impl QueueStore for PgStore {
     }
 
     async fn delete_queue(&self, queue: &str) -> StoreResult<u64> {
-        Ok(sqlx::query(include_str!("../queries/delete_queue.sql"))
+        Ok(sqlx::query(include_str!("../queries/queues/delete.sql"))
             .bind(queue)
             .execute(&self.inner.pool)
             .await

@@ -65,7 +65,7 @@ impl<'c> StoreTx for PgTx<'c> {
         Self: 'a;
 
     async fn insert_many(&mut self, p: &InsertMany) -> StoreResult<Vec<Inserted>> {
-        crate::insert::insert_in(&mut self.tx, p).await
+        crate::jobs::enqueue::insert_in(&mut self.tx, p).await
     }
 
     async fn notify(&mut self, n: Notification) -> StoreResult<()> {

@@ -11,7 +11,6 @@
 //! batch, one `UPDATE … WHERE id IN (SELECT … LIMIT n)` claims one.
 
 mod connect;
-mod insert;
 mod jobs;
 mod nodes;
 mod queues;

@@ -23,7 +23,7 @@ pub(crate) async fn read_node(
     conn: &mut SqliteConnection,
     node: &NodeId,
 ) -> StoreResult<Option<NodeInfo>> {
-    sqlx::query(include_str!("../queries/node_row.sql"))
+    sqlx::query(include_str!("../queries/nodes/read.sql"))
         .bind(node.as_str())
         .fetch_optional(&mut *conn)
         .await
@@ -44,7 +44,7 @@ pub(crate) async fn write_node(
     let started = before
         .filter(|b| b.incarnation == beat.incarnation)
         .map_or(now, |b| b.started_at);
-    sqlx::query(include_str!("../queries/write_node.sql"))
+    sqlx::query(include_str!("../queries/nodes/write.sql"))
         .bind(beat.node.as_str())
         .bind(&beat.incarnation)
         .bind(json(&beat.queues))
@@ -66,7 +66,7 @@ async fn mark_handled(
     conn: &mut SqliteConnection,
     beat: &HeartbeatNode,
 ) -> StoreResult<Vec<String>> {
-    let rows = sqlx::query(include_str!("../queries/mark_handled.sql"))
+    let rows = sqlx::query(include_str!("../queries/nodes/mark_handled.sql"))
         .bind(json(&beat.queues))
         .bind(json(&beat.kinds))
         .fetch_all(&mut *conn)
@@ -102,7 +102,7 @@ impl NodeStore for SqliteStore {
         // A new incarnation starts healthy now, and takes a fresh started_at.
         write_node(&mut tx, &p.beat, None, now, now).await?;
         let woken = mark_handled(&mut tx, &p.beat).await?;
-        let rows = sqlx::query(include_str!("../queries/reclaim_node_jobs.sql"))
+        let rows = sqlx::query(include_str!("../queries/nodes/reclaim_jobs.sql"))
             .bind(p.beat.node.as_str())
             .bind(micros(now))
             .bind(rfc3339(now))
@@ -140,7 +140,7 @@ impl NodeStore for SqliteStore {
         let since = p.healthy_since(before.as_ref(), now);
         write_node(&mut tx, p, before.as_ref(), now, since).await?;
         let woken = mark_handled(&mut tx, p).await?;
-        let rows = sqlx::query(include_str!("../queries/held.sql"))
+        let rows = sqlx::query(include_str!("../queries/nodes/held.sql"))
             .bind(p.node.as_str())
             .fetch_all(&mut *tx)
             .await
@@ -167,7 +167,7 @@ impl NodeStore for SqliteStore {
     }
 
     async fn deregister_node(&self, p: &DeregisterNode) -> StoreResult<()> {
-        sqlx::query(include_str!("../queries/deregister_node.sql"))
+        sqlx::query(include_str!("../queries/nodes/deregister.sql"))
             .bind(p.node.as_str())
             .bind(&p.incarnation)
             .execute(&self.inner.writer)
@@ -177,7 +177,7 @@ impl NodeStore for SqliteStore {
     }
 
     async fn list_nodes(&self) -> StoreResult<Vec<NodeInfo>> {
-        let rows = sqlx::query(include_str!("../queries/list_nodes.sql"))
+        let rows = sqlx::query(include_str!("../queries/nodes/list.sql"))
             .fetch_all(&self.inner.reader)
             .await
             .map_err(db("list_nodes"))?;

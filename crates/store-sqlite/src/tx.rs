@@ -73,8 +73,8 @@ impl<'c> StoreTx for SqliteTx<'c> {
         Self: 'a;
 
     async fn insert_many(&mut self, p: &InsertMany) -> StoreResult<Vec<Inserted>> {
-        let inserted = crate::insert::insert_in(&mut self.tx, p).await?;
-        self.gather(crate::insert::notifications(p, &inserted));
+        let inserted = crate::jobs::enqueue::insert_in(&mut self.tx, p).await?;
+        self.gather(crate::jobs::enqueue::notifications(p, &inserted));
         Ok(inserted)
     }
 

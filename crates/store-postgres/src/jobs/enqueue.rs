@@ -67,7 +67,7 @@ pub(crate) async fn insert_in(
             .map(|&i| InsertRow::new(&p.jobs[i], p.default_max_attempts))
             .collect();
         let payload = serde_json::to_value(&rows).unwrap_or_default();
-        let results = sqlx::query(include_str!("../queries/insert.sql"))
+        let results = sqlx::query(include_str!("../../queries/jobs/insert.sql"))
             .bind(payload)
             .bind(p.now)
             .fetch_all(&mut *conn)
@@ -89,7 +89,7 @@ pub(crate) async fn insert_in(
         let mut again = Vec::new();
         for i in conflicts {
             let job = &p.jobs[i];
-            let existing = sqlx::query(include_str!("../queries/insert_existing.sql"))
+            let existing = sqlx::query(include_str!("../../queries/jobs/insert_existing.sql"))
                 .bind(job.idempotency_key.as_deref())
                 .bind(job.dedupe_key.as_deref())
                 .fetch_optional(&mut *conn)

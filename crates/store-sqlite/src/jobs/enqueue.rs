@@ -81,7 +81,7 @@ impl SqliteStore {
             .await
             .map_err(db("insert_many"))?;
         for _ in 0..3 {
-            let inserted = sqlx::query(include_str!("../queries/insert_one.sql"))
+            let inserted = sqlx::query(include_str!("../../queries/jobs/insert_one.sql"))
                 .bind(row.queue)
                 .bind(row.kind)
                 .bind(&args)
@@ -98,7 +98,7 @@ impl SqliteStore {
                 .map_err(db("insert_many"))?;
             let (r, existing) = match inserted {
                 Some(r) => (r, false),
-                None => match sqlx::query(include_str!("../queries/insert_existing.sql"))
+                None => match sqlx::query(include_str!("../../queries/jobs/insert_existing.sql"))
                     .bind(row.idempotency_key)
                     .bind(row.dedupe_key)
                     .fetch_optional(&mut *conn)
@@ -143,12 +143,12 @@ pub(crate) async fn insert_in(
         .iter()
         .map(|job| Row::new(job, now, p.default_max_attempts))
         .collect();
-    let last: i64 = sqlx::query_scalar(include_str!("../queries/last_job_id.sql"))
+    let last: i64 = sqlx::query_scalar(include_str!("../../queries/jobs/last_id.sql"))
         .fetch_one(&mut *conn)
         .await
         .map_err(db("insert_many"))?;
     let payload = capstan_store::jobs::encode("insert_many", &rows)?;
-    let written = sqlx::query(include_str!("../queries/insert.sql"))
+    let written = sqlx::query(include_str!("../../queries/jobs/insert.sql"))
         .bind(payload)
         .bind(last)
         .bind(micros(now))
@@ -175,7 +175,7 @@ pub(crate) async fn insert_in(
         }
         // It hit a key: answer with the job that holds it (which may be
         // one inserted earlier in this very batch).
-        let r = sqlx::query(include_str!("../queries/insert_existing.sql"))
+        let r = sqlx::query(include_str!("../../queries/jobs/insert_existing.sql"))
             .bind(job.idempotency_key.as_deref())
             .bind(job.dedupe_key.as_deref())
             .fetch_one(&mut *conn)

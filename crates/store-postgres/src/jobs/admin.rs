@@ -1,0 +1,76 @@
+//! Admin: read, list, cancel and retry jobs.
+
+use capstan_core::{Job, JobId};
+use capstan_store::jobs::{CancelJob, CancelOutcome, ListJobs, RetryJob};
+use capstan_store::{JobStore, StoreError, StoreResult};
+
+use crate::PgStore;
+use crate::row::{self, db};
+
+pub(crate) async fn get_job(store: &PgStore, id: JobId) -> StoreResult<Option<Job>> {
+    sqlx::query(include_str!("../../queries/jobs/get.sql"))
+        .bind(id.0)
+        .fetch_optional(&store.inner.pool)
+        .await
+        .map_err(db("get_job"))?
+        .map(|r| row::job(&r))
+        .transpose()
+}
+
+pub(crate) async fn list_jobs(store: &PgStore, p: &ListJobs) -> StoreResult<Vec<Job>> {
+    let rows = sqlx::query(include_str!("../../queries/jobs/list.sql"))
+        .bind(p.queue.as_deref())
+        .bind(p.state.map(|s| s.as_str()))
+        .bind(p.kind.as_deref())
+        .bind(p.limit as i64)
+        .fetch_all(&store.inner.pool)
+        .await
+        .map_err(db("list_jobs"))?;
+    rows.iter().map(row::job).collect()
+}
+
+pub(crate) async fn cancel_job(store: &PgStore, p: &CancelJob) -> StoreResult<CancelOutcome> {
+    let mut tx = store.inner.pool.begin().await.map_err(db("cancel_job"))?;
+    let waiting = sqlx::query(include_str!("../../queries/jobs/cancel_waiting.sql"))
+        .bind(p.id.0)
+        .bind(p.now)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db("cancel_job"))?;
+    let outcome = if let Some(r) = waiting {
+        CancelOutcome::Cancelled(row::job(&r)?)
+    } else if let Some(r) = sqlx::query(include_str!("../../queries/jobs/cancel_running.sql"))
+        .bind(p.id.0)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db("cancel_job"))?
+    {
+        CancelOutcome::Requested(row::job(&r)?)
+    } else {
+        let found = sqlx::query(include_str!("../../queries/jobs/get.sql"))
+            .bind(p.id.0)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db("cancel_job"))?;
+        let state = found.map(|r| row::state(&r)).transpose()?;
+        return Err(StoreError::refused(p.id, state, "cancel"));
+    };
+    tx.commit().await.map_err(db("cancel_job"))?;
+    Ok(outcome)
+}
+
+pub(crate) async fn retry_job(store: &PgStore, p: &RetryJob) -> StoreResult<Job> {
+    let updated = sqlx::query(include_str!("../../queries/jobs/retry.sql"))
+        .bind(p.id.0)
+        .bind(p.now)
+        .fetch_optional(&store.inner.pool)
+        .await
+        .map_err(db("retry_job"))?;
+    match updated {
+        Some(r) => row::job(&r),
+        None => {
+            let state = store.get_job(p.id).await?.map(|j| j.state);
+            Err(StoreError::refused(p.id, state, "retry"))
+        }
+    }
+}
