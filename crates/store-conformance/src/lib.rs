@@ -102,8 +102,12 @@ macro_rules! conformance {
                     retry_runs_a_failed_job_again,
                     retry_of_a_running_job_is_refused,
                     list_filters_by_queue_state_and_kind,
+                }
+                queues {
                     queue_counts_by_state,
                     delete_queue_removes_only_that_queue,
+                }
+                nodes {
                     nodes_register_heartbeat_and_deregister,
                     a_node_id_in_use_by_a_live_process_is_refused,
                 }

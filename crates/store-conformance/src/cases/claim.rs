@@ -9,7 +9,7 @@ use capstan_store::jobs::{Claim, FinishMany, InsertMany, Outcome, PromoteDue};
 use capstan_store::{JobStore, QueueStore, Store};
 use serde_json::json;
 
-use super::{
+use super::fixture::{
     claim, claim_params, complete, enqueue, enqueue_one, finish, finish_with, get, job, lease,
     node, now, register,
 };

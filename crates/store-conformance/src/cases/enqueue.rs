@@ -8,7 +8,9 @@ use capstan_store::jobs::{InsertMany, ListJobs};
 use capstan_store::{JobStore, QueueStore, StoreError};
 use serde_json::json;
 
-use super::{claim, complete, enqueue, enqueue_one, finish, get, job, node, now, register};
+use super::fixture::{
+    claim, complete, enqueue, enqueue_one, finish, get, job, node, now, register,
+};
 use crate::Harness;
 
 pub async fn insert_many_returns_one_result_per_job_in_order<H: Harness>(h: &H) {
@@ -225,10 +227,10 @@ pub async fn job_enqueued_while_its_dedupe_twin_runs_is_a_new_job<H: Harness>(h:
     // The first one failing back to waiting does not collide with the second.
     finish(
         h,
-        vec![super::finish_with(
+        vec![super::fixture::finish_with(
             &running[0],
             capstan_store::jobs::Outcome::Retry {
-                error: super::error(capstan_core::ErrorClass::Retryable, "boom"),
+                error: super::fixture::error(capstan_core::ErrorClass::Retryable, "boom"),
                 delay: Duration::from_secs(1),
             },
         )],

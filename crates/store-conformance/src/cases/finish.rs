@@ -8,7 +8,7 @@ use capstan_store::jobs::{CancelJob, ExtendLeases, Extension, Finish, Outcome, P
 use capstan_store::{JobStore, StoreError};
 use serde_json::json;
 
-use super::{
+use super::fixture::{
     beat, claim, complete, enqueue, enqueue_one, error, finish, finish_with, get, job, lease, node,
     now, register, rescue,
 };
@@ -142,7 +142,7 @@ pub async fn snooze_gives_the_attempt_back<H: Harness>(h: &H) {
 }
 
 pub async fn hand_back_gives_the_attempt_back<H: Harness>(h: &H) {
-    let ids: Vec<_> = super::enqueue(h, vec![job("k"), job("k")])
+    let ids: Vec<_> = super::fixture::enqueue(h, vec![job("k"), job("k")])
         .await
         .iter()
         .map(|i| i.id)

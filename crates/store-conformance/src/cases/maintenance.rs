@@ -7,7 +7,7 @@ use capstan_store::jobs::{DeleteFinished, MarkUnhandled, Outcome, PromoteDue};
 use capstan_store::nodes::RegisterNode;
 use capstan_store::{JobStore, NodeStore, QueueStore, Store};
 
-use super::{
+use super::fixture::{
     beat_of, claim, complete, enqueue, enqueue_one, error, finish, finish_with, get, job, node,
     now, register,
 };
@@ -187,7 +187,7 @@ pub async fn unhandled_jobs_wait_outside_the_claim_order_until_a_node_handles_th
     assert!(!get(h, handled).await.unhandled);
     assert!(!get(h, elsewhere).await.unhandled, "only the queue asked");
     // Even a claim of every kind passes them by: they are out of the order.
-    let mut p = super::claim_params(h, "default", 10, &n);
+    let mut p = super::fixture::claim_params(h, "default", 10, &n);
     p.kinds = None;
     let got = h.store().claim(&p).await.unwrap();
     assert_eq!(got.iter().map(|j| j.id).collect::<Vec<_>>(), vec![handled]);

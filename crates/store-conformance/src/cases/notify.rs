@@ -20,7 +20,7 @@ use capstan_store::{
     ControlHint, JobStore, JobsHint, NodeStore, Notification, Notifications, Received, Store, Topic,
 };
 
-use super::{
+use super::fixture::{
     beat_of, claim, complete, enqueue, enqueue_one, error, finish, finish_with, job, node, now,
     register, rescue,
 };
@@ -206,7 +206,7 @@ pub async fn a_retry_by_hand_wakes_its_queue<H: Harness>(h: &H) {
     let id = enqueue_one(h, job("k").with_queue("ops").with_max_attempts(1)).await;
     let n = node("n1");
     register(h, &n).await;
-    let mut p = super::claim_params(h, "ops", 1, &n);
+    let mut p = super::fixture::claim_params(h, "ops", 1, &n);
     p.kinds = None;
     let j = h.store().claim(&p).await.unwrap().remove(0);
     finish(

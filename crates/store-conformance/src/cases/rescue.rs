@@ -8,7 +8,7 @@ use capstan_store::jobs::{CancelJob, Outcome};
 use capstan_store::nodes::{HeartbeatNode, RegisterNode};
 use capstan_store::{JobStore, NodeStore, Store};
 
-use super::{
+use super::fixture::{
     beat, beat_of, claim, complete, enqueue, enqueue_one, error, finish, finish_with, get, job,
     node, now, register, rescue, rescue_by,
 };

@@ -6,8 +6,8 @@ use capstan_core::{JobState, NewJob};
 use capstan_store::jobs::{InsertMany, Inserted};
 use capstan_store::{JobStore, QueueStore, Store, StoreError, StoreTx};
 
+use super::fixture::{claim, enqueue, get, job, node, now, register};
 use super::notify::{settle, subscribe, wakes};
-use super::{claim, enqueue, get, job, node, now, register};
 use crate::Harness;
 
 fn params<H: Harness>(h: &H, jobs: Vec<NewJob>) -> InsertMany {
