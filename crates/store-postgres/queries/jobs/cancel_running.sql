@@ -1,3 +1,4 @@
+-- Parameters: $1 job id.
 WITH up AS (
     UPDATE capstan.jobs SET cancel_requested = true
     WHERE id = $1 AND state = 'running'

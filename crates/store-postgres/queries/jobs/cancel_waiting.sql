@@ -1,3 +1,4 @@
+-- Parameters: $1 job id, $2 now.
 -- The history is appended to only if it is a JSON array, so that every
 -- job's history stays readable even if one was overwritten by hand.
 UPDATE capstan.jobs

@@ -1,3 +1,4 @@
+-- Parameters: $1 state, $2 now, $3 retention (ms), $4 limit.
 DELETE FROM capstan.jobs
 WHERE id IN (
     SELECT id FROM capstan.jobs

@@ -1,3 +1,4 @@
+-- Parameters: $1 extensions (JSON rows: id, lease, lease_ms, progress), $2 now.
 UPDATE capstan.jobs j
 SET lease_expires_at = coalesce($2::timestamptz, now())
                        + make_interval(secs => least(e.lease_ms, 63072000000) / 1000.0),

@@ -1,3 +1,4 @@
+-- Parameters: $1 finishes (JSON rows of store::jobs::FinishRow), $2 now.
 -- The history is appended to only if it is a JSON array, so that every
 -- job's history stays readable even if one was overwritten by hand.
 -- A job a user asked to cancel never goes back to waiting: a retry, snooze

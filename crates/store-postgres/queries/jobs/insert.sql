@@ -1,3 +1,4 @@
+-- Parameters: $1 jobs (JSON rows), $2 now.
 WITH input AS MATERIALIZED (
     SELECT nextval('capstan.jobs_id_seq') AS id, e.ord, e.j
     FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS e(j, ord)

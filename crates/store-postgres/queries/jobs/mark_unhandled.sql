@@ -1,3 +1,4 @@
+-- Parameters: $1 queue, $2 limit, $3 now, $4 the judging node's healthy_since.
 -- Walk the head of the queue's claim order (where such jobs slow every
 -- claim) and set aside the jobs whose kind no live node serving the queue
 -- has a handler for. The kinds are judged once each, not once per job. A

@@ -1,3 +1,4 @@
+-- Parameters: $1 now, $2 limit.
 WITH picked AS (
     SELECT id FROM capstan.jobs
     WHERE state IN ('scheduled', 'retryable') AND run_at <= coalesce($1::timestamptz, now())

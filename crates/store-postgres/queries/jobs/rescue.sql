@@ -1,3 +1,4 @@
+-- Parameters: $1 now, $2 the rescuer's healthy_since, $3 limit.
 -- The history is appended to only if it is a JSON array, so that every
 -- job's history stays readable even if one was overwritten by hand.
 -- A node is dead once it has been silent for its own node timeout counted

@@ -1,3 +1,4 @@
+-- Parameters: $1 job id, $2 now.
 WITH up AS (
     UPDATE capstan.jobs
     SET state = 'available',

@@ -1,1 +1,2 @@
+-- Parameters: $1 now (NULL = the database's clock).
 SELECT coalesce($1::timestamptz, now())

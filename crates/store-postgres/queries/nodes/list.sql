@@ -1,1 +1,2 @@
+-- Parameters: none.
 SELECT * FROM capstan.nodes ORDER BY id

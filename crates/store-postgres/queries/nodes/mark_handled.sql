@@ -1,3 +1,4 @@
+-- Parameters: $1 queues (a JSON array), $2 kinds (a JSON array).
 -- A node with these queues and kinds is here: its unhandled jobs go back in
 -- the claim order, and its workers are woken.
 WITH up AS (

@@ -1,3 +1,4 @@
+-- Parameters: $1 node.
 -- The advisory lock serialises every write of this node's row, even while
 -- the row does not exist yet (FOR UPDATE locks nothing then): two processes
 -- registering one id at once see each other.

@@ -1,1 +1,2 @@
+-- Parameters: $1 queue.
 DELETE FROM capstan.jobs WHERE queue = $1

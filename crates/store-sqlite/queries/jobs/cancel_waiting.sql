@@ -1,3 +1,5 @@
+-- Parameters: ?1 job id, ?2 now,
+--   ?3 now as RFC 3339 text. (?3 SQLite only, after the shared ones.)
 -- The history is appended to only if it is a JSON array: one row whose
 -- `errors` was overwritten by hand must not fail this statement for
 -- every row it covers.

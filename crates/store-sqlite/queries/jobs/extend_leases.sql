@@ -1,3 +1,4 @@
+-- Parameters: ?1 extensions (JSON rows: id, lease, lease_ms, progress), ?2 now.
 UPDATE capstan_jobs AS j
 SET lease_expires_at = ?2 + min(e.lease_ms, 63072000000) * 1000,
     progress = coalesce(e.progress, j.progress)

@@ -1,3 +1,5 @@
+-- Parameters: ?1 finishes (JSON rows of store::jobs::FinishRow), ?2 now,
+--   ?3 now as RFC 3339 text. (?3 SQLite only, after the shared ones.)
 -- `+j.lease_token` and `+j.state` keep the planner off the running-jobs
 -- index: the batch drives the join (one rowid look-up per finish) instead of
 -- scanning the batch once per running job.

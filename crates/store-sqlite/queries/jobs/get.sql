@@ -1,1 +1,2 @@
+-- Parameters: ?1 job id.
 SELECT * FROM capstan_jobs WHERE id = ?1

@@ -1,14 +1,16 @@
--- One statement for the whole batch. Ids are assigned by the caller (?2 is the
+-- Parameters: ?1 jobs (JSON rows), ?2 now,
+--   ?3 the last id given. (?3 SQLite only, after the shared ones.)
+-- One statement for the whole batch. Ids are assigned by the caller (?3 is the
 -- last id ever given, read inside the same write transaction), so the rows
 -- that RETURNING leaves out are exactly the ones that hit a key.
 INSERT INTO capstan_jobs (id, queue, kind, args, priority, state, max_attempts, run_at, timeout_ms,
                           tags, idempotency_key, dedupe_key, dedupe_open, created_at)
-SELECT ?2 + key + 1,
+SELECT ?3 + key + 1,
        value ->> '$.queue',
        value ->> '$.kind',
        value -> '$.args',
        value ->> '$.priority',
-       CASE WHEN value ->> '$.run_at' > ?3 THEN 'scheduled' ELSE 'available' END,
+       CASE WHEN value ->> '$.run_at' > ?2 THEN 'scheduled' ELSE 'available' END,
        value ->> '$.max_attempts',
        value ->> '$.run_at',
        value ->> '$.timeout_ms',
@@ -16,7 +18,7 @@ SELECT ?2 + key + 1,
        value ->> '$.idempotency_key',
        value ->> '$.dedupe_key',
        value ->> '$.dedupe_key' IS NOT NULL,
-       ?3
+       ?2
 FROM json_each(?1)
 WHERE true
 ORDER BY key

@@ -1,3 +1,4 @@
+-- Parameters: ?1 idempotency key, ?2 dedupe key.
 -- The job that holds the idempotency key wins over one that holds only the
 -- dedupe key: the caller's idempotency key must map to its own job.
 SELECT id, state FROM capstan_jobs

@@ -1,1 +1,2 @@
+-- Parameters: none.
 SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'capstan_jobs'), 0)

@@ -1,3 +1,4 @@
+-- Parameters: ?1 now, ?2 limit.
 UPDATE capstan_jobs
 SET state = 'available'
 WHERE id IN (

@@ -1,3 +1,4 @@
+-- Parameters: ?1 job id, ?2 now.
 UPDATE capstan_jobs
 SET state = 'available',
     run_at = ?2,

@@ -1,1 +1,2 @@
+-- Parameters: none.
 SELECT * FROM capstan_nodes ORDER BY id

@@ -1,1 +1,2 @@
+-- Parameters: ?1 node.
 SELECT * FROM capstan_nodes WHERE id = ?1

@@ -1,3 +1,5 @@
+-- Parameters: ?1 node, ?2 incarnation, ?3 queues (JSON), ?4 kinds (JSON),
+--   ?5 heartbeat interval (ms), ?6 started_at, ?7 now, ?8 node timeout (ms), ?9 healthy_since.
 INSERT INTO capstan_nodes (id, incarnation, queues, kinds, heartbeat_ms, started_at, heartbeat_at,
                            expires_at, healthy_since)
 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7 + ?8 * 1000, ?9)

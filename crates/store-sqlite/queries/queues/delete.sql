@@ -1,1 +1,2 @@
+-- Parameters: ?1 queue.
 DELETE FROM capstan_jobs WHERE queue = ?1

@@ -18,13 +18,13 @@ pub(crate) async fn claim(store: &SqliteStore, p: &Claim) -> StoreResult<Vec<Job
         .map(|k| capstan_store::jobs::encode("claim", k))
         .transpose()?;
     let rows = sqlx::query(include_str!("../../queries/jobs/claim.sql"))
+        .bind(&p.queue)
+        .bind(kinds)
+        .bind(p.limit as i64)
         .bind(p.node.as_str())
         .bind(now)
         .bind(ms(p.default_timeout))
         .bind(ms(p.lease_grace))
-        .bind(&p.queue)
-        .bind(kinds)
-        .bind(p.limit as i64)
         .bind(capstan_core::LeaseToken::generate().0)
         .fetch_all(&store.inner.writer)
         .await

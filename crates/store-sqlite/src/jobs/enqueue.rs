@@ -150,8 +150,8 @@ pub(crate) async fn insert_in(
     let payload = capstan_store::jobs::encode("insert_many", &rows)?;
     let written = sqlx::query(include_str!("../../queries/jobs/insert.sql"))
         .bind(payload)
-        .bind(last)
         .bind(micros(now))
+        .bind(last)
         .fetch_all(&mut *conn)
         .await
         .map_err(db("insert_many"))?;

@@ -8,7 +8,7 @@ use capstan_store::{Notification, StoreResult};
 use sqlx::Row as _;
 
 use crate::SqliteStore;
-use crate::row::{self, db, micros, now_or_system};
+use crate::row::{self, db, micros, ms, now_or_system};
 
 pub(crate) async fn promote_due(store: &SqliteStore, p: &PromoteDue) -> StoreResult<PromoteReport> {
     let now = micros(now_or_system(p.now));
@@ -51,12 +51,6 @@ pub(crate) async fn mark_unhandled(store: &SqliteStore, p: &MarkUnhandled) -> St
 
 pub(crate) async fn delete_finished(store: &SqliteStore, p: &DeleteFinished) -> StoreResult<u64> {
     let now = now_or_system(p.now);
-    let before = |d: std::time::Duration| {
-        chrono::Duration::from_std(d)
-            .ok()
-            .and_then(|d| now.checked_sub_signed(d))
-            .map_or(i64::MIN, micros)
-    };
     let mut deleted = 0;
     for (state, after) in [
         (JobState::Completed, p.completed_after),
@@ -65,7 +59,8 @@ pub(crate) async fn delete_finished(store: &SqliteStore, p: &DeleteFinished) -> 
     ] {
         deleted += sqlx::query(include_str!("../../queries/jobs/delete_finished.sql"))
             .bind(state.as_str())
-            .bind(before(after))
+            .bind(micros(now))
+            .bind(ms(after))
             .bind(p.limit as i64)
             .execute(&store.inner.writer)
             .await

@@ -48,9 +48,9 @@ pub(crate) async fn rescue(store: &SqliteStore, p: &Rescue) -> StoreResult<Rescu
     }
     let rows = sqlx::query(include_str!("../../queries/jobs/rescue.sql"))
         .bind(micros(now))
-        .bind(rfc3339(now))
         .bind(healthy_since)
         .bind(p.limit as i64)
+        .bind(rfc3339(now))
         .fetch_all(&mut *tx)
         .await
         .map_err(db("rescue"))?;
