@@ -205,7 +205,22 @@ fn env_value(raw: &str) -> Value {
 impl Settings {
     /// Resolve settings for `cli`.
     pub(crate) fn load(cli: &Cli) -> anyhow::Result<Settings> {
-        Self::resolve(cli, std::env::vars())
+        // `vars_os`: a variable that is not Unicode must not stop the
+        // program, unless it is one of ours.
+        let mut env = Vec::new();
+        for (k, v) in std::env::vars_os() {
+            let Some(k) = k.to_str().map(str::to_owned) else {
+                continue;
+            };
+            if !SECTIONS.iter().any(|(_, prefix)| k.starts_with(prefix)) {
+                continue;
+            }
+            match v.into_string() {
+                Ok(v) => env.push((k, v)),
+                Err(_) => bail!("the environment variable {k} is not valid UTF-8"),
+            }
+        }
+        Self::resolve(cli, env.into_iter())
     }
 
     fn resolve(cli: &Cli, env: impl Iterator<Item = (String, String)>) -> anyhow::Result<Settings> {
@@ -230,7 +245,20 @@ impl Settings {
             }
         }
         flags(cli, &mut layers);
-        let file = deserialize(&layers)?;
+        prune_unserved_queues(&mut layers);
+        let file = loop {
+            match deserialize(&layers) {
+                Ok(file) => break file,
+                // An environment value read as a number, a date or a bool
+                // where the setting wants text: take it as the text it was.
+                Err(Retry::AsText(key, raw)) => {
+                    let parts: Vec<&str> = key.split('.').collect();
+                    let source = layers.source_of(&key);
+                    layers.set(&parts, Value::String(raw), &source);
+                }
+                Err(Retry::No(e)) => return Err(e),
+            }
+        };
         let url = file.database.url.trim().to_owned();
         if url.is_empty() {
             bail!(
@@ -354,9 +382,50 @@ fn flags(cli: &Cli, layers: &mut Layers) {
     }
 }
 
+/// A higher layer (environment, flag) that set `node.queues` replaces the
+/// per-queue tables of queues it no longer lists, as `--queues` does.
+fn prune_unserved_queues(layers: &mut Layers) {
+    if matches!(
+        layers.source_of("node.queues"),
+        Source::Default | Source::File(_)
+    ) {
+        return;
+    }
+    let listed: Vec<String> = match layers.get("node.queues") {
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_owned))
+            .collect(),
+        Some(Value::String(s)) => s.split(',').map(|q| q.trim().to_owned()).collect(),
+        _ => return,
+    };
+    let stale: Vec<String> = layers
+        .get("node.queue")
+        .and_then(Value::as_table)
+        .map(|t| t.keys().filter(|k| !listed.contains(k)).cloned().collect())
+        .unwrap_or_default();
+    for q in stale {
+        layers.remove(&["node", "queue", &q]);
+    }
+}
+
+/// Why the layered table did not deserialize.
+enum Retry {
+    /// The value at this key came from the environment as a non-string;
+    /// try it as the string it was.
+    AsText(String, String),
+    /// A real error, with the key, the value and its source.
+    No(anyhow::Error),
+}
+
+/// Keys whose values are never printed in an error (they may be secrets).
+fn secret(key: &str) -> bool {
+    key.starts_with("database.")
+}
+
 /// The layered table as [`FileConfig`]; an error names the key, the value
-/// and where it came from.
-fn deserialize(layers: &Layers) -> anyhow::Result<FileConfig> {
+/// (unless it may be a secret) and where it came from.
+fn deserialize(layers: &Layers) -> Result<FileConfig, Retry> {
     for key in layers.table.keys() {
         if !SECTIONS.iter().any(|(s, _)| s == key) {
             let source = layers.source_of(key);
@@ -367,10 +436,13 @@ fn deserialize(layers: &Layers) -> anyhow::Result<FileConfig> {
             } else {
                 "the sections are [database] and [node]".to_owned()
             };
-            bail!("unknown key `{key}` at the top of {source}: {hint}");
+            return Err(Retry::No(anyhow::anyhow!(
+                "unknown key `{key}` at the top of {source}: {hint}"
+            )));
         }
     }
     serde_path_to_error::deserialize(Value::Table(layers.table.clone())).map_err(|e| {
+        let e: serde_path_to_error::Error<toml::de::Error> = e;
         let path = e.path().to_string();
         let inner = e.inner().to_string();
         // toml appends "in `section`" on lines of its own: one line is enough.
@@ -387,15 +459,30 @@ fn deserialize(layers: &Layers) -> anyhow::Result<FileConfig> {
             },
             None => path.clone(),
         };
-        match layers.get(&key).filter(|v| !v.is_table()) {
-            Some(v) => anyhow::anyhow!("{key} = {v} (from {}): {inner}", layers.source_of(&key)),
+        let source = layers.source_of(&key);
+        if let (Source::Env(var), Some(v)) = (&source, layers.get(&key))
+            && !v.is_str()
+            && !v.is_table()
+            && inner.contains("invalid type")
+            && let Ok(raw) = std::env::var(var).or_else(|_| Ok::<_, ()>(v.to_string()))
+        {
+            return Retry::AsText(key, raw);
+        }
+        Retry::No(match layers.get(&key).filter(|v| !v.is_table()) {
+            Some(_) if secret(&key) => anyhow::anyhow!("{key} (from {source}): {inner}"),
+            Some(v) => anyhow::anyhow!("{key} = {v} (from {source}): {inner}"),
             None => {
                 // A section-wide check (validation): show what was set in it.
                 let set: Vec<String> = layers
                     .sources
                     .iter()
                     .filter(|(k, _)| k.starts_with(&format!("{key}.")))
-                    .filter_map(|(k, src)| layers.get(k).map(|v| format!("{k} = {v} from {src}")))
+                    .filter_map(|(k, src)| {
+                        layers.get(k).map(|v| match secret(k) {
+                            true => format!("{k} from {src}"),
+                            false => format!("{k} = {v} from {src}"),
+                        })
+                    })
                     .collect();
                 if set.is_empty() {
                     anyhow::anyhow!("[{key}]: {inner}")
@@ -403,7 +490,7 @@ fn deserialize(layers: &Layers) -> anyhow::Result<FileConfig> {
                     anyhow::anyhow!("[{key}]: {inner} (set: {})", set.join(", "))
                 }
             }
-        }
+        })
     })
 }
 
@@ -586,6 +673,39 @@ mod tests {
         assert_eq!(s.config.queues.len(), 1);
         let s = settings(&["--config", &path, "serve", "--concurrency", "5"], &[]).unwrap();
         assert!(s.config.queues.iter().all(|q| q.concurrency == 5));
+    }
+
+    #[test]
+    fn env_values_are_text_where_text_is_wanted_and_env_queues_replace_per_queue_tables() {
+        let s = settings(&["migrate"], &[("CAPSTAN_NODE_NODE_ID", "42")]).unwrap();
+        assert_eq!(s.config.node_id.map(|n| n.0), Some("42".to_owned()));
+        let (_d, path) =
+            config_file("[node]\nqueues = [\"a\", \"b\"]\n[node.queue.b]\nconcurrency = 3\n");
+        let s = settings(
+            &["--config", &path, "migrate"],
+            &[("CAPSTAN_NODE_QUEUES", "a")],
+        )
+        .unwrap();
+        assert_eq!(s.config.queues.len(), 1);
+    }
+
+    #[test]
+    fn an_error_never_prints_a_database_value() {
+        let e = settings(&["migrate"], &[("CAPSTAN_DATABASE_PASSWORD", "hunter2")]).unwrap_err();
+        let e = format!("{e:#}");
+        assert!(
+            e.contains("database.password") && !e.contains("hunter2"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn the_report_names_the_file_for_a_per_queue_concurrency() {
+        let (_d, path) =
+            config_file("[node]\nqueues = [\"a\", \"b\"]\n[node.queue.a]\nconcurrency = 3\n");
+        let s = settings(&["--config", &path, "migrate"], &[]).unwrap();
+        assert_eq!(source(&s, "node.concurrency"), "100 default");
+        assert_eq!(source(&s, "node.queue.a.concurrency"), format!("3 {path}"));
     }
 
     #[test]

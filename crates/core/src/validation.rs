@@ -61,6 +61,18 @@ pub enum ValidationError {
     /// An error class name that is not one of Capstan's.
     #[error("unknown error class {0:?}")]
     UnknownErrorClass(String),
+    /// A notification payload over the limit every backend carries.
+    #[error(
+        "invalid notification payload on topic {topic}: {len} bytes, at most {max} are carried"
+    )]
+    Payload {
+        /// The topic.
+        topic: &'static str,
+        /// Its length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
     /// A retry policy whose numbers do not make a schedule.
     #[error("invalid retry policy: {0}")]
     RetryPolicy(String),

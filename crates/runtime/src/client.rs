@@ -134,8 +134,18 @@ impl<S: Store> Client<S> {
     /// tx.commit().await?;
     /// ```
     ///
+    /// On SQLite the transaction holds the file's one writer connection:
+    /// while it is open, do not call this process's other writes (`enqueue`,
+    /// `cancel`, a handler's heartbeat) from the task that holds it — they
+    /// wait for that connection — and keep it short, since every heartbeat,
+    /// claim and finish of the process waits for it too.
+    ///
     /// # Errors
-    /// As [`Client::enqueue`]; a refused job leaves the transaction usable.
+    /// As [`Client::enqueue`]. The call is all or nothing and an error
+    /// leaves the transaction as it was (a refused job is refused before any
+    /// SQL; keyed batches run in a savepoint), except that on PostgreSQL a
+    /// database error in a batch without keys aborts the transaction, as any
+    /// failed statement does: roll it back.
     pub async fn enqueue_in<T: StoreTx>(
         &self,
         tx: &mut T,

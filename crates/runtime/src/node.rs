@@ -146,7 +146,7 @@ impl<S: Store> Node<S> {
         if report.reclaimed > 0 {
             tracing::warn!(node = %id, reclaimed = report.reclaimed, "took back jobs a previous process with this node id left running");
         }
-        let Some(wakeups) = subscribe(&shared, shutdown.as_mut(), &crash).await? else {
+        let Some(notifications) = subscribe(&shared, shutdown.as_mut(), &crash).await? else {
             return Ok(());
         };
 
@@ -182,7 +182,7 @@ impl<S: Store> Node<S> {
         }
         let scheduler_wake = Arc::new(Notify::new());
         services.spawn(dispatch::run(
-            wakeups,
+            notifications,
             notifies,
             scheduler_wake.clone(),
             shared.clone(),

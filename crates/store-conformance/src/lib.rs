@@ -131,6 +131,7 @@ macro_rules! conformance {
                     a_completion_wakes_no_one,
                     a_cancel_request_reaches_the_control_topic,
                     a_topic_no_backend_knows_is_carried_to_its_subscribers_only,
+                    a_payload_over_the_limit_is_refused_on_both_backends,
                 }
             );
         }

@@ -33,9 +33,14 @@ impl Listener {
         hub: NotificationHub,
         stop: CancellationToken,
     ) -> StoreResult<Listener> {
-        let listener = PgListener::connect_with(&pool)
+        let mut listener = PgListener::connect_with(&pool)
             .await
             .map_err(|e| StoreError::database("subscribe", e))?;
+        // A lost connection must surface as `Ok(None)` at once, so that the
+        // reconnect (and the `Missed` after it) is ours: sqlx's own eager
+        // reconnect inside `try_recv` would be cut short when a subscribe
+        // request wins the `select!`, and the `Missed` never sent.
+        listener.eager_reconnect(false);
         let (requests, rx) = mpsc::unbounded_channel();
         tokio::spawn(run(listener, pool, hub, rx, stop));
         Ok(Listener { requests })
@@ -69,8 +74,9 @@ async fn run(
 ) {
     let mut topics: BTreeSet<Topic> = BTreeSet::new();
     loop {
-        // `try_recv` is cancel-safe (sqlx buffers partial messages), so a
-        // request may interrupt the wait for a notification.
+        // Waiting in `try_recv` is cancel-safe (sqlx buffers partial
+        // messages) and, without eager reconnect, it never reconnects
+        // inside itself; so a request may interrupt the wait.
         let next = tokio::select! {
             biased;
             () = stop.cancelled() => break,
@@ -126,6 +132,7 @@ async fn reconnect(
     loop {
         let attempt = async {
             let mut l = PgListener::connect_with(pool).await?;
+            l.eager_reconnect(false);
             l.listen_all(channels.iter().map(String::as_str)).await?;
             Ok::<_, sqlx::Error>(l)
         };

@@ -49,6 +49,7 @@ impl DerefMut for PgTx<'_> {
 
 /// `SELECT pg_notify(channel, payload)` on `conn`.
 pub(crate) async fn notify_on(conn: &mut PgConnection, n: &Notification) -> StoreResult<()> {
+    n.check()?;
     sqlx::query("SELECT pg_notify($1, $2)")
         .bind(crate::channel(n.topic))
         .bind(&n.payload)
@@ -65,7 +66,29 @@ impl<'c> StoreTx for PgTx<'c> {
         Self: 'a;
 
     async fn insert_many(&mut self, p: &InsertMany) -> StoreResult<Vec<Inserted>> {
-        crate::jobs::enqueue::insert_in(&mut self.tx, p).await
+        let keyed = p
+            .jobs
+            .iter()
+            .any(|j| j.idempotency_key.is_some() || j.dedupe_key.is_some());
+        if !keyed {
+            // One statement: it writes every job or none.
+            return crate::jobs::enqueue::insert_in(&mut self.tx, p).await;
+        }
+        // Keys take several statements (insert, look up the holders, again
+        // if a holder vanished): a savepoint makes the call all or nothing,
+        // so an error leaves the transaction as it was. Only keyed batches
+        // pay for it: every subtransaction that writes takes an xid.
+        let mut sp = (&mut self.tx).begin().await.map_err(db("insert_many"))?;
+        match crate::jobs::enqueue::insert_in(&mut sp, p).await {
+            Ok(inserted) => {
+                sp.commit().await.map_err(db("insert_many"))?;
+                Ok(inserted)
+            }
+            Err(e) => {
+                let _ = sp.rollback().await;
+                Err(e)
+            }
+        }
     }
 
     async fn notify(&mut self, n: Notification) -> StoreResult<()> {

@@ -231,6 +231,7 @@ impl Store for SqliteStore {
     }
 
     async fn notify(&self, n: Notification) -> StoreResult<()> {
+        n.check()?;
         self.inner.hub.send(n);
         Ok(())
     }

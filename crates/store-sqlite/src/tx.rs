@@ -2,7 +2,9 @@
 //! caller's SQL. SQLite has no NOTIFY, so the transaction gathers the
 //! notifications its writes make and sends them to the in-process hub once
 //! `COMMIT` returns; a rollback drops them. Other processes notice the
-//! commit through their `data_version` watcher.
+//! commit through their `data_version` watcher. (A `commit()` future dropped
+//! after COMMIT was sent commits without sending them: this process's idle
+//! workers then find the jobs at their next poll. Latency, never a job.)
 
 use std::ops::{Deref, DerefMut};
 
@@ -73,12 +75,23 @@ impl<'c> StoreTx for SqliteTx<'c> {
         Self: 'a;
 
     async fn insert_many(&mut self, p: &InsertMany) -> StoreResult<Vec<Inserted>> {
-        let inserted = crate::jobs::enqueue::insert_in(&mut self.tx, p).await?;
+        // In a savepoint (cheap on SQLite), so the call is all or nothing
+        // and an error leaves the transaction as it was.
+        let mut sp = (&mut self.tx).begin().await.map_err(db("insert_many"))?;
+        let inserted = match crate::jobs::enqueue::insert_in(&mut sp, p).await {
+            Ok(inserted) => inserted,
+            Err(e) => {
+                let _ = sp.rollback().await;
+                return Err(e);
+            }
+        };
+        sp.commit().await.map_err(db("insert_many"))?;
         self.gather(crate::jobs::enqueue::notifications(p, &inserted));
         Ok(inserted)
     }
 
     async fn notify(&mut self, n: Notification) -> StoreResult<()> {
+        n.check()?;
         self.gather([n]);
         Ok(())
     }

@@ -87,6 +87,24 @@ impl Notification {
         }
     }
 
+    /// Refuse a payload no backend can carry in full ([`MAX_PAYLOAD`]), the
+    /// same on both backends (PostgreSQL's NOTIFY would fail the caller's
+    /// whole transaction).
+    ///
+    /// # Errors
+    /// [`crate::StoreError::Invalid`] naming the topic and the length.
+    pub fn check(&self) -> crate::StoreResult<()> {
+        if self.payload.len() > MAX_PAYLOAD {
+            return Err(capstan_core::ValidationError::Payload {
+                topic: self.topic.name(),
+                len: self.payload.len(),
+                max: MAX_PAYLOAD,
+            }
+            .into());
+        }
+        Ok(())
+    }
+
     /// Jobs became available in these queues (`*` when the list would not
     /// fit in a payload); `None` for no queue.
     pub fn jobs_in<'a>(queues: impl IntoIterator<Item = &'a str>) -> Option<Self> {

@@ -142,12 +142,27 @@ impl Default for NodeFile {
 
 impl From<Config> for NodeFile {
     fn from(c: Config) -> Self {
-        // The most common concurrency is the file's `concurrency`; queues
+        // The most common concurrency is the file's `concurrency` (on a tie,
+        // the default if it is among them, else the first queue's); queues
         // that differ get a `[queue.<name>]` table.
-        let concurrency = c
-            .queues
-            .first()
-            .map_or(QueueConfig::DEFAULT_CONCURRENCY, |q| q.concurrency);
+        let mut counts: Vec<(usize, usize)> = Vec::new();
+        for q in &c.queues {
+            match counts.iter_mut().find(|(n, _)| *n == q.concurrency) {
+                Some((_, k)) => *k += 1,
+                None => counts.push((q.concurrency, 1)),
+            }
+        }
+        let most = counts.iter().map(|(_, k)| *k).max().unwrap_or(0);
+        let tied: Vec<usize> = counts
+            .iter()
+            .filter(|(_, k)| *k == most)
+            .map(|(n, _)| *n)
+            .collect();
+        let concurrency = if tied.contains(&QueueConfig::DEFAULT_CONCURRENCY) || tied.is_empty() {
+            QueueConfig::DEFAULT_CONCURRENCY
+        } else {
+            tied[0]
+        };
         let queue = c
             .queues
             .iter()

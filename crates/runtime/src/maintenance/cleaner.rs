@@ -50,13 +50,8 @@ impl<S: Store> Cleaner<S> {
     }
 
     pub(crate) async fn run(self, stop: CancellationToken) {
-        let mut tick = tokio::time::interval(self.config.interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                () = stop.cancelled() => break,
-            }
+        let mut ticks = super::Ticks::new(self.config.interval);
+        while ticks.next(&stop).await {
             // Batch after batch while there is a backlog, yielding to stop.
             loop {
                 match super::bounded("delete_finished", self.run_once()).await {

@@ -25,6 +25,27 @@ pub(crate) use parker::{Parker, ParkerConfig};
 pub(crate) use rescuer::{Rescuer, RescuerConfig};
 pub(crate) use scheduler::{Scheduler, SchedulerConfig};
 
+/// The ticks of a service that works on an interval: the first at once, the
+/// next `interval` after the previous one started (a slow pass delays the
+/// next tick rather than bunching ticks up), none once `stop` fires.
+pub(crate) struct Ticks(tokio::time::Interval);
+
+impl Ticks {
+    pub(crate) fn new(interval: Duration) -> Self {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Ticks(tick)
+    }
+
+    /// Wait for the next tick; false once `stop` fired.
+    pub(crate) async fn next(&mut self, stop: &CancellationToken) -> bool {
+        tokio::select! {
+            _ = self.0.tick() => true,
+            () = stop.cancelled() => false,
+        }
+    }
+}
+
 /// The maintenance services of a node, started and stopped together.
 pub(crate) struct Maintainer<S> {
     pub(crate) scheduler: Scheduler<S>,

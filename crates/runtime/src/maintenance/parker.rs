@@ -67,13 +67,8 @@ impl<S: Store> Parker<S> {
     }
 
     pub(crate) async fn run(self, stop: CancellationToken) {
-        let mut tick = tokio::time::interval(self.config.interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                () = stop.cancelled() => break,
-            }
+        let mut ticks = super::Ticks::new(self.config.interval);
+        while ticks.next(&stop).await {
             // Until this node knows its own health, it judges nobody.
             let Some(since) = self.health.get() else {
                 continue;

@@ -68,13 +68,8 @@ impl<S: Store> Rescuer<S> {
     }
 
     pub(crate) async fn run(self, stop: CancellationToken) {
-        let mut tick = tokio::time::interval(self.config.interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                () = stop.cancelled() => break,
-            }
+        let mut ticks = super::Ticks::new(self.config.interval);
+        while ticks.next(&stop).await {
             match super::bounded("rescue", self.run_once()).await {
                 Ok(r)
                     if !r.retried.is_empty() || !r.failed.is_empty() || !r.cancelled.is_empty() =>

@@ -17,7 +17,8 @@ use capstan_store::jobs::{
 };
 use capstan_store::nodes::{HeartbeatNode, RegisterNode};
 use capstan_store::{
-    ControlHint, JobStore, JobsHint, NodeStore, Notification, Notifications, Received, Store, Topic,
+    ControlHint, JobStore, JobsHint, NodeStore, Notification, Notifications, Received, Store,
+    StoreTx, Topic,
 };
 
 use super::fixture::{
@@ -329,4 +330,30 @@ pub async fn a_topic_no_backend_knows_is_carried_to_its_subscribers_only<H: Harn
         }
         other => panic!("expected the enqueue's hint, got {other:?}"),
     }
+}
+
+/// A payload no backend can carry in full is refused the same way on both,
+/// and a transaction that tried to send one goes on as if it had not.
+pub async fn a_payload_over_the_limit_is_refused_on_both_backends<H: Harness>(h: &H) {
+    let big = Notification::new(PROBE, "x".repeat(capstan_store::MAX_PAYLOAD + 1));
+    let e = h.store().notify(big.clone()).await.unwrap_err();
+    assert!(
+        matches!(e, capstan_store::StoreError::Invalid(_)) && e.to_string().contains("payload"),
+        "{e}"
+    );
+    let mut tx = h.store().begin().await.unwrap();
+    assert!(tx.notify(big).await.is_err());
+    let id = tx
+        .insert_many(&InsertMany {
+            jobs: vec![job("k")],
+            default_max_attempts: 3,
+            now: now(h),
+        })
+        .await
+        .unwrap()[0]
+        .id;
+    tx.commit().await.unwrap();
+    assert!(h.store().get_job(id).await.unwrap().is_some());
+    let fits = Notification::new(PROBE, "x".repeat(capstan_store::MAX_PAYLOAD));
+    h.store().notify(fits).await.unwrap();
 }

@@ -66,7 +66,10 @@ pub(crate) async fn insert_in(
             .iter()
             .map(|&i| InsertRow::new(&p.jobs[i], p.default_max_attempts))
             .collect();
-        let payload = serde_json::to_value(&rows).unwrap_or_default();
+        let payload = serde_json::to_value(&rows).map_err(|source| StoreError::Encode {
+            operation: "insert_many",
+            source,
+        })?;
         let results = sqlx::query(include_str!("../../queries/jobs/insert.sql"))
             .bind(payload)
             .bind(p.now)

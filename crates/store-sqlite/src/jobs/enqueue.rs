@@ -14,7 +14,7 @@ use sqlx::{Row as _, SqliteConnection};
 use crate::SqliteStore;
 use crate::row::{self, db, micros, ms, now_or_system};
 
-/// One job of an insert batch, as `queries/insert.sql` reads it.
+/// One job of an insert batch, as `queries/jobs/insert.sql` reads it.
 #[derive(Serialize)]
 struct Row<'a> {
     queue: &'a str,
