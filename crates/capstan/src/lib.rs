@@ -18,7 +18,7 @@
 
 mod any_store;
 
-pub use any_store::{AnyStore, AnyTx};
+pub use any_store::{AnyStore, AnyTx, DatabaseOptions};
 pub use capstan_core as core;
 pub use capstan_core::{
     Clock, ErrorClass, Job, JobId, JobState, Lease, LeaseToken, ManualClock, NewJob, NodeId,

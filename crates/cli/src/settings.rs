@@ -8,6 +8,10 @@
 //! ```toml
 //! [database]
 //! url = "postgres://capstan@localhost/app"   # CAPSTAN_DATABASE_URL, --database-url
+//! [database.postgres]                        # or CAPSTAN_DATABASE_POSTGRES='{max_connections = 32}'
+//! max_connections = 32
+//! [database.sqlite]
+//! synchronous_full = true
 //! [node]                                      # CAPSTAN_NODE_<KEY>, e.g. CAPSTAN_NODE_DEFAULT_TIMEOUT=5m
 //! queues = ["default", "mail"]                # CAPSTAN_NODE_QUEUES=default,mail, serve --queues
 //! concurrency = 100                           # serve --concurrency
@@ -70,16 +74,22 @@ struct FileConfig {
     node: Config,
 }
 
+/// `[database]`: the URL, and the options of each backend (owned and
+/// deserialized by the backend crates: `SqliteOptions`, `PgOptions`).
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 struct Database {
     url: String,
+    sqlite: capstan::sqlite::SqliteOptions,
+    postgres: capstan::postgres::PgOptions,
 }
 
 impl Default for Database {
     fn default() -> Self {
         Database {
             url: DEFAULT_URL.to_owned(),
+            sqlite: Default::default(),
+            postgres: Default::default(),
         }
     }
 }
@@ -88,6 +98,8 @@ impl Default for Database {
 #[derive(Debug, Clone)]
 pub(crate) struct Settings {
     pub(crate) url: String,
+    /// The backends' options.
+    pub(crate) database: capstan::DatabaseOptions,
     pub(crate) config: Config,
     /// The source of every value set by a file, the environment or a flag,
     /// by dotted key.
@@ -268,6 +280,10 @@ impl Settings {
         }
         Ok(Settings {
             url,
+            database: capstan::DatabaseOptions {
+                sqlite: file.database.sqlite,
+                postgres: file.database.postgres,
+            },
             config: file.node,
             sources: layers.sources,
         })
@@ -279,6 +295,8 @@ impl Settings {
         let file = FileConfig {
             database: Database {
                 url: self.url.clone(),
+                sqlite: self.database.sqlite.clone(),
+                postgres: self.database.postgres.clone(),
             },
             node: self.config.clone(),
         };
@@ -302,7 +320,7 @@ impl Settings {
     /// Open the store and apply pending migrations (`migrate`, `serve`,
     /// `bench`: the commands that are asked to).
     pub(crate) async fn open_and_migrate(&self) -> anyhow::Result<AnyStore> {
-        let store = AnyStore::connect(&self.url).await?;
+        let store = AnyStore::connect_with(&self.url, &self.database).await?;
         store.migrate().await?;
         Ok(store)
     }
@@ -320,7 +338,7 @@ impl Settings {
                 );
             }
         }
-        let store = AnyStore::connect(&self.url).await?;
+        let store = AnyStore::connect_with(&self.url, &self.database).await?;
         store.check_schema().await?;
         Ok(store)
     }
@@ -687,6 +705,36 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.config.queues.len(), 1);
+    }
+
+    #[test]
+    fn the_backends_options_are_settings_too() {
+        let (_d, path) =
+            config_file("[database.sqlite]\nbusy_timeout = \"10s\"\nsynchronous_full = true\n");
+        let s = settings(
+            &["--config", &path, "migrate"],
+            &[("CAPSTAN_DATABASE_POSTGRES", "{max_connections = 4}")],
+        )
+        .unwrap();
+        assert_eq!(
+            s.database.sqlite.busy_timeout,
+            std::time::Duration::from_secs(10)
+        );
+        assert!(s.database.sqlite.synchronous_full);
+        assert_eq!(s.database.postgres.max_connections, 4);
+        assert_eq!(
+            source(&s, "database.postgres.max_connections"),
+            "4 env CAPSTAN_DATABASE_POSTGRES"
+        );
+        let (_d, path) = config_file("[database.sqlite]\nbusy = \"10s\"\n");
+        let e = format!(
+            "{:#}",
+            settings(&["--config", &path, "migrate"], &[]).unwrap_err()
+        );
+        assert!(
+            e.contains("database.sqlite.busy") && e.contains("busy_timeout"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@
 mod backoff;
 mod clock;
 mod error_class;
+pub mod humantime_serde;
 mod id;
 mod job;
 mod lease;

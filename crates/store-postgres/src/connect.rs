@@ -22,7 +22,53 @@ pub struct PgConfig {
     pub connect_timeout: Duration,
 }
 
+/// The settings of a PostgreSQL connection other than its URL:
+/// `[database.postgres]` in `capstan.toml` (durations as `30s`; unknown keys
+/// refused).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PgOptions {
+    /// Pool size (claims, enqueues, reads; finishes and heartbeats have
+    /// small pools of their own, and LISTEN one connection).
+    pub max_connections: u32,
+    /// How long a call waits for a free connection.
+    #[serde(with = "capstan_core::humantime_serde")]
+    pub acquire_timeout: Duration,
+    /// How long the first connection may take before opening fails.
+    #[serde(with = "capstan_core::humantime_serde")]
+    pub connect_timeout: Duration,
+}
+
+impl Default for PgOptions {
+    fn default() -> Self {
+        PgOptions {
+            max_connections: PgConfig::DEFAULT_MAX_CONNECTIONS,
+            acquire_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
 impl PgConfig {
+    /// The server at `url` with `options`.
+    ///
+    /// # Errors
+    /// As [`PgConfig::from_url`]; [`StoreError::Connect`] for a pool of zero.
+    pub fn with_options(url: &str, options: &PgOptions) -> StoreResult<Self> {
+        if options.max_connections == 0 {
+            return Err(StoreError::Connect {
+                url: redact_url(url),
+                message: "database.postgres.max_connections must be at least 1".into(),
+            });
+        }
+        Ok(PgConfig {
+            max_connections: options.max_connections,
+            acquire_timeout: options.acquire_timeout,
+            connect_timeout: options.connect_timeout,
+            ..Self::from_url(url)?
+        })
+    }
+
     /// Pool size when nothing else is configured.
     pub const DEFAULT_MAX_CONNECTIONS: u32 = 16;
 
@@ -39,11 +85,12 @@ impl PgConfig {
                         .into(),
             });
         }
+        let d = PgOptions::default();
         Ok(PgConfig {
             url: url.to_owned(),
-            max_connections: Self::DEFAULT_MAX_CONNECTIONS,
-            acquire_timeout: Duration::from_secs(30),
-            connect_timeout: Duration::from_secs(5),
+            max_connections: d.max_connections,
+            acquire_timeout: d.acquire_timeout,
+            connect_timeout: d.connect_timeout,
         })
     }
 }

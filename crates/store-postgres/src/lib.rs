@@ -26,7 +26,7 @@ use sqlx::{PgPool, Postgres, Transaction};
 use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
 
-pub use connect::PgConfig;
+pub use connect::{PgConfig, PgOptions};
 pub use tx::PgTx;
 
 /// The migrations this version has (for [`Store::check_schema`]).

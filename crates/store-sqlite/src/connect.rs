@@ -23,7 +23,52 @@ pub struct SqliteConfig {
     pub readers: u32,
 }
 
+/// The settings of a SQLite database other than its path: `[database.sqlite]`
+/// in `capstan.toml` (durations as `30s`; unknown keys refused).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SqliteOptions {
+    /// `synchronous = FULL`: fsync every commit (survives power loss), at a
+    /// cost in write throughput; the default `NORMAL` survives a crash or
+    /// kill of the process.
+    pub synchronous_full: bool,
+    /// How long a write waits for another process's write to finish.
+    #[serde(with = "capstan_core::humantime_serde")]
+    pub busy_timeout: Duration,
+    /// Reader connections beside the one writer.
+    pub readers: u32,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        SqliteOptions {
+            synchronous_full: false,
+            busy_timeout: SqliteConfig::DEFAULT_BUSY_TIMEOUT,
+            readers: SqliteConfig::DEFAULT_READERS,
+        }
+    }
+}
+
 impl SqliteConfig {
+    /// The database at `url` with `options`.
+    ///
+    /// # Errors
+    /// As [`SqliteConfig::from_url`]; [`StoreError::Connect`] for zero readers.
+    pub fn with_options(url: &str, options: &SqliteOptions) -> StoreResult<Self> {
+        if options.readers == 0 {
+            return Err(StoreError::Connect {
+                url: url.to_owned(),
+                message: "database.sqlite.readers must be at least 1".into(),
+            });
+        }
+        Ok(SqliteConfig {
+            synchronous_full: options.synchronous_full,
+            busy_timeout: options.busy_timeout,
+            readers: options.readers,
+            ..Self::from_url(url)?
+        })
+    }
+
     /// Readers when nothing else is configured.
     pub const DEFAULT_READERS: u32 = 4;
     /// Busy timeout when nothing else is configured.

@@ -27,7 +27,7 @@ use capstan_store::{
 use sqlx::{Sqlite, SqlitePool, Transaction};
 use tokio::sync::OnceCell;
 
-pub use connect::SqliteConfig;
+pub use connect::{SqliteConfig, SqliteOptions};
 
 /// The migrations this version has (for [`Store::check_schema`]).
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");

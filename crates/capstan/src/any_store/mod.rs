@@ -43,6 +43,37 @@ impl AnyStore {
     }
 }
 
+/// The settings of either backend other than the URL: `[database.sqlite]`
+/// and `[database.postgres]` in `capstan.toml`. Only the chosen backend's
+/// apply.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseOptions {
+    /// For a SQLite URL.
+    pub sqlite: capstan_store_sqlite::SqliteOptions,
+    /// For a PostgreSQL URL.
+    pub postgres: capstan_store_postgres::PgOptions,
+}
+
+impl AnyStore {
+    /// [`AnyStore::connect`] with `options` for the chosen backend.
+    ///
+    /// # Errors
+    /// [`StoreError::Connect`] when the database cannot be opened or an
+    /// option cannot work.
+    pub async fn connect_with(url: &str, options: &DatabaseOptions) -> StoreResult<Self> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let config = capstan_store_postgres::PgConfig::with_options(url, &options.postgres)?;
+            Ok(AnyStore::Postgres(PgStore::connect_with(config).await?))
+        } else if url.contains("://") && !url.starts_with("sqlite://") {
+            Self::connect(url).await
+        } else {
+            let config = capstan_store_sqlite::SqliteConfig::with_options(url, &options.sqlite)?;
+            Ok(AnyStore::Sqlite(SqliteStore::connect_with(config).await?))
+        }
+    }
+}
+
 impl From<SqliteStore> for AnyStore {
     fn from(s: SqliteStore) -> Self {
         AnyStore::Sqlite(s)

@@ -38,34 +38,34 @@ pub(crate) struct NodeFile {
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     queue: BTreeMap<String, QueueFile>,
     retry: RetryFile,
-    #[serde(with = "duration")]
+    #[serde(with = "capstan_core::humantime_serde")]
     default_timeout: Duration,
-    #[serde(with = "duration")]
+    #[serde(with = "capstan_core::humantime_serde")]
     lease_grace: Duration,
-    #[serde(with = "duration")]
+    #[serde(with = "capstan_core::humantime_serde")]
     heartbeat_interval: Duration,
-    #[serde(with = "duration")]
+    #[serde(with = "capstan_core::humantime_serde")]
     node_timeout: Duration,
-    #[serde(with = "duration")]
+    #[serde(with = "capstan_core::humantime_serde")]
     rescue_interval: Duration,
-    #[serde(with = "duration")]
+    #[serde(with = "capstan_core::humantime_serde")]
     schedule_interval: Duration,
-    #[serde(with = "duration")]
+    #[serde(with = "capstan_core::humantime_serde")]
     poll_initial: Duration,
-    #[serde(with = "duration")]
+    #[serde(with = "capstan_core::humantime_serde")]
     poll_max: Duration,
     poll_multiplier: f64,
     claim_batch: usize,
     complete_batch: usize,
-    #[serde(with = "duration")]
+    #[serde(with = "capstan_core::humantime_serde")]
     shutdown_grace: Duration,
-    #[serde(with = "duration")]
+    #[serde(with = "capstan_core::humantime_serde")]
     cancel_grace: Duration,
-    #[serde(with = "duration")]
+    #[serde(with = "capstan_core::humantime_serde")]
     retain_completed: Duration,
-    #[serde(with = "duration")]
+    #[serde(with = "capstan_core::humantime_serde")]
     retain_failed: Duration,
-    #[serde(with = "duration")]
+    #[serde(with = "capstan_core::humantime_serde")]
     clean_interval: Duration,
     clean_batch: u32,
 }
@@ -96,7 +96,7 @@ struct PolicyFile {
     max_attempts: Option<i32>,
     #[serde(
         default,
-        with = "opt_duration",
+        with = "capstan_core::humantime_serde::option",
         skip_serializing_if = "Option::is_none"
     )]
     base_delay: Option<Duration>,
@@ -104,7 +104,7 @@ struct PolicyFile {
     multiplier: Option<f64>,
     #[serde(
         default,
-        with = "opt_duration",
+        with = "capstan_core::humantime_serde::option",
         skip_serializing_if = "Option::is_none"
     )]
     max_delay: Option<Duration>,
@@ -307,50 +307,6 @@ fn names<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error
                 .collect(),
         },
     )
-}
-
-/// A duration as a humantime string.
-pub(crate) mod duration {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub(crate) fn parse(s: &str) -> Result<Duration, String> {
-        humantime::parse_duration(s).map_err(|e| {
-            format!("{s:?} is not a duration ({e}): write it like 500ms, 30s, 5m, 1h or 7d")
-        })
-    }
-
-    pub(crate) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&humantime::format_duration(*d).to_string())
-    }
-
-    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let s = String::deserialize(d)?;
-        parse(&s).map_err(serde::de::Error::custom)
-    }
-}
-
-mod opt_duration {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub(crate) fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
-        match d {
-            Some(d) => super::duration::serialize(d, s),
-            None => s.serialize_none(),
-        }
-    }
-
-    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
-        d: D,
-    ) -> Result<Option<Duration>, D::Error> {
-        let s = String::deserialize(d)?;
-        super::duration::parse(&s)
-            .map(Some)
-            .map_err(serde::de::Error::custom)
-    }
 }
 
 #[cfg(test)]
