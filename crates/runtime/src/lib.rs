@@ -27,6 +27,7 @@ mod heartbeat;
 mod leases;
 mod maintenance;
 mod node;
+mod prefetch;
 mod producer;
 mod running;
 

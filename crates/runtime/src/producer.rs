@@ -1,13 +1,13 @@
 //! The producer: one per queue per node. It claims jobs in batches, keeps a
-//! small local buffer, and starts each job when a slot is free.
+//! local buffer, and starts each job when a slot is free.
 //!
 //! Slots are semaphore permits: a job holds one from start until its handler
 //! returns, so no more than the queue's concurrency run at once. The claim
 //! runs beside the jobs, not between them: while one batch runs, the next is
-//! claimed. A claim asks for the free slots plus as many again for the
-//! buffer, so under a backlog the next jobs are already local when slots
-//! free up (the buffer never holds more than one batch, and never more than
-//! the slots that were free when it was filled).
+//! claimed. A claim asks for the free slots plus what the handlers will
+//! start within a short horizon at their measured rate (see `prefetch`:
+//! independent of the concurrency), so under a backlog the next jobs are
+//! already local when slots free up, and slow jobs are not hoarded.
 //!
 //! A job's lease is `timeout + lease_grace` from its claim, but its handler
 //! may run `timeout` from its start. So a job that waited in the buffer
@@ -44,6 +44,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::LeaseTerms;
 use crate::executor::Executor;
 use crate::leases::StopReason;
+use crate::prefetch::Prefetch;
 use crate::running::{Shared, Start};
 use crate::{Config, QueueConfig};
 
@@ -62,6 +63,8 @@ pub(crate) struct ProducerConfig {
     pub(crate) lease: LeaseTerms,
     /// A buffered job that waited longer starts only with a fresh lease.
     pub(crate) fresh_start: Duration,
+    /// Jobs held beyond the free slots at least.
+    pub(crate) prefetch_min: usize,
 }
 
 impl ProducerConfig {
@@ -75,6 +78,7 @@ impl ProducerConfig {
             poll_multiplier: config.poll_multiplier,
             lease: config.lease_terms(),
             fresh_start: config.fresh_start(),
+            prefetch_min: config.prefetch_min,
         }
     }
 }
@@ -134,7 +138,12 @@ impl<S: Store> Producer<S> {
     pub(crate) async fn run(self, stop: CancellationToken) {
         let config = &self.config;
         let slots = Arc::new(Semaphore::new(config.concurrency));
-        let batch = config.concurrency.min(config.claim_batch).max(1);
+        let mut prefetch = Prefetch::new(
+            config.prefetch_min,
+            config.claim_batch,
+            config.fresh_start / 2,
+            Instant::now(),
+        );
         let mut backoff =
             IdleBackoff::new(config.poll_initial, config.poll_max, config.poll_multiplier);
         let template = Claim {
@@ -160,18 +169,29 @@ impl<S: Store> Producer<S> {
             if extend_after.is_some_and(|t| t <= Instant::now()) {
                 extend_after = None;
             }
-            if self
+            let before = buffer.len();
+            let handed_back = self
                 .start_buffered(&mut buffer, &slots, &mut extend_after)
-                .await
-            {
+                .await;
+            prefetch.started(before.saturating_sub(buffer.len()), Instant::now());
+            if handed_back {
                 // Jobs went back to the queue: look again when a slot frees.
                 want_claim = true;
             }
             if want_claim && in_flight.is_none() {
+                // Free slots now, plus what the handlers will start within
+                // the horizon (see `prefetch`), minus what is here already.
                 let free = slots.available_permits();
-                let room = batch.saturating_sub(buffer.len()).min(free);
-                let limit = (free + room).min(config.claim_batch);
-                let enough = if buffer.is_empty() { 1 } else { batch / 2 };
+                let ahead = prefetch.ahead(Instant::now());
+                let limit = (free + ahead)
+                    .saturating_sub(buffer.len())
+                    .min(config.claim_batch);
+                // With jobs at hand, claim only a worthwhile batch.
+                let enough = if buffer.is_empty() {
+                    1
+                } else {
+                    (ahead / 2).max(1)
+                };
                 if limit >= enough.max(1) {
                     let mut p = template.clone();
                     p.limit = limit as u32;
@@ -206,7 +226,8 @@ impl<S: Store> Producer<S> {
                     let Some(f) = in_flight.take() else { continue };
                     match res {
                         Ok(jobs) => {
-                            tracing::trace!(queue = %self.queue, limit = f.limit, claimed = jobs.len(), micros = f.sent.elapsed().as_micros() as u64, "claim");
+                            prefetch.claimed(f.sent.elapsed());
+                            tracing::trace!(queue = %self.queue, limit = f.limit, claimed = jobs.len(), micros = f.sent.elapsed().as_micros() as u64, rate = prefetch.rate(), "claim");
                             // A full batch: more are waiting, claim again as soon as there is room.
                             want_claim = jobs.len() == f.limit;
                             if !jobs.is_empty() {

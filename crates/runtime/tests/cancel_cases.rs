@@ -50,6 +50,7 @@ pub(crate) async fn a_cancel_heard_too_late_still_ends_the_job<H: Harness>(h: &H
 pub(crate) async fn a_job_cancelled_in_the_buffer_never_starts<H: Harness>(h: &H) {
     let mut cfg = config().with_node_id(NodeId("n".into()));
     cfg.queues[0].concurrency = 1;
+    cfg.prefetch_min = 1; // a job held in the buffer behind the running one
     let c = client(h, cfg.clone());
     let faults = Faults::default();
     let beating = faulty(h, h.store().clone(), &faults, cfg);

@@ -21,6 +21,9 @@ fn one_at_a_time(node: &str) -> Config {
         ..config().with_node_id(NodeId(node.into()))
     };
     cfg.queues[0].concurrency = 1;
+    // Hold one job ready behind the running one, however slow the jobs:
+    // these cases test what the buffer guarantees.
+    cfg.prefetch_min = 1;
     cfg
 }
 

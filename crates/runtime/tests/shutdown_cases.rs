@@ -209,6 +209,7 @@ pub(crate) async fn graceful_shutdown_hands_buffered_jobs_back_too<H: Harness>(h
         Config {
             shutdown_grace: Duration::from_millis(200),
             queues: vec![capstan_runtime::QueueConfig::new("default").with_concurrency(1)],
+            prefetch_min: 1, // one held in the buffer behind the running one
             ..config()
         },
     );

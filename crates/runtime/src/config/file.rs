@@ -56,6 +56,7 @@ pub(crate) struct NodeFile {
     poll_max: Duration,
     poll_multiplier: f64,
     claim_batch: usize,
+    prefetch_min: usize,
     complete_batch: usize,
     #[serde(with = "capstan_core::humantime_serde")]
     shutdown_grace: Duration,
@@ -204,6 +205,7 @@ impl From<Config> for NodeFile {
             poll_max: c.poll_max,
             poll_multiplier: c.poll_multiplier,
             claim_batch: c.claim_batch,
+            prefetch_min: c.prefetch_min,
             complete_batch: c.complete_batch,
             shutdown_grace: c.shutdown_grace,
             cancel_grace: c.cancel_grace,
@@ -267,6 +269,7 @@ impl TryFrom<NodeFile> for Config {
             poll_max: f.poll_max,
             poll_multiplier: f.poll_multiplier,
             claim_batch: f.claim_batch,
+            prefetch_min: f.prefetch_min,
             complete_batch: f.complete_batch,
             shutdown_grace: f.shutdown_grace,
             cancel_grace: f.cancel_grace,

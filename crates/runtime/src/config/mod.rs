@@ -95,6 +95,10 @@ pub struct Config {
     pub poll_multiplier: f64,
     /// Most jobs claimed in one round trip.
     pub claim_batch: usize,
+    /// Jobs a producer holds ready beyond its free slots at least, however
+    /// slow its jobs (0: only what its measured rate calls for; see
+    /// ARCHITECTURE, "Prefetch").
+    pub prefetch_min: usize,
     /// Most finishes written in one round trip.
     pub complete_batch: usize,
     /// On shutdown, running jobs get this long to finish before they are
@@ -265,6 +269,12 @@ impl Config {
                 self.poll_multiplier
             ));
         }
+        if self.prefetch_min > self.claim_batch {
+            return bad(format!(
+                "prefetch_min {} must not exceed claim_batch {}",
+                self.prefetch_min, self.claim_batch
+            ));
+        }
         for (name, n, max) in [
             ("claim_batch", self.claim_batch, 10_000),
             ("complete_batch", self.complete_batch, 10_000),
@@ -339,6 +349,7 @@ impl Default for Config {
             poll_max: Self::DEFAULT_POLL_MAX,
             poll_multiplier: Self::DEFAULT_POLL_MULTIPLIER,
             claim_batch: Self::DEFAULT_CLAIM_BATCH,
+            prefetch_min: 0,
             complete_batch: Self::DEFAULT_COMPLETE_BATCH,
             shutdown_grace: Self::DEFAULT_SHUTDOWN_GRACE,
             cancel_grace: Self::DEFAULT_CANCEL_GRACE,
