@@ -129,6 +129,10 @@ MUTATIONS = [
      f"{LITE}/src/jobs/finish.rs", "    store.announce(Notification::jobs_in(queues.iter().map(String::as_str)));\n    if p.finishes", "    let _ = &queues;\n    if p.finishes", SEAM),
     ("s7", "the runtime ignores a missed hint",
      "crates/runtime/src/dispatch.rs", "            Some(Received::Missed) => everyone(),", "            Some(Received::Missed) => {}", RUNTIME + ["--test", "tests"]),
+    ("p1", "prefetch ignores the lease bound",
+     "crates/runtime/src/prefetch.rs", "by_rate.min(by_lease).min(self.max)", "by_rate.min(self.max)", RUNTIME + ["--lib", "prefetch"]),
+    ("p2", "prefetch holds a full batch ahead whatever the rate",
+     "crates/runtime/src/prefetch.rs", "by_rate.min(by_lease).min(self.max).max(self.min)", "self.max.max(self.min)", RUNTIME + ["--lib", "prefetch"]),
     ("h13", "the completer drops finishes after a few failures",
      "crates/runtime/src/completer.rs", "            failures += 1;\n", "            failures += 1;\n            if failures >= 6 {\n                return (p.finishes, Written::GaveUp(e));\n            }\n", RUNTIME + ["--test", "tests", "--", "blip"]),
 ]
