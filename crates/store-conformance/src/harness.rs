@@ -53,17 +53,28 @@ pub trait Harness: Sized + Send + Sync + 'static {
     fn lock_job(&self, id: capstan_core::JobId) -> impl Future<Output = Option<RowLock>> + Send;
 }
 
-/// A row lock held by [`Harness::lock_job`]; dropping it rolls back.
+/// The future that ends a [`RowLock`]'s transaction.
+type Release = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// A row lock held by [`Harness::lock_job`]. [`RowLock::release`] rolls its
+/// transaction back and returns once the lock is gone; a plain drop only
+/// schedules the rollback (sqlx runs it later), so a case that goes on
+/// right after a drop may still find the row locked.
 pub struct RowLock {
-    _guard: Box<dyn std::any::Any + Send>,
+    release: Box<dyn FnOnce() -> Release + Send>,
 }
 
 impl RowLock {
-    /// Wrap whatever keeps the lock (a transaction).
-    pub fn new(guard: impl std::any::Any + Send) -> Self {
+    /// A lock that `release` ends (by rolling its transaction back).
+    pub fn new(release: impl FnOnce() -> Release + Send + 'static) -> Self {
         RowLock {
-            _guard: Box::new(guard),
+            release: Box::new(release),
         }
+    }
+
+    /// Roll back, and return once the lock is released.
+    pub async fn release(self) {
+        (self.release)().await;
     }
 }
 

@@ -88,7 +88,9 @@ pub async fn claim_skips_rows_another_transaction_holds<H: Harness>(h: &H) {
         .await
         .expect("the claim waited on a locked row instead of skipping it");
     assert_eq!(got.iter().map(|j| j.id).collect::<Vec<_>>(), vec![second]);
-    drop(lock);
+    // Awaited: a dropped transaction's rollback runs later, and a claim
+    // right after would still find the row locked.
+    lock.release().await;
     assert_eq!(claim(h, "default", 1, &n).await[0].id, first);
 }
 

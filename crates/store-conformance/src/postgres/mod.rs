@@ -89,6 +89,10 @@ impl Harness for PgHarness {
             .fetch_one(&mut *tx)
             .await
             .expect("lock the job's row");
-        Some(RowLock::new(tx))
+        Some(RowLock::new(move || {
+            Box::pin(async move {
+                tx.rollback().await.expect("roll back the row lock");
+            })
+        }))
     }
 }
