@@ -531,6 +531,7 @@ pub(crate) async fn bench_prints_its_report<H: Harness>(h: &H) {
         "jobs",
         "concurrency",
         "enqueue_per_s",
+        "enqueue_8_callers_per_s",
         "bulk_enqueue_per_s",
         "drain_per_s",
         "pickup_p50_ms",

@@ -1,7 +1,9 @@
 //! `capstan bench`: measure this database and this machine, in a queue of the
 //! bench's own that is removed afterwards (unless `--keep`).
 //!
-//! 1. single-insert enqueue: jobs enqueued one call at a time;
+//! 1. single-insert enqueue: jobs enqueued one call at a time, from one
+//!    caller and from [`CALLERS`] concurrent callers (as the peers are
+//!    measured);
 //! 2. bulk enqueue: `--jobs` jobs in batches of 1,000;
 //! 3. drain: a node with the default configuration (and `--concurrency`)
 //!    runs those `capstan.noop` jobs; timed from node start until every
@@ -26,6 +28,8 @@ use crate::settings::Settings;
 
 const BULK_BATCH: usize = 1_000;
 const PICKUP_SAMPLES: usize = 200;
+/// Concurrent callers of the second single-enqueue figure.
+const CALLERS: usize = 8;
 
 #[derive(Debug, Serialize)]
 struct Report {
@@ -33,6 +37,7 @@ struct Report {
     jobs: usize,
     concurrency: usize,
     enqueue_per_s: f64,
+    enqueue_8_callers_per_s: f64,
     bulk_enqueue_per_s: f64,
     drain_per_s: f64,
     pickup_p50_ms: f64,
@@ -57,12 +62,19 @@ pub(crate) async fn run(settings: &Settings, args: BenchArgs) -> anyhow::Result<
     if !args.keep {
         store.delete_queue(&queue).await?;
     }
-    let (enqueue, bulk, drain, pickup) = result?;
+    let Measured {
+        enqueue,
+        enqueue_callers,
+        bulk,
+        drain,
+        pickup,
+    } = result?;
     let report = Report {
         backend: store.capabilities().backend,
         jobs,
         concurrency,
         enqueue_per_s: round(enqueue),
+        enqueue_8_callers_per_s: round(enqueue_callers),
         bulk_enqueue_per_s: round(bulk),
         drain_per_s: round(drain),
         pickup_p50_ms: round(percentile(&pickup, 0.50)),
@@ -78,6 +90,10 @@ pub(crate) async fn run(settings: &Settings, args: BenchArgs) -> anyhow::Result<
         );
         println!("enqueue (single)    {:>10.0} jobs/s", report.enqueue_per_s);
         println!(
+            "enqueue (8 callers) {:>10.0} jobs/s",
+            report.enqueue_8_callers_per_s
+        );
+        println!(
             "enqueue (bulk)      {:>10.0} jobs/s",
             report.bulk_enqueue_per_s
         );
@@ -91,12 +107,21 @@ pub(crate) async fn run(settings: &Settings, args: BenchArgs) -> anyhow::Result<
     Ok(ExitCode::SUCCESS)
 }
 
+/// What [`measure`] found.
+struct Measured {
+    enqueue: f64,
+    enqueue_callers: f64,
+    bulk: f64,
+    drain: f64,
+    pickup: Vec<f64>,
+}
+
 async fn measure(
     client: &Client<AnyStore>,
     queue: &str,
     jobs: usize,
     show: bool,
-) -> anyhow::Result<(f64, f64, f64, Vec<f64>)> {
+) -> anyhow::Result<Measured> {
     let noop = |i: usize| NewJob::new("capstan.noop", json!({ "i": i })).with_queue(queue);
 
     let singles = jobs.clamp(1, 2_000);
@@ -107,6 +132,28 @@ async fn measure(
         bar.inc(1);
     }
     let enqueue = per_second(singles, t.elapsed());
+    bar.finish_and_clear();
+    client.store().delete_queue(queue).await?;
+
+    let bar = progress(show, singles, "enqueue, 8 callers");
+    let t = Instant::now();
+    let mut callers = tokio::task::JoinSet::new();
+    for k in 0..CALLERS {
+        let (client, bar, queue) = (client.clone(), bar.clone(), queue.to_owned());
+        callers.spawn(async move {
+            for i in (k..singles).step_by(CALLERS) {
+                client
+                    .enqueue(NewJob::new("capstan.noop", json!({ "i": i })).with_queue(&queue))
+                    .await?;
+                bar.inc(1);
+            }
+            Ok::<_, anyhow::Error>(())
+        });
+    }
+    while let Some(done) = callers.join_next().await {
+        done.context("an enqueue caller panicked")??;
+    }
+    let enqueue_callers = per_second(singles, t.elapsed());
     bar.finish_and_clear();
     client.store().delete_queue(queue).await?;
 
@@ -166,7 +213,13 @@ async fn measure(
     }
     node.shutdown().await?;
     bar.finish_and_clear();
-    Ok((enqueue, bulk, drain, pickup))
+    Ok(Measured {
+        enqueue,
+        enqueue_callers,
+        bulk,
+        drain,
+        pickup,
+    })
 }
 
 fn progress(show: bool, len: usize, what: &str) -> indicatif::ProgressBar {
