@@ -40,6 +40,8 @@ pub struct Client<S: Store> {
     pub(crate) store: S,
     pub(crate) config: Arc<Config>,
     pub(crate) clock: Arc<dyn Clock>,
+    /// Groups concurrent single enqueues (shared by clones).
+    enqueuer: Arc<crate::enqueuer::Enqueuer>,
 }
 
 impl<S: Store> Client<S> {
@@ -49,6 +51,7 @@ impl<S: Store> Client<S> {
             store,
             config: Arc::new(Config::default()),
             clock: Arc::new(SystemClock),
+            enqueuer: Arc::new(crate::enqueuer::Enqueuer::new()),
         }
     }
 
@@ -62,12 +65,15 @@ impl<S: Store> Client<S> {
             store,
             config: Arc::new(config),
             clock: Arc::new(SystemClock),
+            enqueuer: Arc::new(crate::enqueuer::Enqueuer::new()),
         })
     }
 
     /// Use `clock` for every time-based decision (tests pin time this way).
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
+        // A batcher started under the old clock would keep it.
+        self.enqueuer = Arc::new(crate::enqueuer::Enqueuer::new());
         self
     }
 
@@ -102,13 +108,24 @@ impl<S: Store> Client<S> {
         }
     }
 
-    /// Enqueue one job.
+    /// Enqueue one job. Concurrent calls from one process share a round
+    /// trip (group commit); a lone call goes at once.
     ///
     /// # Errors
     /// [`RuntimeError::Store`] with `Invalid` for a bad job (nothing written),
     /// or the database's error.
     pub async fn enqueue(&self, job: NewJob) -> Result<Enqueued, RuntimeError> {
-        one(self.enqueue_many(vec![job]).await?)
+        job.validate().map_err(capstan_store::StoreError::from)?;
+        let mut params = self.insert_params(vec![job]);
+        let job = params
+            .jobs
+            .pop()
+            .ok_or(RuntimeError::Config("no job".into()))?;
+        let inserted = self
+            .enqueuer
+            .insert(&self.store, &self.config, &self.clock, job)
+            .await?;
+        Ok(inserted.into())
     }
 
     /// Enqueue many jobs in one round trip; one result per job, in order. A

@@ -20,6 +20,7 @@ mod completer;
 mod config;
 mod context;
 mod dispatch;
+mod enqueuer;
 mod error;
 mod executor;
 mod handler;

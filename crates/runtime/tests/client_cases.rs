@@ -108,3 +108,49 @@ pub(crate) async fn listing_jobs_filters_and_orders_newest_first<H: Harness>(h: 
     };
     assert!(c.list_jobs(&running).await.unwrap().is_empty());
 }
+
+/// Concurrent single enqueues share round trips, and each caller still gets
+/// its own answer: keys hold across the group, a bad job is refused alone.
+pub(crate) async fn concurrent_enqueues_share_round_trips_and_keep_their_own_answers<H: Harness>(
+    h: &H,
+) {
+    let faults = Faults::default();
+    let c = faulty(h, h.store().clone(), &faults, config());
+    let before = faults.calls("insert_many");
+    let mut calls = tokio::task::JoinSet::new();
+    for i in 0..60 {
+        let c = c.clone();
+        calls.spawn(async move {
+            let job = match i {
+                0 => NewJob::new("", json!({})), // refused: an empty kind
+                1..=5 => NewJob::new("capstan.noop", json!({})).with_idempotency_key("shared"),
+                _ => NewJob::new("capstan.noop", json!({ "i": i })),
+            };
+            (i, c.enqueue(job).await)
+        });
+    }
+    let mut keyed = Vec::new();
+    let mut ids = std::collections::BTreeSet::new();
+    while let Some(done) = calls.join_next().await {
+        let (i, r) = done.unwrap();
+        match i {
+            0 => assert!(
+                matches!(
+                    r,
+                    Err(RuntimeError::Store(capstan_store::StoreError::Invalid(_)))
+                ),
+                "{r:?}"
+            ),
+            1..=5 => keyed.push(r.unwrap()),
+            _ => assert!(ids.insert(r.unwrap().id), "each job its own id"),
+        }
+    }
+    assert_eq!(ids.len(), 54);
+    assert_eq!(keyed.iter().filter(|e| !e.existing).count(), 1, "{keyed:?}");
+    assert!(keyed.iter().all(|e| e.id == keyed[0].id));
+    let trips = faults.calls("insert_many") - before;
+    assert!(
+        trips < 59,
+        "59 jobs in {trips} round trips: none were grouped"
+    );
+}

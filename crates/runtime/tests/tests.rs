@@ -59,6 +59,7 @@ capstan_store_conformance::on_both_backends!(
     shutdown_cases::a_second_signal_stops_the_running_jobs_at_once,
     client_cases::waiting_on_a_job_answers_once_it_is_finished,
     client_cases::listing_jobs_filters_and_orders_newest_first,
+    client_cases::concurrent_enqueues_share_round_trips_and_keep_their_own_answers,
 );
 
 /// One backend: the retries are the runtime's, the faults FaultyStore's.
