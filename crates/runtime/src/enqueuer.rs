@@ -1,7 +1,9 @@
 //! Group commit for single enqueues: concurrent [`crate::Client::enqueue`]
 //! calls of one process share a round trip (and, on PostgreSQL, a NOTIFY),
-//! the way the completer groups finishes. A lone caller's job goes alone, at
-//! once; callers that arrive while a batch is in flight form the next batch.
+//! the way the completer groups finishes. A caller that finds no other
+//! enqueue under way inserts its job itself, in its own task (a lone caller
+//! pays no hand-off); callers that arrive while one is in flight go to the
+//! batcher task, which sends whatever has gathered as one batch.
 //!
 //! Each caller still gets its own answer: a bad job is refused before it is
 //! queued, and if a batch fails as a whole, each of its jobs is tried again
@@ -9,6 +11,7 @@
 //! waiting does not withdraw its job (as with a single insert whose reply
 //! was lost, the job may exist).
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use capstan_core::{Clock, NewJob};
@@ -26,6 +29,18 @@ type Reply = oneshot::Sender<StoreResult<Inserted>>;
 /// The shared queue of single enqueues, started on first use.
 pub(crate) struct Enqueuer {
     tx: OnceLock<mpsc::UnboundedSender<(NewJob, Reply)>>,
+    /// Enqueues under way (direct or queued).
+    busy: AtomicUsize,
+}
+
+/// Counts an enqueue under way until dropped (also when its caller stops
+/// waiting).
+struct Busy<'a>(&'a AtomicUsize);
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl std::fmt::Debug for Enqueuer {
@@ -38,6 +53,7 @@ impl Enqueuer {
     pub(crate) fn new() -> Self {
         Enqueuer {
             tx: OnceLock::new(),
+            busy: AtomicUsize::new(0),
         }
     }
 
@@ -50,6 +66,12 @@ impl Enqueuer {
         clock: &Arc<dyn Clock>,
         job: NewJob,
     ) -> StoreResult<Inserted> {
+        let first = self.busy.fetch_add(1, Ordering::AcqRel) == 0;
+        let _busy = Busy(&self.busy);
+        if first {
+            // Nobody else is enqueueing: no one to group with.
+            return alone(store, config, clock, job).await;
+        }
         let tx = self.tx.get_or_init(|| {
             let (tx, rx) = mpsc::unbounded_channel();
             tokio::spawn(run(store.clone(), config.clone(), clock.clone(), rx));
