@@ -95,17 +95,26 @@ impl<S: Store> Client<S> {
     /// The insert parameters for `jobs`, with each job's `max_attempts`
     /// resolved from the retry policies (what every enqueue passes to the
     /// store).
-    pub fn insert_params(&self, mut jobs: Vec<NewJob>) -> InsertMany {
-        for j in &mut jobs {
-            if j.max_attempts.is_none() {
-                j.max_attempts = Some(self.config.retry.for_job(&j.kind, &j.queue).max_attempts);
-            }
-        }
+    pub fn insert_params(&self, jobs: Vec<NewJob>) -> InsertMany {
         InsertMany {
-            jobs,
+            jobs: jobs.into_iter().map(|j| self.with_attempts(j)).collect(),
             default_max_attempts: self.config.retry.default.max_attempts,
             now: self.clock.pinned(),
         }
+    }
+
+    /// `job` with its `max_attempts` resolved from the retry policies (its
+    /// kind's, else its queue's, else the default) when it sets none.
+    fn with_attempts(&self, mut job: NewJob) -> NewJob {
+        if job.max_attempts.is_none() {
+            job.max_attempts = Some(
+                self.config
+                    .retry
+                    .for_job(&job.kind, &job.queue)
+                    .max_attempts,
+            );
+        }
+        job
     }
 
     /// Enqueue one job. Concurrent calls from one process share a round
@@ -115,12 +124,8 @@ impl<S: Store> Client<S> {
     /// [`RuntimeError::Store`] with `Invalid` for a bad job (nothing written),
     /// or the database's error.
     pub async fn enqueue(&self, job: NewJob) -> Result<Enqueued, RuntimeError> {
-        job.validate().map_err(capstan_store::StoreError::from)?;
-        let mut params = self.insert_params(vec![job]);
-        let job = params
-            .jobs
-            .pop()
-            .ok_or(RuntimeError::Config("no job".into()))?;
+        job.validate().map_err(StoreError::from)?;
+        let job = self.with_attempts(job);
         let inserted = self
             .enqueuer
             .insert(&self.store, &self.config, &self.clock, job)
@@ -168,7 +173,8 @@ impl<S: Store> Client<S> {
         tx: &mut T,
         job: NewJob,
     ) -> Result<Enqueued, RuntimeError> {
-        one(self.enqueue_many_in(tx, vec![job]).await?)
+        let params = self.insert_params(vec![job]);
+        Ok(crate::enqueuer::one(tx.insert_many(&params).await?)?.into())
     }
 
     /// Enqueue many jobs inside a transaction (see [`Client::enqueue_in`]).
@@ -300,15 +306,4 @@ impl<S: Store> Client<S> {
     pub fn node(&self, workers: Workers) -> Result<Node<S>, RuntimeError> {
         Node::new(self.clone(), workers)
     }
-}
-
-/// The one result of a one-job insert (a store that answered with none broke
-/// its contract: an error, not a panic).
-fn one(out: Vec<Enqueued>) -> Result<Enqueued, RuntimeError> {
-    out.into_iter().next().ok_or_else(|| {
-        RuntimeError::Store(StoreError::Database {
-            operation: "insert_many",
-            source: "the store answered a one-job insert with no job".into(),
-        })
-    })
 }

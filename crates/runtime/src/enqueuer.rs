@@ -102,13 +102,19 @@ async fn alone<S: Store>(
     clock: &Arc<dyn Clock>,
     job: NewJob,
 ) -> StoreResult<Inserted> {
-    let mut out = store
+    let out = store
         .insert_many(&InsertMany {
             jobs: vec![job],
             default_max_attempts: config.retry.default.max_attempts,
             now: clock.pinned(),
         })
         .await?;
+    one(out)
+}
+
+/// The one result of a one-job insert (a store that answered with none broke
+/// its contract: an error, not a panic).
+pub(crate) fn one(mut out: Vec<Inserted>) -> StoreResult<Inserted> {
     out.pop().ok_or(capstan_store::StoreError::Database {
         operation: "insert_many",
         source: "the store answered a one-job insert with no job".into(),
