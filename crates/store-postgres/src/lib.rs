@@ -149,21 +149,12 @@ impl Store for PgStore {
     }
 
     async fn check_schema(&self) -> StoreResult<()> {
-        let needed = MIGRATOR
-            .migrations
-            .iter()
-            .map(|m| m.version)
-            .max()
-            .unwrap_or(0);
         let applied = connect::schema_version(&self.inner.pool).await?;
-        if applied < needed {
-            return Err(StoreError::SchemaOutdated {
-                backend: "postgres",
-                applied,
-                needed,
-            });
-        }
-        Ok(())
+        StoreError::check_schema_version(
+            "postgres",
+            applied,
+            MIGRATOR.migrations.iter().map(|m| m.version),
+        )
     }
 
     async fn begin(&self) -> StoreResult<PgTx<'static>> {

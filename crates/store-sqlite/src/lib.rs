@@ -200,21 +200,12 @@ impl Store for SqliteStore {
     }
 
     async fn check_schema(&self) -> StoreResult<()> {
-        let needed = MIGRATOR
-            .migrations
-            .iter()
-            .map(|m| m.version)
-            .max()
-            .unwrap_or(0);
         let applied = self.schema_version().await?;
-        if applied < needed {
-            return Err(StoreError::SchemaOutdated {
-                backend: "sqlite",
-                applied,
-                needed,
-            });
-        }
-        Ok(())
+        StoreError::check_schema_version(
+            "sqlite",
+            applied,
+            MIGRATOR.migrations.iter().map(|m| m.version),
+        )
     }
 
     async fn begin(&self) -> StoreResult<SqliteTx<'static>> {

@@ -169,6 +169,28 @@ impl StoreError {
         }
     }
 
+    /// Compare the newest migration `applied` to a database with the newest
+    /// of this version's `migrations`: [`StoreError::SchemaOutdated`] when
+    /// behind (what every backend's `check_schema` answers).
+    ///
+    /// # Errors
+    /// `SchemaOutdated` when `applied` is older than the newest migration.
+    pub fn check_schema_version(
+        backend: &'static str,
+        applied: i64,
+        migrations: impl IntoIterator<Item = i64>,
+    ) -> StoreResult<()> {
+        let needed = migrations.into_iter().max().unwrap_or(0);
+        if applied < needed {
+            return Err(StoreError::SchemaOutdated {
+                backend,
+                applied,
+                needed,
+            });
+        }
+        Ok(())
+    }
+
     /// True for errors that may go away by themselves (the database was
     /// unreachable or busy); false when it refused the operation itself.
     pub fn is_transient(&self) -> bool {
