@@ -111,6 +111,8 @@ pub(crate) struct Settings {
 struct Layers {
     table: Table,
     sources: BTreeMap<String, Source>,
+    /// Environment values as given, by dotted key (read as TOML in `table`).
+    env_text: BTreeMap<String, String>,
 }
 
 impl Layers {
@@ -253,6 +255,9 @@ impl Settings {
                 if let Some(key) = var.strip_prefix(prefix).filter(|k| !k.is_empty()) {
                     let key = key.to_lowercase();
                     layers.set(&[section, &key], env_value(&raw), &Source::Env(var.clone()));
+                    layers
+                        .env_text
+                        .insert(format!("{section}.{key}"), raw.clone());
                 }
             }
         }
@@ -365,17 +370,14 @@ fn flags(cli: &Cli, layers: &mut Layers) {
         return;
     };
     if let Some(names) = &serve.queues {
-        let names: Vec<String> = names.iter().filter(|n| !n.is_empty()).cloned().collect();
-        // Per-queue settings of queues no longer served go with them.
-        let served: Vec<String> = layers
-            .get("node.queue")
-            .and_then(Value::as_table)
-            .map(|t| t.keys().filter(|k| !names.contains(k)).cloned().collect())
-            .unwrap_or_default();
-        for q in served {
-            layers.remove(&["node", "queue", &q]);
-        }
-        let list = names.into_iter().map(Value::String).collect();
+        // (`prune_unserved_queues` then drops the per-queue tables of
+        // queues no longer served, as for the environment.)
+        let list = names
+            .iter()
+            .filter(|n| !n.is_empty())
+            .cloned()
+            .map(Value::String)
+            .collect();
         layers.set(
             &["node", "queues"],
             Value::Array(list),
@@ -478,13 +480,13 @@ fn deserialize(layers: &Layers) -> Result<FileConfig, Retry> {
             None => path.clone(),
         };
         let source = layers.source_of(&key);
-        if let (Source::Env(var), Some(v)) = (&source, layers.get(&key))
+        if let (Source::Env(_), Some(v), Some(raw)) =
+            (&source, layers.get(&key), layers.env_text.get(&key))
             && !v.is_str()
             && !v.is_table()
             && inner.contains("invalid type")
-            && let Ok(raw) = std::env::var(var).or_else(|_| Ok::<_, ()>(v.to_string()))
         {
-            return Retry::AsText(key, raw);
+            return Retry::AsText(key, raw.clone());
         }
         Retry::No(match layers.get(&key).filter(|v| !v.is_table()) {
             Some(_) if secret(&key) => anyhow::anyhow!("{key} (from {source}): {inner}"),
