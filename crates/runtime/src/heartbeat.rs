@@ -54,17 +54,13 @@ impl<S: Store> Heartbeat<S> {
 
     pub(crate) async fn run(self, stop: CancellationToken) {
         let (shared, config) = (&*self.shared, &self.config);
-        let mut tick = tokio::time::interval(config.interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        tick.tick().await; // the first tick is immediate; registration just beat
+        let mut ticks = crate::maintenance::Ticks::new(config.interval);
+        // The first tick is immediate; registration just beat.
+        ticks.next(&stop).await;
         let mut down_since: Option<Instant> = None;
         // Leases the database said we hold and we did not know, at the last beat.
         let mut strays = BTreeSet::new();
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                () = stop.cancelled() => break,
-            }
+        while ticks.next(&stop).await {
             match self.run_once().await {
                 Ok(beat) => {
                     strays = hand_back_strays(shared, config, &beat, strays).await;
