@@ -183,6 +183,15 @@ pub(crate) struct BenchArgs {
     /// Handlers run at once, 1 to 100000 (default: the queue default, 100).
     #[arg(long, value_parser = concurrency)]
     pub(crate) concurrency: Option<usize>,
+    /// Drain with this many nodes, each with its own connections to the
+    /// database, sharing --concurrency between them (1 to 256).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub(crate) nodes: u16,
+    /// After the drain, keep its nodes running idle this long and report the
+    /// statements per second the database ran meanwhile (PostgreSQL, with
+    /// pg_stat_statements installed), e.g. `--idle 10s`.
+    #[arg(long, value_parser = parse_duration)]
+    pub(crate) idle: Option<Duration>,
     /// Keep the drained jobs (completed) instead of deleting the bench queue:
     /// run once with a large --jobs and --keep to measure over a big retained history.
     #[arg(long)]

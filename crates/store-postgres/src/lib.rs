@@ -14,6 +14,7 @@ mod listen;
 mod nodes;
 mod queues;
 mod row;
+mod server;
 mod tx;
 
 use std::sync::Arc;
@@ -27,6 +28,7 @@ use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
 
 pub use connect::{PgConfig, PgOptions};
+pub use server::ServerActivity;
 pub use tx::PgTx;
 
 /// The migrations this version has (for [`Store::check_schema`]).
