@@ -35,7 +35,11 @@ WITH up AS (
     FROM jsonb_to_recordset($1::jsonb) AS f(id bigint, lease text, state text, result jsonb,
                                              error_class text, error_message text, delay_ms bigint,
                                              refund integer)
-    WHERE j.id = f.id AND j.lease_token = f.lease AND j.state = 'running'
+    -- coalesce(): the state test must not match the jobs_running index, so
+    -- each row is found by its id (one pkey lookup per finish). Left to
+    -- itself the planner reads every running job through that index and
+    -- hashes them: at 1,700 running, 100 finishes took 3.4 ms instead of 1.8.
+    WHERE j.id = f.id AND j.lease_token = f.lease AND coalesce(j.state, '') = 'running'
     RETURNING j.id, f.lease, j.state, j.queue
 ),
 -- Jobs handed back or retried at once are available again: wake the workers
