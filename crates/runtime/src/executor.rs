@@ -19,13 +19,13 @@ use capstan_core::{ErrorClass, Job};
 use capstan_store::Store;
 use capstan_store::jobs::{ErrorRecord, Finish, Outcome};
 use serde_json::Value;
-use tokio::sync::OwnedSemaphorePermit;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::LeaseTerms;
 use crate::context::{Deadline, JobContext, Reached};
 use crate::leases::StopReason;
+use crate::prefetch::Slot;
 use crate::running::{Shared, Start};
 use crate::{Config, JobError, RetryPolicies};
 
@@ -73,16 +73,16 @@ impl<S: Store> Executor<S> {
         }
     }
 
-    /// Run `start` in a task of its own, holding `permit` (its slot) until
-    /// the completer has its finish.
-    pub(crate) fn start(&self, start: Start, permit: OwnedSemaphorePermit) {
-        let run = self.clone().execute(start, permit);
+    /// Run `start` in a task of its own, holding its slot until the
+    /// completer has its finish.
+    pub(crate) fn start(&self, start: Start, slot: Slot) {
+        let run = self.clone().execute(start, slot);
         self.shared.jobs.spawn(run);
     }
 
     /// One job, from its start to the hand-over of its finish.
-    pub(crate) async fn execute(self, start: Start, permit: OwnedSemaphorePermit) {
-        execute(&self.shared, &self.config, start, permit).await;
+    pub(crate) async fn execute(self, start: Start, slot: Slot) {
+        execute(&self.shared, &self.config, start, slot).await;
     }
 }
 
@@ -99,7 +99,7 @@ async fn execute<S: Store>(
     shared: &Arc<Shared<S>>,
     config: &ExecutorConfig,
     start: Start,
-    permit: OwnedSemaphorePermit,
+    slot: Slot,
 ) {
     let Start {
         job,
@@ -167,7 +167,7 @@ async fn execute<S: Store>(
         tracing::error!(job_id = %job.id, "completer stopped before this job's finish was written; its lease will expire and it will be rescued");
     }
     shared.leases.release(&lease);
-    drop(permit);
+    drop(slot);
 }
 
 /// The signals that can stop a handler.

@@ -4,8 +4,8 @@
 //! Slots are semaphore permits: a job holds one from start until its handler
 //! returns, so no more than the queue's concurrency run at once. The claim
 //! runs beside the jobs, not between them: while one batch runs, the next is
-//! claimed. A claim asks for the free slots plus what the handlers will
-//! start within a short horizon at their measured rate (see `prefetch`:
+//! claimed. A claim asks for the free slots plus what the handlers could
+//! start within a short horizon at their measured capacity (see `prefetch`:
 //! independent of the concurrency), so under a backlog the next jobs are
 //! already local when slots free up, and slow jobs are not hoarded.
 //!
@@ -37,14 +37,14 @@ use std::time::Duration;
 use capstan_core::{ErrorClass, IdleBackoff, Job, Lease, Timestamp};
 use capstan_store::jobs::{Claim, ErrorRecord, Extension, Finish, Outcome};
 use capstan_store::{Store, StoreResult};
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Notify, Semaphore};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::LeaseTerms;
 use crate::executor::Executor;
 use crate::leases::StopReason;
-use crate::prefetch::Prefetch;
+use crate::prefetch::{Prefetch, Slot};
 use crate::running::{Shared, Start};
 use crate::{Config, QueueConfig};
 
@@ -107,6 +107,10 @@ struct Buffered {
     lease_until: Instant,
 }
 
+/// How often the whole buffer is looked through for jobs to hand back or
+/// end, while its slots are all taken.
+const SWEEP: Duration = Duration::from_millis(250);
+
 type ClaimFuture = Pin<Box<dyn Future<Output = StoreResult<Vec<Job>>> + Send>>;
 
 /// A claim in flight: its future, its limit, and when it was sent.
@@ -139,10 +143,10 @@ impl<S: Store> Producer<S> {
         let config = &self.config;
         let slots = Arc::new(Semaphore::new(config.concurrency));
         let mut prefetch = Prefetch::new(
+            config.concurrency,
             config.prefetch_min,
             config.claim_batch,
             config.fresh_start / 2,
-            Instant::now(),
         );
         let mut backoff =
             IdleBackoff::new(config.poll_initial, config.poll_max, config.poll_multiplier);
@@ -162,6 +166,10 @@ impl<S: Store> Producer<S> {
         let mut idle_until: Option<Instant> = None;
         // A lease extension failed: do not try again before this.
         let mut extend_after: Option<Instant> = None;
+        // Every SWEEP the whole buffer is looked through (see start_buffered).
+        let mut sweep = tokio::time::interval(SWEEP);
+        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut sweep_due = false;
         loop {
             if stop.is_cancelled() {
                 break;
@@ -169,20 +177,19 @@ impl<S: Store> Producer<S> {
             if extend_after.is_some_and(|t| t <= Instant::now()) {
                 extend_after = None;
             }
-            let before = buffer.len();
             let handed_back = self
-                .start_buffered(&mut buffer, &slots, &mut extend_after)
+                .start_buffered(&mut buffer, &slots, &prefetch, sweep_due, &mut extend_after)
                 .await;
-            prefetch.started(before.saturating_sub(buffer.len()), Instant::now());
+            sweep_due = false;
             if handed_back {
                 // Jobs went back to the queue: look again when a slot frees.
                 want_claim = true;
             }
             if want_claim && in_flight.is_none() {
-                // Free slots now, plus what the handlers will start within
+                // Free slots now, plus what the handlers could start within
                 // the horizon (see `prefetch`), minus what is here already.
                 let free = slots.available_permits();
-                let ahead = prefetch.ahead(Instant::now());
+                let ahead = prefetch.ahead();
                 let limit = (free + ahead)
                     .saturating_sub(buffer.len())
                     .min(config.claim_batch);
@@ -227,7 +234,7 @@ impl<S: Store> Producer<S> {
                     match res {
                         Ok(jobs) => {
                             prefetch.claimed(f.sent.elapsed());
-                            tracing::trace!(queue = %self.queue, limit = f.limit, claimed = jobs.len(), micros = f.sent.elapsed().as_micros() as u64, rate = prefetch.rate(), "claim");
+                            tracing::trace!(queue = %self.queue, limit = f.limit, claimed = jobs.len(), micros = f.sent.elapsed().as_micros() as u64, capacity = prefetch.capacity(), "claim");
                             // A full batch: more are waiting, claim again as soon as there is room.
                             want_claim = jobs.len() == f.limit;
                             if !jobs.is_empty() {
@@ -261,7 +268,7 @@ impl<S: Store> Producer<S> {
                 () = sleep_until(retry_extend), if retry_extend.is_some() => {}
                 // A buffered job may reach its hand-back time, or be
                 // cancelled, while every slot is taken: look again soon.
-                () = tokio::time::sleep(Duration::from_millis(250)), if !buffer.is_empty() => {}
+                _ = sweep.tick(), if !buffer.is_empty() => sweep_due = true,
                 () = self.wake.notified(), if waiting_for_work => want_claim = true,
                 () = sleep_until(idle_until), if waiting_for_work && buffer.is_empty() => want_claim = true,
             }
@@ -288,19 +295,30 @@ impl<S: Store> Producer<S> {
     /// Start buffered jobs while slots are free: the ones that waited too
     /// long for their lease get it extended first (one write for all), the
     /// cancelled ones end cancelled, the ones that waited half their lease go
-    /// back to the queue. Returns true when a job went back to the queue.
+    /// back to the queue. Only as far into the buffer as there are free
+    /// slots, so a start costs the same however full the buffer is; with
+    /// `sweep`, through all of it, so that a job deep in a buffer whose
+    /// slots are all taken still goes back or ends in time. Returns true
+    /// when a job went back to the queue.
     async fn start_buffered(
         &self,
         buffer: &mut VecDeque<Buffered>,
         slots: &Arc<Semaphore>,
+        prefetch: &Prefetch,
+        sweep: bool,
         extend_after: &mut Option<Instant>,
     ) -> bool {
         let now = self.shared.client.clock.now();
         let fresh = self.config.fresh_start;
         let mut handed_back = false;
-        let mut stale: Vec<(Buffered, OwnedSemaphorePermit)> = Vec::new();
+        let mut stale: Vec<(Buffered, Slot)> = Vec::new();
+        // Jobs passed over, in buffer order: they go back in front.
         let mut kept = VecDeque::new();
         while let Some(b) = buffer.pop_front() {
+            if !sweep && slots.available_permits() == 0 {
+                buffer.push_front(b);
+                break;
+            }
             let waited = (now - b.claimed_at).to_std().unwrap_or_default();
             if b.cancel.is_cancelled() {
                 self.end_stopped(b).await;
@@ -321,13 +339,16 @@ impl<S: Store> Producer<S> {
                 kept.push_back(b);
                 continue;
             };
+            let slot = prefetch.slot(permit);
             if needs_lease {
-                stale.push((b, permit));
+                stale.push((b, slot));
             } else {
-                self.start(b, permit);
+                self.start(b, slot);
             }
         }
-        *buffer = kept;
+        while let Some(b) = kept.pop_back() {
+            buffer.push_front(b);
+        }
         if !stale.is_empty() {
             self.start_with_fresh_leases(stale, buffer, extend_after)
                 .await;
@@ -339,7 +360,7 @@ impl<S: Store> Producer<S> {
     /// fenced ones are dropped, and on failure they go back to the buffer.
     async fn start_with_fresh_leases(
         &self,
-        stale: Vec<(Buffered, OwnedSemaphorePermit)>,
+        stale: Vec<(Buffered, Slot)>,
         buffer: &mut VecDeque<Buffered>,
         extend_after: &mut Option<Instant>,
     ) {
@@ -354,10 +375,10 @@ impl<S: Store> Producer<S> {
             .collect();
         match self.shared.keeper.extend(leases).await {
             Ok(report) => {
-                for (mut b, permit) in stale {
+                for (mut b, slot) in stale {
                     if report.accepted.contains(&b.lease) {
                         b.lease_until = sent + self.lease_of(&b.job);
-                        self.start(b, permit);
+                        self.start(b, slot);
                     } else {
                         tracing::warn!(lease = %b.lease, "a buffered job was taken from this node before it could start; dropped");
                         self.shared.leases.release(&b.lease);
@@ -367,14 +388,14 @@ impl<S: Store> Producer<S> {
             Err(e) => {
                 tracing::warn!(queue = %self.queue, error = %e, "could not extend the leases of buffered jobs; they wait (not started without a lease)");
                 *extend_after = Some(Instant::now() + Duration::from_millis(500));
-                for (b, _permit) in stale.into_iter().rev() {
+                for (b, _slot) in stale.into_iter().rev() {
                     buffer.push_front(b);
                 }
             }
         }
     }
 
-    fn start(&self, b: Buffered, permit: OwnedSemaphorePermit) {
+    fn start(&self, b: Buffered, slot: Slot) {
         self.executor.start(
             Start {
                 job: b.job,
@@ -382,7 +403,7 @@ impl<S: Store> Producer<S> {
                 cancel: b.cancel,
                 lease_until: b.lease_until,
             },
-            permit,
+            slot,
         );
     }
 

@@ -45,6 +45,39 @@ pub(crate) async fn a_cancel_heard_too_late_still_ends_the_job<H: Harness>(h: &H
     node.shutdown().await.unwrap();
 }
 
+/// A job cancelled while it waits in the buffer behind a handler that does
+/// not return ends cancelled meanwhile, not only once a slot frees: the
+/// producer looks through its whole buffer while every slot is taken.
+pub(crate) async fn a_job_cancelled_behind_a_busy_slot_ends_while_the_slot_is_taken<H: Harness>(
+    h: &H,
+) {
+    let mut cfg = config().with_node_id(NodeId("n".into()));
+    cfg.queues[0].concurrency = 1;
+    cfg.prefetch_min = 1; // a job held in the buffer behind the running one
+    let c = client(h, cfg);
+    let gates = Gates::default();
+    let a = c.enqueue(gated("a").with_priority(1)).await.unwrap().id;
+    let b = c.enqueue(gated("b")).await.unwrap().id;
+    let node = c.node(gates.workers()).unwrap().start();
+    gates.started("a", 1).await;
+    wait_for_state(&c, b, JobState::Running).await; // claimed, buffered
+    assert!(matches!(
+        c.cancel(b).await.unwrap(),
+        CancelOutcome::Requested(_)
+    ));
+    let j = wait_for_state(&c, b, JobState::Cancelled).await;
+    assert_eq!(gates.runs("b"), 0, "never ran");
+    assert_eq!(j.errors.last().unwrap().class, ErrorClass::Cancelled);
+    assert_eq!(
+        c.job(a).await.unwrap().unwrap().state,
+        JobState::Running,
+        "ended while the slot was still taken"
+    );
+    gates.open("a");
+    wait_for_state(&c, a, JobState::Completed).await;
+    node.shutdown().await.unwrap();
+}
+
 /// A job cancelled while it waits in its node's buffer ends cancelled
 /// without running.
 pub(crate) async fn a_job_cancelled_in_the_buffer_never_starts<H: Harness>(h: &H) {

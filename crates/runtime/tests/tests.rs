@@ -42,6 +42,7 @@ capstan_store_conformance::on_both_backends!(
     outage_cases::one_bad_finish_never_takes_its_batch_down,
     cancel_cases::a_cancel_heard_too_late_still_ends_the_job,
     cancel_cases::a_job_cancelled_in_the_buffer_never_starts,
+    cancel_cases::a_job_cancelled_behind_a_busy_slot_ends_while_the_slot_is_taken,
     cancel_cases::a_handler_that_finishes_its_work_after_a_cancel_keeps_it,
     cancel_cases::a_cancel_from_another_process_stops_the_running_handler,
     retry_cases::timeout_cancels_the_handler_and_retries,
