@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use capstan_store::{ControlHint, JobsHint, Notifications, Received, Store, Topic};
 use tokio::sync::Notify;
@@ -13,19 +14,48 @@ use tokio_util::sync::CancellationToken;
 
 use crate::running::Shared;
 
+/// A producer's doorbell, rung when jobs may have become available in its
+/// queue. Like a `Notify` it keeps one ring for the next wait; it also keeps
+/// it, separately, until the producer asks whether it rang, so that a
+/// producer busy claiming (which resumes each claim where the last one
+/// ended) still learns that jobs may have arrived ahead of that point.
+#[derive(Debug, Default)]
+pub(crate) struct Wake {
+    notify: Notify,
+    rang: AtomicBool,
+}
+
+impl Wake {
+    /// Jobs may have become available.
+    pub(crate) fn ring(&self) {
+        self.rang.store(true, Ordering::Release);
+        self.notify.notify_one();
+    }
+
+    /// Wait for a ring (one that came before the wait counts).
+    pub(crate) async fn rung(&self) {
+        self.notify.notified().await;
+    }
+
+    /// Whether it rang since the last call.
+    pub(crate) fn take(&self) -> bool {
+        self.rang.swap(false, Ordering::AcqRel)
+    }
+}
+
 /// The topics a node subscribes to.
 pub(crate) const TOPICS: [Topic; 2] = [Topic::JOBS, Topic::CONTROL];
 
 pub(crate) async fn run<S: Store>(
     mut notifications: Notifications,
-    producers: BTreeMap<String, Arc<Notify>>,
+    producers: BTreeMap<String, Arc<Wake>>,
     scheduler: Arc<Notify>,
     shared: Arc<Shared<S>>,
     stop: CancellationToken,
 ) {
     let everyone = || {
-        for n in producers.values() {
-            n.notify_one();
+        for w in producers.values() {
+            w.ring();
         }
         scheduler.notify_one();
     };
@@ -39,8 +69,8 @@ pub(crate) async fn run<S: Store>(
                 match JobsHint::parse(&n.payload) {
                     JobsHint::Queues(queues) => {
                         for q in queues {
-                            if let Some(p) = producers.get(q) {
-                                p.notify_one();
+                            if let Some(w) = producers.get(q) {
+                                w.ring();
                             }
                         }
                     }

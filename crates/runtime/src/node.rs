@@ -170,7 +170,7 @@ impl<S: Store> Node<S> {
         let mut notifies = BTreeMap::new();
         let executor = Executor::new(shared.clone(), ExecutorConfig::of(&config));
         for q in &config.queues {
-            let wake = Arc::new(Notify::new());
+            let wake = Arc::new(dispatch::Wake::default());
             notifies.insert(q.name.clone(), wake.clone());
             let producer = Producer::new(
                 shared.clone(),

@@ -35,13 +35,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use capstan_core::{ErrorClass, IdleBackoff, Job, Lease, Timestamp};
-use capstan_store::jobs::{Claim, ErrorRecord, Extension, Finish, Outcome};
+use capstan_store::jobs::{Claim, ClaimKey, ErrorRecord, Extension, Finish, Outcome};
 use capstan_store::{Store, StoreResult};
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::LeaseTerms;
+use crate::dispatch::Wake;
 use crate::executor::Executor;
 use crate::leases::StopReason;
 use crate::prefetch::{Prefetch, Slot};
@@ -91,7 +92,7 @@ pub(crate) struct Producer<S: Store> {
     executor: Executor<S>,
     config: ProducerConfig,
     /// Notified when jobs may have become available in the queue.
-    wake: Arc<Notify>,
+    wake: Arc<Wake>,
     /// The queue's name (the config's, kept at hand for logs).
     queue: String,
 }
@@ -126,7 +127,7 @@ impl<S: Store> Producer<S> {
         shared: Arc<Shared<S>>,
         executor: Executor<S>,
         config: ProducerConfig,
-        wake: Arc<Notify>,
+        wake: Arc<Wake>,
     ) -> Self {
         Producer {
             queue: config.queue.clone(),
@@ -158,6 +159,7 @@ impl<S: Store> Producer<S> {
             default_timeout: config.lease.default_timeout,
             lease_grace: config.lease.lease_grace,
             now: None,
+            after: None,
         };
         let mut buffer: VecDeque<Buffered> = VecDeque::new();
         let mut in_flight: Option<InFlight> = None;
@@ -170,6 +172,10 @@ impl<S: Store> Producer<S> {
         let mut sweep = tokio::time::interval(SWEEP);
         sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut sweep_due = false;
+        // Where the next claim resumes: after the last job of the last full
+        // claim, until a claim comes back short, a job goes back, or the
+        // queue rings (jobs that may sort before it).
+        let mut resume: Option<ClaimKey> = None;
         loop {
             if stop.is_cancelled() {
                 break;
@@ -184,6 +190,7 @@ impl<S: Store> Producer<S> {
             if handed_back {
                 // Jobs went back to the queue: look again when a slot frees.
                 want_claim = true;
+                resume = None;
             }
             if want_claim && in_flight.is_none() {
                 // Free slots now, plus what the handlers could start within
@@ -200,9 +207,13 @@ impl<S: Store> Producer<S> {
                     (ahead / 2).max(1)
                 };
                 if limit >= enough.max(1) {
+                    if self.wake.take() {
+                        resume = None;
+                    }
                     let mut p = template.clone();
                     p.limit = limit as u32;
                     p.now = self.shared.client.clock.pinned();
+                    p.after = resume;
                     let store = self.shared.client.store.clone();
                     in_flight = Some(InFlight {
                         // Bounded: a claim that hangs must not stop the queue.
@@ -235,8 +246,10 @@ impl<S: Store> Producer<S> {
                         Ok(jobs) => {
                             prefetch.claimed(f.sent.elapsed());
                             tracing::trace!(queue = %self.queue, limit = f.limit, claimed = jobs.len(), micros = f.sent.elapsed().as_micros() as u64, capacity = prefetch.capacity(), "claim");
-                            // A full batch: more are waiting, claim again as soon as there is room.
+                            // A full batch: more are waiting, claim again as soon as
+                            // there is room, from after its last job (claim order).
                             want_claim = jobs.len() == f.limit;
+                            resume = if want_claim { jobs.last().map(ClaimKey::of) } else { None };
                             if !jobs.is_empty() {
                                 backoff.reset();
                             }
@@ -269,7 +282,7 @@ impl<S: Store> Producer<S> {
                 // A buffered job may reach its hand-back time, or be
                 // cancelled, while every slot is taken: look again soon.
                 _ = sweep.tick(), if !buffer.is_empty() => sweep_due = true,
-                () = self.wake.notified(), if waiting_for_work => want_claim = true,
+                () = self.wake.rung(), if waiting_for_work => want_claim = true,
                 () = sleep_until(idle_until), if waiting_for_work && buffer.is_empty() => want_claim = true,
             }
         }

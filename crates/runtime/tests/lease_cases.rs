@@ -299,6 +299,7 @@ pub(crate) async fn a_claim_whose_reply_was_lost_is_handed_back<H: Harness>(h: &
             default_timeout: Duration::from_secs(3600),
             lease_grace: Duration::from_secs(10),
             now: Some(h.clock().now()),
+            after: None,
         })
         .await
         .unwrap();

@@ -55,6 +55,7 @@ macro_rules! conformance {
                 }
                 claim {
                     claim_takes_highest_priority_then_oldest_first,
+                    a_claim_after_a_key_takes_only_what_follows_it,
                     a_small_claim_takes_the_highest_priority_and_oldest_first,
                     claim_respects_limit_and_queue,
                     claim_only_takes_requested_kinds,

@@ -144,6 +144,7 @@ pub(crate) async fn the_cleaner_keeps_each_finished_state_for_its_own_retention<
             default_timeout: Duration::from_secs(60),
             lease_grace: Duration::from_secs(30),
             now: h.clock().pinned(),
+            after: None,
         })
         .await
         .unwrap();
@@ -217,6 +218,7 @@ pub(crate) async fn the_rescuer_beats_first_records_its_health_and_rescues_the_d
             default_timeout: Duration::from_secs(3600),
             lease_grace: Duration::from_secs(30),
             now: h.clock().pinned(),
+            after: None,
         })
         .await
         .unwrap();

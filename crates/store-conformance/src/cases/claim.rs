@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use capstan_core::{Clock, JobId, JobState, NewJob};
-use capstan_store::jobs::{Claim, FinishMany, InsertMany, Outcome, PromoteDue};
+use capstan_store::jobs::{Claim, ClaimKey, FinishMany, InsertMany, Outcome, PromoteDue};
 use capstan_store::{JobStore, QueueStore, Store};
 use serde_json::json;
 
@@ -41,6 +41,67 @@ pub async fn claim_takes_highest_priority_then_oldest_first<H: Harness>(h: &H) {
         got.extend(claim(h, "default", 1, &n).await.iter().map(|j| j.id));
     }
     assert_eq!(got, same);
+}
+
+/// A claim after a key takes only the jobs that follow it in claim order:
+/// the rest of the key's priority (later `run_at`, then higher id at the
+/// same `run_at`), then the lower priorities; never one before it.
+pub async fn a_claim_after_a_key_takes_only_what_follows_it<H: Harness>(h: &H) {
+    let t0 = h.clock().now();
+    let ago = |s: i64| t0 - chrono::Duration::seconds(s);
+    let n = node("n1");
+    register(h, &n).await;
+    let high_old = enqueue_one(h, job("k").with_priority(5).with_run_at(ago(20))).await;
+    let high_same: Vec<JobId> = enqueue(
+        h,
+        (0..2)
+            .map(|_| job("k").with_priority(5).with_run_at(ago(10)))
+            .collect(),
+    )
+    .await
+    .iter()
+    .map(|i| i.id)
+    .collect();
+    let low_old = enqueue_one(h, job("k").with_run_at(ago(30))).await;
+    let low_new = enqueue_one(h, job("k").with_run_at(ago(1))).await;
+    let all = [high_old, high_same[0], high_same[1], low_old, low_new];
+    let key = |i: usize, priority: i16, secs: i64| ClaimKey {
+        priority,
+        run_at: ago(secs),
+        id: all[i],
+    };
+    let after = |k: ClaimKey| {
+        let mut p = claim_params(h, "default", 10, &n);
+        p.after = Some(k);
+        p
+    };
+    // Each claim's jobs are handed back before the next, so every claim
+    // sees all five available.
+    let keys = [
+        key(0, 5, 20),
+        key(1, 5, 10),
+        key(2, 5, 10),
+        key(3, 0, 30),
+        key(4, 0, 1),
+    ];
+    for (i, k) in keys.into_iter().enumerate() {
+        let got = h.store().claim(&after(k)).await.unwrap();
+        let ids: Vec<JobId> = got.iter().map(|j| j.id).collect();
+        assert_eq!(ids, all[i + 1..].to_vec(), "after job {i}");
+        finish(
+            h,
+            got.iter()
+                .map(|j| finish_with(j, Outcome::HandBack))
+                .collect(),
+        )
+        .await;
+    }
+    let from_start: Vec<JobId> = claim(h, "default", 10, &n)
+        .await
+        .iter()
+        .map(|j| j.id)
+        .collect();
+    assert_eq!(from_start, all.to_vec(), "without a key, from the start");
 }
 
 /// One job per claim, so the order seen is the SQL's own (a claim of many

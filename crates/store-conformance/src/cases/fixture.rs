@@ -107,6 +107,7 @@ pub(crate) fn claim_params<H: Harness>(h: &H, queue: &str, limit: u32, n: &NodeI
         default_timeout: Duration::from_secs(60),
         lease_grace: Duration::from_secs(10),
         now: now(h),
+        after: None,
     }
 }
 

@@ -21,6 +21,9 @@ pub(crate) async fn claim(store: &PgStore, p: &Claim) -> StoreResult<Vec<Job>> {
         .bind(ms(p.default_timeout))
         .bind(ms(p.lease_grace))
         .bind(capstan_core::LeaseToken::generate().0)
+        .bind(p.after.map(|k| k.priority))
+        .bind(p.after.map(|k| k.run_at))
+        .bind(p.after.map(|k| k.id.0))
         .fetch_all(&store.inner.pool)
         .await
         .map_err(db("claim"))?;

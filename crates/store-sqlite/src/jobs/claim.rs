@@ -26,6 +26,9 @@ pub(crate) async fn claim(store: &SqliteStore, p: &Claim) -> StoreResult<Vec<Job
         .bind(ms(p.default_timeout))
         .bind(ms(p.lease_grace))
         .bind(capstan_core::LeaseToken::generate().0)
+        .bind(p.after.map(|k| k.priority))
+        .bind(p.after.map(|k| micros(k.run_at)))
+        .bind(p.after.map(|k| k.id.0))
         .fetch_all(&store.inner.writer)
         .await
         .map_err(db("claim"))?;

@@ -21,7 +21,7 @@ use crate::StoreResult;
 
 pub use admin::{CancelJob, CancelOutcome, ListJobs, RetryJob};
 pub use batch::{FinishRow, InsertRow, encode, extension_rows_json, finish_rows_json};
-pub use claim::Claim;
+pub use claim::{Claim, ClaimKey};
 pub use enqueue::{InsertMany, Inserted};
 pub use finish::{ErrorRecord, ExtendLeases, Extension, Finish, FinishMany, LeaseReport, Outcome};
 pub use maintenance::{DeleteFinished, MarkUnhandled, PromoteDue, PromoteReport};
