@@ -340,6 +340,36 @@ pub(crate) async fn idle_node_wakes_on_enqueue_without_polling<H: Harness>(h: &H
     node.shutdown().await.unwrap();
 }
 
+/// A producer that resumes each claim after its last full one still claims
+/// a higher-priority job enqueued meanwhile next: the enqueue's wake-up sends
+/// its next claim back to the head of the queue.
+pub(crate) async fn a_higher_priority_job_enqueued_during_a_drain_is_claimed_next<H: Harness>(
+    h: &H,
+) {
+    let mut cfg = config();
+    cfg.queues[0].concurrency = 1;
+    cfg.claim_batch = 1; // every claim is full: the next resumes after it
+    let c = client(h, cfg);
+    let gates = Gates::default();
+    let a = c.enqueue(crate::support::gated("a")).await.unwrap().id;
+    c.enqueue(crate::support::gated("b")).await.unwrap();
+    let node = c.node(gates.workers()).unwrap().start();
+    gates.started("a", 1).await;
+    c.enqueue(crate::support::gated("h").with_priority(5))
+        .await
+        .unwrap();
+    // Let the wake-up reach the node before the slot frees.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    gates.open("a");
+    wait_for_state(&c, a, JobState::Completed).await;
+    gates.started("h", 1).await;
+    assert_eq!(gates.runs("b"), 0, "the higher priority went first");
+    gates.open("h");
+    gates.open("b");
+    gates.started("b", 1).await;
+    node.shutdown().await.unwrap();
+}
+
 /// Each queue runs at most its own concurrency at once on a node, and
 /// reaches it when there is work.
 pub(crate) async fn each_queue_runs_at_most_its_concurrency<H: Harness>(h: &H) {

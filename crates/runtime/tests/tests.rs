@@ -23,6 +23,7 @@ capstan_store_conformance::on_both_backends!(
     node_cases::cancel_stops_a_running_handler,
     node_cases::idle_node_wakes_on_enqueue_without_polling,
     node_cases::each_queue_runs_at_most_its_concurrency,
+    node_cases::a_higher_priority_job_enqueued_during_a_drain_is_claimed_next,
     node_cases::a_node_id_in_use_is_refused_and_a_crashed_ones_taken_over,
     node_cases::a_handler_factory_that_panics_fails_the_attempt,
     node_cases::an_idle_node_calls_the_database_once_per_interval,
