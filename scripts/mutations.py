@@ -134,7 +134,7 @@ MUTATIONS = [
     ("p2", "prefetch holds a full batch ahead whatever the capacity",
      "crates/runtime/src/prefetch.rs", "let ahead = by_capacity.min(by_lease).min(self.max as f64).floor() as usize;", "let ahead = self.max;", RUNTIME + ["--lib", "prefetch"]),
     ("r1", "a producer resumes after its last claim even when its queue rang",
-     "crates/runtime/src/producer.rs", "if self.wake.take() {\n                        resume = None;\n                    }", "let _ = self.wake.take();", RUNTIME + ["--test", "tests", "--", "higher_priority_job_enqueued_during_a_drain"]),
+     "crates/runtime/src/producer.rs", "if self.wake.take() || from_head.elapsed() >= RESUME_FOR {", "if { let _ = self.wake.take(); false } || from_head.elapsed() >= RESUME_FOR {", RUNTIME + ["--test", "tests", "--", "higher_priority_job_enqueued_during_a_drain"]),
     ("r2", "PostgreSQL: a resumed claim takes jobs of the key's priority before the key",
      f"{PG}/migrations/0004_claim_after.sql", "AND priority = p_after_priority AND (run_at, id) > (p_after_run_at, p_after_id)", "AND priority = p_after_priority", CONF + ["--test", "tests", "--", "postgres::claim::a_claim_after"]),
     ("r3", "SQLite: a claim ignores the key to resume after",

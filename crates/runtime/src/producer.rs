@@ -112,6 +112,10 @@ struct Buffered {
 /// end, while its slots are all taken.
 const SWEEP: Duration = Duration::from_millis(250);
 
+/// A producer resumes its claims after its last full one for at most this
+/// long before it claims from the head of the queue again.
+const RESUME_FOR: Duration = Duration::from_secs(1);
+
 type ClaimFuture = Pin<Box<dyn Future<Output = StoreResult<Vec<Job>>> + Send>>;
 
 /// A claim in flight: its future, its limit, and when it was sent.
@@ -176,6 +180,8 @@ impl<S: Store> Producer<S> {
         // claim, until a claim comes back short, a job goes back, or the
         // queue rings (jobs that may sort before it).
         let mut resume: Option<ClaimKey> = None;
+        // When a claim last started from the head of the queue.
+        let mut from_head = Instant::now();
         loop {
             if stop.is_cancelled() {
                 break;
@@ -207,8 +213,14 @@ impl<S: Store> Producer<S> {
                     (ahead / 2).max(1)
                 };
                 if limit >= enough.max(1) {
-                    if self.wake.take() {
+                    // At least every RESUME_FOR from the head again: a job
+                    // skipped while another claim held it, whose claim then
+                    // rolled back, is available again with no wake-up.
+                    if self.wake.take() || from_head.elapsed() >= RESUME_FOR {
                         resume = None;
+                    }
+                    if resume.is_none() {
+                        from_head = Instant::now();
                     }
                     let mut p = template.clone();
                     p.limit = limit as u32;
