@@ -37,7 +37,7 @@ use std::time::Duration;
 use capstan_core::{ErrorClass, IdleBackoff, Job, Lease, Timestamp};
 use capstan_store::jobs::{Claim, ClaimKey, ErrorRecord, Extension, Finish, Outcome};
 use capstan_store::{Store, StoreResult};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -45,7 +45,7 @@ use crate::config::LeaseTerms;
 use crate::dispatch::Wake;
 use crate::executor::Executor;
 use crate::leases::StopReason;
-use crate::prefetch::{Prefetch, Slot};
+use crate::prefetch::Prefetch;
 use crate::running::{Shared, Start};
 use crate::{Config, QueueConfig};
 
@@ -336,7 +336,7 @@ impl<S: Store> Producer<S> {
         let now = self.shared.client.clock.now();
         let fresh = self.config.fresh_start;
         let mut handed_back = false;
-        let mut stale: Vec<(Buffered, Slot)> = Vec::new();
+        let mut stale: Vec<(Buffered, OwnedSemaphorePermit)> = Vec::new();
         // Jobs passed over, in buffer order: they go back in front.
         let mut kept = VecDeque::new();
         while let Some(b) = buffer.pop_front() {
@@ -364,18 +364,17 @@ impl<S: Store> Producer<S> {
                 kept.push_back(b);
                 continue;
             };
-            let slot = prefetch.slot(permit);
             if needs_lease {
-                stale.push((b, slot));
+                stale.push((b, permit));
             } else {
-                self.start(b, slot);
+                self.start(b, permit, prefetch);
             }
         }
         while let Some(b) = kept.pop_back() {
             buffer.push_front(b);
         }
         if !stale.is_empty() {
-            self.start_with_fresh_leases(stale, buffer, extend_after)
+            self.start_with_fresh_leases(stale, buffer, prefetch, extend_after)
                 .await;
         }
         handed_back
@@ -385,8 +384,9 @@ impl<S: Store> Producer<S> {
     /// fenced ones are dropped, and on failure they go back to the buffer.
     async fn start_with_fresh_leases(
         &self,
-        stale: Vec<(Buffered, Slot)>,
+        stale: Vec<(Buffered, OwnedSemaphorePermit)>,
         buffer: &mut VecDeque<Buffered>,
+        prefetch: &Prefetch,
         extend_after: &mut Option<Instant>,
     ) {
         let sent = Instant::now();
@@ -400,10 +400,10 @@ impl<S: Store> Producer<S> {
             .collect();
         match self.shared.keeper.extend(leases).await {
             Ok(report) => {
-                for (mut b, slot) in stale {
+                for (mut b, permit) in stale {
                     if report.accepted.contains(&b.lease) {
                         b.lease_until = sent + self.lease_of(&b.job);
-                        self.start(b, slot);
+                        self.start(b, permit, prefetch);
                     } else {
                         tracing::warn!(lease = %b.lease, "a buffered job was taken from this node before it could start; dropped");
                         self.shared.leases.release(&b.lease);
@@ -413,14 +413,17 @@ impl<S: Store> Producer<S> {
             Err(e) => {
                 tracing::warn!(queue = %self.queue, error = %e, "could not extend the leases of buffered jobs; they wait (not started without a lease)");
                 *extend_after = Some(Instant::now() + Duration::from_millis(500));
-                for (b, _slot) in stale.into_iter().rev() {
+                for (b, _permit) in stale.into_iter().rev() {
                     buffer.push_front(b);
                 }
             }
         }
     }
 
-    fn start(&self, b: Buffered, slot: Slot) {
+    /// Start `b` on `permit`; its slot counts its hold time from now
+    /// (see `prefetch`), so a wait for a lease or a job dropped unstarted
+    /// is no hold time.
+    fn start(&self, b: Buffered, permit: OwnedSemaphorePermit, prefetch: &Prefetch) {
         self.executor.start(
             Start {
                 job: b.job,
@@ -428,7 +431,7 @@ impl<S: Store> Producer<S> {
                 cancel: b.cancel,
                 lease_until: b.lease_until,
             },
-            slot,
+            prefetch.slot(permit),
         );
     }
 
