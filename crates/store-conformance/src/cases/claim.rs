@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use capstan_core::{Clock, JobId, JobState, NewJob};
-use capstan_store::jobs::{Claim, ClaimKey, FinishMany, InsertMany, Outcome, PromoteDue};
+use capstan_store::jobs::{Claim, ClaimKey, FinishMany, Outcome, PromoteDue};
 use capstan_store::{JobStore, QueueStore, Store};
 use serde_json::json;
 
@@ -323,14 +323,7 @@ pub async fn concurrent_claimers_never_share_a_job<H: Harness>(h: &H) {
         let jobs: Vec<NewJob> = (0..1000)
             .map(|i| NewJob::new("k", json!({ "i": chunk * 1000 + i })))
             .collect();
-        h.store()
-            .insert_many(&InsertMany {
-                jobs,
-                default_max_attempts: 3,
-                now: now(h),
-            })
-            .await
-            .unwrap();
+        enqueue(h, jobs).await;
     }
     let seen = Arc::new(std::sync::Mutex::new(Vec::<JobId>::new()));
     let mut tasks = Vec::new();

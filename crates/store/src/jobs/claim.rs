@@ -39,7 +39,7 @@ pub struct Claim {
 }
 
 /// Where a job sorts in claim order: priority (highest first), then
-/// `run_at`, then id.
+/// `run_at`, then id. Its `Ord` is that order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClaimKey {
     /// The job's priority.
@@ -48,6 +48,22 @@ pub struct ClaimKey {
     pub run_at: Timestamp,
     /// Its id.
     pub id: JobId,
+}
+
+impl Ord for ClaimKey {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        other
+            .priority
+            .cmp(&self.priority)
+            .then(self.run_at.cmp(&other.run_at))
+            .then(self.id.cmp(&other.id))
+    }
+}
+
+impl PartialOrd for ClaimKey {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
 }
 
 impl ClaimKey {

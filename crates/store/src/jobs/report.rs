@@ -6,18 +6,13 @@ use std::collections::{BTreeSet, HashMap};
 
 use capstan_core::{ErrorClass, Job, JobId, JobState, Lease};
 
-use super::{ErrorRecord, Finish, LeaseReport, Outcome, RescueReport};
+use super::{ClaimKey, ErrorRecord, Finish, LeaseReport, Outcome, RescueReport};
 use crate::StoreError;
 
 /// Put claimed jobs in claim order: highest priority, then oldest `run_at`,
 /// then lowest id (`RETURNING` gives rows in no promised order).
 pub fn sort_in_claim_order(jobs: &mut [Job]) {
-    jobs.sort_by(|a, b| {
-        b.priority
-            .cmp(&a.priority)
-            .then(a.run_at.cmp(&b.run_at))
-            .then(a.id.cmp(&b.id))
-    });
+    jobs.sort_by_key(ClaimKey::of);
 }
 
 impl LeaseReport {
