@@ -34,8 +34,8 @@ use crate::executor::{Executor, ExecutorConfig};
 use crate::heartbeat::{Heartbeat, HeartbeatConfig};
 use crate::leases::Leases;
 use crate::maintenance::{
-    Cleaner, CleanerConfig, Maintainer, Parker, ParkerConfig, Rescuer, RescuerConfig, Scheduler,
-    SchedulerConfig,
+    Cleaner, CleanerConfig, Elector, ElectorConfig, Led, Maintainer, Parker, ParkerConfig, Rescuer,
+    RescuerConfig, Scheduler, SchedulerConfig,
 };
 use crate::producer::{Producer, ProducerConfig};
 use crate::running::Shared;
@@ -198,20 +198,29 @@ impl<S: Store> Node<S> {
                 SchedulerConfig::of(&config),
                 scheduler_wake,
             ),
-            rescuer: Rescuer::new(
+            elector: Elector::new(
                 store.clone(),
                 clock.clone(),
-                RescuerConfig::of(&config),
-                shared.beat(),
-                shared.health.clone(),
+                ElectorConfig::of(&config),
+                shared.node_id.clone(),
+                shared.incarnation.clone(),
             ),
-            parker: Parker::new(
-                store.clone(),
-                clock.clone(),
-                ParkerConfig::of(&config),
-                shared.health.clone(),
-            ),
-            cleaner: Cleaner::new(store.clone(), clock.clone(), CleanerConfig::of(&config)),
+            led: Led {
+                rescuer: Rescuer::new(
+                    store.clone(),
+                    clock.clone(),
+                    RescuerConfig::of(&config),
+                    shared.beat(),
+                    shared.health.clone(),
+                ),
+                parker: Parker::new(
+                    store.clone(),
+                    clock.clone(),
+                    ParkerConfig::of(&config),
+                    shared.health.clone(),
+                ),
+                cleaner: Cleaner::new(store.clone(), clock.clone(), CleanerConfig::of(&config)),
+            },
         };
         services.spawn(maintainer.run(stop_claiming.clone()));
         tracing::info!(node = %id, queues = ?config.queues.iter().map(|q| &q.name).collect::<Vec<_>>(), kinds = ?shared.workers.kinds(), backend = store.capabilities().backend, "node started");

@@ -460,6 +460,48 @@ pub(crate) async fn an_idle_node_calls_the_database_once_per_interval<H: Harness
     node.shutdown().await.unwrap();
 }
 
+/// Two nodes on one database: the rescuer, the parker and the cleaner run
+/// on one of them only (the leader), the scheduler on both; when the
+/// leader stops, it resigns and the other takes the services over at its
+/// next bid, not a term later.
+pub(crate) async fn maintenance_runs_on_the_leader_only_and_moves_when_it_stops<H: Harness>(h: &H) {
+    let led = ["rescue", "mark_unhandled", "delete_finished"];
+    let start = |name: &str, faults: &capstan_store_conformance::Faults| {
+        faulty(
+            h,
+            h.store().clone(),
+            faults,
+            config().with_node_id(NodeId(name.into())),
+        )
+        .node(Workers::new())
+        .unwrap()
+        .start()
+    };
+    let (fa, fb) = (
+        capstan_store_conformance::Faults::default(),
+        capstan_store_conformance::Faults::default(),
+    );
+    let a = start("a", &fa);
+    crate::support::until("a leads", || fa.calls("rescue") > 0).await;
+    let b = start("b", &fb);
+    // Bids every heartbeat (100 ms): after ten of b's, b has had every
+    // chance to take over, and must not have while a leads.
+    crate::support::until("ten bids of b", || fb.calls("elect_leader") >= 10).await;
+    for op in led {
+        assert_eq!(fb.calls(op), 0, "{op} ran on b while a leads");
+    }
+    assert!(
+        fa.calls("promote_due") > 0 && fb.calls("promote_due") > 0,
+        "the scheduler runs on both"
+    );
+    assert!(fa.calls("mark_unhandled") > 0 && fa.calls("delete_finished") > 0);
+    // Well within a's term (a node timeout, 25 s on the shared clock, which
+    // stands still): only the resignation lets b take over.
+    a.shutdown().await.unwrap();
+    crate::support::until("b leads", || fb.calls("rescue") > 0).await;
+    b.shutdown().await.unwrap();
+}
+
 /// More due jobs than one promotion takes (1,000) are all promoted at once,
 /// batch after batch, not one batch per `schedule_interval`.
 pub(crate) async fn a_backlog_of_due_jobs_is_promoted_batch_after_batch<H: Harness>(h: &H) {

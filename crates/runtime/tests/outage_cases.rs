@@ -230,8 +230,10 @@ pub(crate) async fn a_write_lock_held_past_the_node_timeout_rescues_no_live_job(
     tokio::time::sleep(Duration::from_millis(2000)).await;
     tx.rollback().await.unwrap();
     let (ra, rb) = (fa.calls("rescue"), fb.calls("rescue"));
-    until("a few rescues on each side once the lock is free", || {
-        fa.calls("rescue") >= ra + 4 && fb.calls("rescue") >= rb + 4
+    // Rescues run on the leader only (either node, and leadership may have
+    // moved while the lock held every bid back).
+    until("a few rescues once the lock is free", || {
+        fa.calls("rescue") + fb.calls("rescue") >= ra + rb + 4
     })
     .await;
     let j = c.job(id).await.unwrap().unwrap();

@@ -16,13 +16,14 @@ use capstan_store::jobs::{
     Inserted, LeaseReport, ListJobs, MarkUnhandled, Outcome, PromoteDue, PromoteReport, Rescue,
     RescueReport, RetryJob,
 };
+use capstan_store::leader::{ElectLeader, ResignLeader};
 use capstan_store::nodes::{
     DeregisterNode, HeartbeatNode, NodeBeat, NodeInfo, RegisterNode, RegisterReport,
 };
 use capstan_store::queues::QueueCounts;
 use capstan_store::{
-    Capabilities, JobStore, NodeStore, Notification, Notifications, QueueStore, Store, StoreError,
-    StoreResult, Topic,
+    Capabilities, JobStore, LeaderStore, NodeStore, Notification, Notifications, QueueStore, Store,
+    StoreError, StoreResult, Topic,
 };
 
 #[derive(Debug, Default)]
@@ -249,6 +250,19 @@ impl<S: NodeStore> NodeStore for FaultyStore<S> {
     async fn list_nodes(&self) -> StoreResult<Vec<NodeInfo>> {
         self.faults
             .call("list_nodes", self.inner.list_nodes())
+            .await
+    }
+}
+
+impl<S: LeaderStore> LeaderStore for FaultyStore<S> {
+    async fn elect_leader(&self, p: &ElectLeader) -> StoreResult<bool> {
+        self.faults
+            .call("elect_leader", self.inner.elect_leader(p))
+            .await
+    }
+    async fn resign_leader(&self, p: &ResignLeader) -> StoreResult<()> {
+        self.faults
+            .call("resign_leader", self.inner.resign_leader(p))
             .await
     }
 }

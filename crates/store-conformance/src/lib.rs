@@ -112,6 +112,11 @@ macro_rules! conformance {
                     nodes_register_heartbeat_and_deregister,
                     a_node_id_in_use_by_a_live_process_is_refused,
                 }
+                leader {
+                    one_leader_per_term_and_the_next_once_it_ends,
+                    a_resigned_term_is_won_at_the_next_bid,
+                    concurrent_bidders_elect_exactly_one,
+                }
                 maintenance {
                     migrate_twice_is_a_no_op,
                     migrate_refuses_to_upgrade_under_live_older_nodes,

@@ -10,6 +10,7 @@
 
 mod connect;
 mod jobs;
+mod leader;
 mod listen;
 mod nodes;
 mod queues;

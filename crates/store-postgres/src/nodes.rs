@@ -10,11 +10,7 @@ use capstan_store::{NodeStore, StoreResult};
 use sqlx::{PgConnection, Row};
 
 use crate::PgStore;
-use crate::row::{self, db};
-
-fn ms(d: std::time::Duration) -> i64 {
-    d.as_millis().min(i64::MAX as u128) as i64
-}
+use crate::row::{self, db, ms};
 
 /// A list of names as a `jsonb` parameter (sqlx encodes it; no fallback).
 fn json(v: &[String]) -> sqlx::types::Json<&[String]> {

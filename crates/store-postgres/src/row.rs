@@ -22,6 +22,11 @@ fn get<'r, T: sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>>(
         .map_err(|e| corrupt(format!("{column}: {e}")))
 }
 
+/// A duration as whole milliseconds, for a `bigint` parameter (saturating).
+pub(crate) fn ms(d: std::time::Duration) -> i64 {
+    d.as_millis().min(i64::MAX as u128) as i64
+}
+
 pub(crate) fn job(row: &PgRow) -> StoreResult<Job> {
     let state: String = get(row, "state")?;
     let errors: Vec<AttemptError> = serde_json::from_value(get::<Value>(row, "errors")?)

@@ -3,6 +3,7 @@
 //! at the edge (the CLI, or an application that reads its URL from config).
 
 mod jobs;
+mod leader;
 mod nodes;
 mod queues;
 mod tx;

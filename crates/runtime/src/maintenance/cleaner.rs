@@ -34,6 +34,7 @@ impl CleanerConfig {
 }
 
 /// Deletes old finished jobs (see the module docs).
+#[derive(Clone)]
 pub(crate) struct Cleaner<S> {
     store: S,
     clock: Arc<dyn Clock>,

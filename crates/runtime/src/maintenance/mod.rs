@@ -1,11 +1,12 @@
 //! Maintenance services: each is a type with its own config slice, does one
 //! job on an interval (`run(self, stop)`), has a crate-private `run_once`
 //! that tests call, and is safe to run on every node at once (the SQL skips
-//! rows another node is working on). [`Maintainer`] is the group: the node
-//! starts it today; a leader elector will start it on the leader only and
-//! stop it when leadership is lost.
+//! rows another node is working on). [`Maintainer`] is the group: the
+//! scheduler runs on every node, the others on the leader only (see
+//! `leader`).
 
 pub(crate) mod cleaner;
+pub(crate) mod leader;
 pub(crate) mod parker;
 pub(crate) mod rescuer;
 pub(crate) mod scheduler;
@@ -21,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub(crate) use cleaner::{Cleaner, CleanerConfig};
+pub(crate) use leader::{Elector, ElectorConfig, Led};
 pub(crate) use parker::{Parker, ParkerConfig};
 pub(crate) use rescuer::{Rescuer, RescuerConfig};
 pub(crate) use scheduler::{Scheduler, SchedulerConfig};
@@ -46,12 +48,12 @@ impl Ticks {
     }
 }
 
-/// The maintenance services of a node, started and stopped together.
+/// The maintenance services of a node, started and stopped together: the
+/// scheduler, and the elector with the services it runs while leading.
 pub(crate) struct Maintainer<S> {
     pub(crate) scheduler: Scheduler<S>,
-    pub(crate) rescuer: Rescuer<S>,
-    pub(crate) parker: Parker<S>,
-    pub(crate) cleaner: Cleaner<S>,
+    pub(crate) elector: Elector<S>,
+    pub(crate) led: Led<S>,
 }
 
 impl<S: Store> Maintainer<S> {
@@ -59,9 +61,7 @@ impl<S: Store> Maintainer<S> {
     pub(crate) async fn run(self, stop: CancellationToken) {
         let services = TaskTracker::new();
         services.spawn(self.scheduler.run(stop.clone()));
-        services.spawn(self.rescuer.run(stop.clone()));
-        services.spawn(self.parker.run(stop.clone()));
-        services.spawn(self.cleaner.run(stop));
+        services.spawn(self.elector.run(self.led, stop));
         services.close();
         services.wait().await;
     }

@@ -40,6 +40,7 @@ impl RescuerConfig {
 }
 
 /// Rescues lost jobs (see the module docs), beating as its node.
+#[derive(Clone)]
 pub(crate) struct Rescuer<S> {
     store: S,
     clock: Arc<dyn Clock>,

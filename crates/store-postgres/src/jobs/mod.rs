@@ -12,8 +12,6 @@ mod finish;
 mod maintenance;
 mod rescue;
 
-use std::time::Duration;
-
 use capstan_core::{Job, JobId};
 use capstan_store::jobs::{
     CancelJob, CancelOutcome, Claim, DeleteFinished, ExtendLeases, FinishMany, InsertMany,
@@ -24,9 +22,7 @@ use capstan_store::{JobStore, StoreResult};
 
 use crate::PgStore;
 
-pub(crate) fn ms(d: Duration) -> i64 {
-    d.as_millis().min(i64::MAX as u128) as i64
-}
+pub(crate) use crate::row::ms;
 
 impl JobStore for PgStore {
     async fn insert_many(&self, p: &InsertMany) -> StoreResult<Vec<Inserted>> {
