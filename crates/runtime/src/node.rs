@@ -198,6 +198,12 @@ impl<S: Store> Node<S> {
                 SchedulerConfig::of(&config),
                 scheduler_wake,
             ),
+            parker: Parker::new(
+                store.clone(),
+                clock.clone(),
+                ParkerConfig::of(&config),
+                shared.health.clone(),
+            ),
             elector: Elector::new(
                 store.clone(),
                 clock.clone(),
@@ -211,12 +217,6 @@ impl<S: Store> Node<S> {
                     clock.clone(),
                     RescuerConfig::of(&config),
                     shared.beat(),
-                    shared.health.clone(),
-                ),
-                parker: Parker::new(
-                    store.clone(),
-                    clock.clone(),
-                    ParkerConfig::of(&config),
                     shared.health.clone(),
                 ),
                 cleaner: Cleaner::new(store.clone(), clock.clone(), CleanerConfig::of(&config)),

@@ -1,6 +1,6 @@
 //! The elector: makes one node of those sharing a database the leader of
-//! the cluster-wide maintenance (rescuer, parker, cleaner), so that N nodes
-//! cost the database one node's maintenance passes, not N.
+//! the cluster-wide maintenance (rescuer, cleaner), so that N nodes cost
+//! the database one node's passes, not N.
 //!
 //! It bids every heartbeat interval for a term of one node timeout, runs
 //! the leader's services while its bids win, stops them when a bid loses,
@@ -12,8 +12,12 @@
 //! leader keeps its services running (they retry on their own), a
 //! follower stays idle. Two leaders at once, for a moment, are harmless
 //! (see the store's `leader` module); no leader for a while only delays
-//! rescues. The scheduler is not led: it runs on every node, because a
-//! node that schedules a job wakes its own scheduler for it.
+//! rescues. Not led: the scheduler, because a node that schedules a job
+//! wakes its own scheduler for it, and the parker, because it walks the
+//! heads of its own node's queues only (a leader serving other queues
+//! would leave theirs stalled behind jobs nobody can run). The cleaner
+//! applies the leader's retention settings: nodes sharing a database
+//! should share them.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,7 +28,7 @@ use capstan_store::{Store, StoreResult};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::{Cleaner, Parker, Rescuer};
+use super::{Cleaner, Rescuer};
 use crate::Config;
 
 /// What the elector needs of the configuration.
@@ -49,7 +53,6 @@ impl ElectorConfig {
 #[derive(Clone)]
 pub(crate) struct Led<S> {
     pub(crate) rescuer: Rescuer<S>,
-    pub(crate) parker: Parker<S>,
     pub(crate) cleaner: Cleaner<S>,
 }
 
@@ -57,7 +60,6 @@ impl<S: Store> Led<S> {
     fn spawn(&self, stop: &CancellationToken) -> TaskTracker {
         let services = TaskTracker::new();
         services.spawn(self.rescuer.clone().run(stop.clone()));
-        services.spawn(self.parker.clone().run(stop.clone()));
         services.spawn(self.cleaner.clone().run(stop.clone()));
         services.close();
         services

@@ -2,8 +2,8 @@
 //! job on an interval (`run(self, stop)`), has a crate-private `run_once`
 //! that tests call, and is safe to run on every node at once (the SQL skips
 //! rows another node is working on). [`Maintainer`] is the group: the
-//! scheduler runs on every node, the others on the leader only (see
-//! `leader`).
+//! scheduler and the parker run on every node, the rescuer and the cleaner
+//! on the leader only (see `leader`).
 
 pub(crate) mod cleaner;
 pub(crate) mod leader;
@@ -49,9 +49,11 @@ impl Ticks {
 }
 
 /// The maintenance services of a node, started and stopped together: the
-/// scheduler, and the elector with the services it runs while leading.
+/// scheduler, the parker, and the elector with the services it runs while
+/// leading.
 pub(crate) struct Maintainer<S> {
     pub(crate) scheduler: Scheduler<S>,
+    pub(crate) parker: Parker<S>,
     pub(crate) elector: Elector<S>,
     pub(crate) led: Led<S>,
 }
@@ -61,6 +63,7 @@ impl<S: Store> Maintainer<S> {
     pub(crate) async fn run(self, stop: CancellationToken) {
         let services = TaskTracker::new();
         services.spawn(self.scheduler.run(stop.clone()));
+        services.spawn(self.parker.run(stop.clone()));
         services.spawn(self.elector.run(self.led, stop));
         services.close();
         services.wait().await;

@@ -43,7 +43,6 @@ impl ParkerConfig {
 }
 
 /// Sets aside jobs no live node can run (see the module docs).
-#[derive(Clone)]
 pub(crate) struct Parker<S> {
     store: S,
     clock: Arc<dyn Clock>,
