@@ -210,6 +210,7 @@ impl<S: Store> Node<S> {
                 ElectorConfig::of(&config),
                 shared.node_id.clone(),
                 shared.incarnation.clone(),
+                crash.clone(),
             ),
             led: Led {
                 rescuer: Rescuer::new(

@@ -112,6 +112,46 @@ pub(crate) async fn jobs_of_kinds_without_a_handler_wait_for_one<H: Harness>(h: 
     node.shutdown().await.unwrap();
 }
 
+/// A leader that crashes writes nothing more, its resignation included:
+/// the other node takes the led services over only once the crashed one's
+/// term (three heartbeat intervals) has ended.
+pub(crate) async fn a_crashed_leader_is_replaced_when_its_term_ends<H: Harness>(h: &H) {
+    let start = |name: &str, faults: &capstan_store_conformance::Faults| {
+        faulty(
+            h,
+            h.store().clone(),
+            faults,
+            config().with_node_id(NodeId(name.into())),
+        )
+        .node(Workers::new())
+        .unwrap()
+        .start()
+    };
+    let (fa, fb) = (
+        capstan_store_conformance::Faults::default(),
+        capstan_store_conformance::Faults::default(),
+    );
+    let a = start("a", &fa);
+    crate::support::until("a leads", || fa.calls("rescue") > 0).await;
+    let b = start("b", &fb);
+    a.abort().await;
+    assert_eq!(fa.calls("resign_leader"), 0, "a crash does not resign");
+    let bids = fb.calls("elect_leader");
+    crate::support::until("ten more bids of b", || {
+        fb.calls("elect_leader") >= bids + 10
+    })
+    .await;
+    assert_eq!(
+        fb.calls("rescue"),
+        0,
+        "a's term (on the clock, which stands still) runs"
+    );
+    // The term is 3 × 100 ms; a step this short is no stall.
+    h.clock().advance(Duration::from_millis(350));
+    crate::support::until("b leads", || fb.calls("rescue") > 0).await;
+    b.shutdown().await.unwrap();
+}
+
 /// The leader serves another queue: a job nobody can run at the head of
 /// this node's queue is still set aside (each node walks its own queues'
 /// heads), so it does not sit in front of every claim.

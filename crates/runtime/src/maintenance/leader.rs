@@ -2,12 +2,17 @@
 //! the cluster-wide maintenance (rescuer, cleaner), so that N nodes cost
 //! the database one node's passes, not N.
 //!
-//! It bids every heartbeat interval for a term of one node timeout, runs
-//! the leader's services while its bids win, stops them when a bid loses,
-//! and resigns when the node stops, so that another node takes over at its
-//! next bid rather than at the end of the term. A leader that dies is
-//! replaced once its term ends: about when its node row expires, so its
-//! jobs are rescued about as soon as they were when every node rescued.
+//! It bids every heartbeat interval for a term of three intervals (two
+//! missed bids are survived), runs the leader's services while its bids
+//! win, stops them when a bid loses, and resigns when the node stops
+//! cleanly, so that another node takes over at its next bid rather than at
+//! the end of the term. A leader that dies is replaced once its term ends,
+//! before its node row expires (a node timeout is at least three
+//! intervals), so its jobs are rescued about as soon as they were when
+//! every node rescued. The term is not the node timeout: a node with a
+//! long one (a batch host) would then hold every other node's rescues back
+//! for that long after it died. A crashed node (`NodeHandle::abort`)
+//! writes nothing more, its resignation included.
 //! A bid that fails (the database is unreachable) changes nothing: a
 //! leader keeps its services running (they retry on their own), a
 //! follower stays idle. Two leaders at once, for a moment, are harmless
@@ -25,8 +30,8 @@ use std::time::Duration;
 use capstan_core::{Clock, NodeId};
 use capstan_store::leader::{ElectLeader, ResignLeader};
 use capstan_store::{Store, StoreResult};
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use super::{Cleaner, Rescuer};
 use crate::Config;
@@ -36,7 +41,7 @@ use crate::Config;
 pub(crate) struct ElectorConfig {
     /// How often it bids (the heartbeat interval).
     pub(crate) interval: Duration,
-    /// How long a won term lasts (the node timeout).
+    /// How long a won term lasts (three intervals).
     pub(crate) term: Duration,
 }
 
@@ -44,7 +49,7 @@ impl ElectorConfig {
     pub(crate) fn of(config: &Config) -> Self {
         ElectorConfig {
             interval: config.heartbeat_interval,
-            term: config.node_timeout,
+            term: config.heartbeat_interval * 3,
         }
     }
 }
@@ -57,12 +62,42 @@ pub(crate) struct Led<S> {
 }
 
 impl<S: Store> Led<S> {
-    fn spawn(&self, stop: &CancellationToken) -> TaskTracker {
-        let services = TaskTracker::new();
-        services.spawn(self.rescuer.clone().run(stop.clone()));
-        services.spawn(self.cleaner.clone().run(stop.clone()));
-        services.close();
-        services
+    fn start(&self, stop: CancellationToken) -> Leading {
+        let rescuer = tokio::spawn(self.rescuer.clone().run(stop.clone()));
+        let cleaner = tokio::spawn(self.cleaner.clone().run(stop.clone()));
+        Leading {
+            stop,
+            services: [rescuer, cleaner],
+        }
+    }
+
+    /// Start again any service of `leading` that ended while it should
+    /// run (only a panic ends one before its stop fires).
+    fn restart_ended(&self, leading: &mut Leading) {
+        let [rescuer, cleaner] = &mut leading.services;
+        if rescuer.is_finished() {
+            tracing::error!("the rescuer stopped while this node leads: starting it again");
+            *rescuer = tokio::spawn(self.rescuer.clone().run(leading.stop.clone()));
+        }
+        if cleaner.is_finished() {
+            tracing::error!("the cleaner stopped while this node leads: starting it again");
+            *cleaner = tokio::spawn(self.cleaner.clone().run(leading.stop.clone()));
+        }
+    }
+}
+
+/// The led services while this node leads.
+struct Leading {
+    stop: CancellationToken,
+    services: [JoinHandle<()>; 2],
+}
+
+impl Leading {
+    async fn stop(self) {
+        self.stop.cancel();
+        for service in self.services {
+            let _ = service.await; // a panic was logged by the runtime already
+        }
     }
 }
 
@@ -73,6 +108,8 @@ pub(crate) struct Elector<S> {
     config: ElectorConfig,
     node: NodeId,
     incarnation: String,
+    /// Fires when the node crashes (aborts): then it does not resign.
+    crash: CancellationToken,
 }
 
 impl<S: Store> Elector<S> {
@@ -82,6 +119,7 @@ impl<S: Store> Elector<S> {
         config: ElectorConfig,
         node: NodeId,
         incarnation: String,
+        crash: CancellationToken,
     ) -> Self {
         Elector {
             store,
@@ -89,6 +127,7 @@ impl<S: Store> Elector<S> {
             config,
             node,
             incarnation,
+            crash,
         }
     }
 
@@ -96,29 +135,30 @@ impl<S: Store> Elector<S> {
     /// stop them and resign.
     pub(crate) async fn run(self, led: Led<S>, stop: CancellationToken) {
         let mut ticks = super::Ticks::new(self.config.interval);
-        let mut leading: Option<(CancellationToken, TaskTracker)> = None;
+        let mut leading: Option<Leading> = None;
         while ticks.next(&stop).await {
             match super::bounded("elect_leader", self.bid()).await {
-                Ok(true) if leading.is_none() => {
-                    tracing::info!(node = %self.node, "this node leads the maintenance services");
-                    let token = stop.child_token();
-                    let services = led.spawn(&token);
-                    leading = Some((token, services));
-                }
+                Ok(true) => match leading.as_mut() {
+                    None => {
+                        tracing::info!(node = %self.node, "this node leads the maintenance services");
+                        leading = Some(led.start(stop.child_token()));
+                    }
+                    Some(running) => led.restart_ended(running),
+                },
                 Ok(false) => {
-                    if let Some((token, services)) = leading.take() {
+                    if let Some(running) = leading.take() {
                         tracing::info!(node = %self.node, "another node leads the maintenance services now: stopping them here");
-                        token.cancel();
-                        services.wait().await;
+                        running.stop().await;
                     }
                 }
-                Ok(true) => {}
                 Err(e) => tracing::warn!(error = %e, "bidding for leadership failed; trying again"),
             }
         }
-        if let Some((token, services)) = leading {
-            token.cancel();
-            services.wait().await;
+        if let Some(running) = leading {
+            running.stop().await;
+            if self.crash.is_cancelled() {
+                return; // a crash writes nothing more
+            }
             if let Err(e) = super::bounded("resign_leader", self.resign()).await {
                 tracing::warn!(error = %e, "resigning leadership failed: another node takes over when the term ends");
             }
