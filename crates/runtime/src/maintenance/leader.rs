@@ -136,8 +136,14 @@ impl<S: Store> Elector<S> {
     pub(crate) async fn run(self, led: Led<S>, stop: CancellationToken) {
         let mut ticks = super::Ticks::new(self.config.interval);
         let mut leading: Option<Leading> = None;
+        // Since when bids have failed: past a term, perhaps no node leads.
+        let mut failing_since = None;
         while ticks.next(&stop).await {
-            match super::bounded("elect_leader", self.bid()).await {
+            let bid = super::bounded("elect_leader", self.bid()).await;
+            if bid.is_ok() {
+                failing_since = None;
+            }
+            match bid {
                 Ok(true) => match leading.as_mut() {
                     None => {
                         tracing::info!(node = %self.node, "this node leads the maintenance services");
@@ -151,7 +157,14 @@ impl<S: Store> Elector<S> {
                         running.stop().await;
                     }
                 }
-                Err(e) => tracing::warn!(error = %e, "bidding for leadership failed; trying again"),
+                Err(e) => {
+                    let since = *failing_since.get_or_insert_with(tokio::time::Instant::now);
+                    if since.elapsed() >= self.config.term {
+                        tracing::error!(error = %e, failing_for = ?since.elapsed(), "bids for leadership keep failing: if every node's do, no node rescues or cleans (check the role's rights on the leader table)");
+                    } else {
+                        tracing::warn!(error = %e, "bidding for leadership failed; trying again");
+                    }
+                }
             }
         }
         if let Some(running) = leading {
