@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use capstan_core::{ErrorClass, JobId, JobState, NewJob, NodeId};
 use capstan_runtime::{Client, Config, Workers};
-use capstan_store_conformance::Harness;
+use capstan_store_conformance::{Faults, Harness};
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 
@@ -112,28 +112,27 @@ pub(crate) async fn jobs_of_kinds_without_a_handler_wait_for_one<H: Harness>(h: 
     node.shutdown().await.unwrap();
 }
 
+/// A node with no handlers, on the harness's store seen through `faults`.
+fn idle_node<H: Harness>(h: &H, name: &str, faults: &Faults) -> capstan_runtime::NodeHandle {
+    faulty(
+        h,
+        h.store().clone(),
+        faults,
+        config().with_node_id(NodeId(name.into())),
+    )
+    .node(Workers::new())
+    .unwrap()
+    .start()
+}
+
 /// A leader that crashes writes nothing more, its resignation included:
 /// the other node takes the led services over only once the crashed one's
 /// term (three heartbeat intervals) has ended.
 pub(crate) async fn a_crashed_leader_is_replaced_when_its_term_ends<H: Harness>(h: &H) {
-    let start = |name: &str, faults: &capstan_store_conformance::Faults| {
-        faulty(
-            h,
-            h.store().clone(),
-            faults,
-            config().with_node_id(NodeId(name.into())),
-        )
-        .node(Workers::new())
-        .unwrap()
-        .start()
-    };
-    let (fa, fb) = (
-        capstan_store_conformance::Faults::default(),
-        capstan_store_conformance::Faults::default(),
-    );
-    let a = start("a", &fa);
+    let (fa, fb) = (Faults::default(), Faults::default());
+    let a = idle_node(h, "a", &fa);
     crate::support::until("a leads", || fa.calls("rescue") > 0).await;
-    let b = start("b", &fb);
+    let b = idle_node(h, "b", &fb);
     a.abort().await;
     assert_eq!(fa.calls("resign_leader"), 0, "a crash does not resign");
     let bids = fb.calls("elect_leader");
@@ -161,7 +160,7 @@ pub(crate) async fn a_leader_on_another_queue_leaves_no_queue_unparked<H: Harnes
         cfg.queues = vec![capstan_runtime::QueueConfig::new(queue)];
         cfg
     };
-    let faults = capstan_store_conformance::Faults::default();
+    let faults = Faults::default();
     let leader = faulty(h, h.store().clone(), &faults, on("leader", "elsewhere"))
         .node(Workers::new())
         .unwrap()
@@ -387,7 +386,7 @@ pub(crate) async fn idle_node_wakes_on_enqueue_without_polling<H: Harness>(h: &H
         ..config()
     };
     let c = client(h, cfg);
-    let faults = capstan_store_conformance::Faults::default();
+    let faults = Faults::default();
     let node = faulty(h, h.store().clone(), &faults, c.config().clone())
         .node(Workers::new())
         .unwrap()
@@ -493,7 +492,7 @@ pub(crate) async fn each_queue_runs_at_most_its_concurrency<H: Harness>(h: &H) {
 /// `schedule_interval`), and the producer only polls.
 pub(crate) async fn an_idle_node_calls_the_database_once_per_interval<H: Harness>(h: &H) {
     let c = client(h, config());
-    let faults = capstan_store_conformance::Faults::default();
+    let faults = Faults::default();
     let node = faulty(h, h.store().clone(), &faults, c.config().clone())
         .node(Workers::new())
         .unwrap()
@@ -534,24 +533,10 @@ pub(crate) async fn an_idle_node_calls_the_database_once_per_interval<H: Harness
 /// next bid, not a term later.
 pub(crate) async fn maintenance_runs_on_the_leader_only_and_moves_when_it_stops<H: Harness>(h: &H) {
     let led = ["rescue", "delete_finished"];
-    let start = |name: &str, faults: &capstan_store_conformance::Faults| {
-        faulty(
-            h,
-            h.store().clone(),
-            faults,
-            config().with_node_id(NodeId(name.into())),
-        )
-        .node(Workers::new())
-        .unwrap()
-        .start()
-    };
-    let (fa, fb) = (
-        capstan_store_conformance::Faults::default(),
-        capstan_store_conformance::Faults::default(),
-    );
-    let a = start("a", &fa);
+    let (fa, fb) = (Faults::default(), Faults::default());
+    let a = idle_node(h, "a", &fa);
     crate::support::until("a leads", || fa.calls("rescue") > 0).await;
-    let b = start("b", &fb);
+    let b = idle_node(h, "b", &fb);
     // Bids every heartbeat (100 ms): after ten of b's, b has had every
     // chance to take over, and must not have while a leads.
     crate::support::until("ten bids of b", || fb.calls("elect_leader") >= 10).await;
