@@ -62,26 +62,35 @@ pub(crate) struct Led<S> {
 }
 
 impl<S: Store> Led<S> {
+    /// The led services' names, in the order of [`Leading::services`].
+    const NAMES: [&'static str; 2] = ["rescuer", "cleaner"];
+
+    /// Led service `i` (see [`Led::NAMES`]), running until `stop` fires.
+    fn spawn(&self, i: usize, stop: &CancellationToken) -> JoinHandle<()> {
+        match i {
+            0 => tokio::spawn(self.rescuer.clone().run(stop.clone())),
+            _ => tokio::spawn(self.cleaner.clone().run(stop.clone())),
+        }
+    }
+
     fn start(&self, stop: CancellationToken) -> Leading {
-        let rescuer = tokio::spawn(self.rescuer.clone().run(stop.clone()));
-        let cleaner = tokio::spawn(self.cleaner.clone().run(stop.clone()));
         Leading {
+            services: std::array::from_fn(|i| self.spawn(i, &stop)),
             stop,
-            services: [rescuer, cleaner],
         }
     }
 
     /// Start again any service of `leading` that ended while it should
     /// run (only a panic ends one before its stop fires).
     fn restart_ended(&self, leading: &mut Leading) {
-        let [rescuer, cleaner] = &mut leading.services;
-        if rescuer.is_finished() {
-            tracing::error!("the rescuer stopped while this node leads: starting it again");
-            *rescuer = tokio::spawn(self.rescuer.clone().run(leading.stop.clone()));
-        }
-        if cleaner.is_finished() {
-            tracing::error!("the cleaner stopped while this node leads: starting it again");
-            *cleaner = tokio::spawn(self.cleaner.clone().run(leading.stop.clone()));
+        for (i, service) in leading.services.iter_mut().enumerate() {
+            if service.is_finished() {
+                tracing::error!(
+                    service = Self::NAMES[i],
+                    "a led service stopped while this node leads: starting it again"
+                );
+                *service = self.spawn(i, &leading.stop);
+            }
         }
     }
 }
