@@ -30,9 +30,8 @@ fn order(id: i64, total_cents: i64) -> Order {
 async fn receipts(c: &Client<AnyStore>) -> Vec<capstan::Job> {
     c.list_jobs(&ListJobs {
         queue: Some(orders::QUEUE.into()),
-        state: None,
-        kind: None,
         limit: 100,
+        ..ListJobs::default()
     })
     .await
     .expect("list jobs")

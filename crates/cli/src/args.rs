@@ -30,7 +30,7 @@ pub(crate) struct Cli {
 pub(crate) enum Command {
     /// Create or upgrade the schema (idempotent).
     Migrate,
-    /// Run a node: claim and run jobs until SIGINT/SIGTERM, then stop gracefully.
+    /// Run a node and the HTTP API until SIGINT/SIGTERM, then stop gracefully.
     Serve(ServeArgs),
     /// Enqueue a job (or, with --batch, many from a JSON-lines file).
     Enqueue(EnqueueArgs),
@@ -42,6 +42,22 @@ pub(crate) enum Command {
     Bench(BenchArgs),
     /// Print the effective configuration and where each value came from.
     Config(ConfigArgs),
+    /// Make a new API token: prints the token (give it to the client) and
+    /// the `[[server.tokens]]` entry holding its hash (put it in capstan.toml).
+    Token(TokenArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct TokenArgs {
+    /// What the token may do: admin, worker, enqueue or read.
+    #[arg(long, default_value = "worker", value_parser = ["admin", "worker", "enqueue", "read"])]
+    pub(crate) role: String,
+    /// A name for it (in logs and errors).
+    #[arg(long, default_value = "worker")]
+    pub(crate) name: String,
+    /// For a worker token: the queues it may claim from (default: all).
+    #[arg(long, value_delimiter = ',', value_name = "Q,…")]
+    pub(crate) queues: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -66,6 +82,17 @@ pub(crate) struct ServeArgs {
     /// `capstan migrate` has not brought to this version.
     #[arg(long)]
     pub(crate) no_migrate: bool,
+    /// Serve the HTTP API on this address (default 127.0.0.1:7400; another
+    /// interface needs `server.tokens`).
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) listen: Option<String>,
+    /// Run no jobs here: serve the API and take a share of maintenance
+    /// (pull workers and other nodes run the jobs).
+    #[arg(long)]
+    pub(crate) no_worker: bool,
+    /// Do not serve the HTTP API (a worker node only).
+    #[arg(long, conflicts_with_all = ["listen", "no_worker"])]
+    pub(crate) no_http: bool,
 }
 
 #[derive(Debug, Args)]

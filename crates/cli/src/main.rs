@@ -54,6 +54,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Queues(a) => commands::queues::run(&settings, a).await,
         Command::Bench(a) => commands::bench::run(&settings, a).await,
         Command::Config(a) => commands::config::run(&settings, &a),
+        Command::Token(a) => commands::token::run(&a),
     }
 }
 

@@ -20,6 +20,8 @@
 //! concurrency = 10
 //! [node.retry.kinds."documents.process"]
 //! max_attempts = 4
+//! [server]                                    # CAPSTAN_SERVER_<KEY>; see capstan_server::ServerConfig
+//! listen = "127.0.0.1:7400"                   # serve --listen
 //! ```
 //!
 //! An environment value is read as a TOML value when it is one (`100`,
@@ -42,7 +44,11 @@ use crate::args::{Cli, Command};
 pub(crate) const DEFAULT_URL: &str = "sqlite://capstan.db";
 const DEFAULT_CONFIG_FILE: &str = "capstan.toml";
 /// The sections of `capstan.toml`, each its environment prefix.
-const SECTIONS: [(&str, &str); 2] = [("database", "CAPSTAN_DATABASE_"), ("node", "CAPSTAN_NODE_")];
+const SECTIONS: [(&str, &str); 3] = [
+    ("database", "CAPSTAN_DATABASE_"),
+    ("node", "CAPSTAN_NODE_"),
+    ("server", "CAPSTAN_SERVER_"),
+];
 /// Keys whose values are secrets: printed redacted.
 const SECRET_URLS: [&str; 1] = ["database.url"];
 
@@ -72,6 +78,7 @@ impl fmt::Display for Source {
 struct FileConfig {
     database: Database,
     node: Config,
+    server: capstan_server::ServerConfig,
 }
 
 /// `[database]`: the URL, and the options of each backend (owned and
@@ -101,6 +108,8 @@ pub(crate) struct Settings {
     /// The backends' options.
     pub(crate) database: capstan::DatabaseOptions,
     pub(crate) config: Config,
+    /// `[server]`: the HTTP API of `serve`.
+    pub(crate) server: capstan_server::ServerConfig,
     /// The source of every value set by a file, the environment or a flag,
     /// by dotted key.
     sources: BTreeMap<String, Source>,
@@ -290,6 +299,7 @@ impl Settings {
                 postgres: file.database.postgres,
             },
             config: file.node,
+            server: file.server,
             sources: layers.sources,
         })
     }
@@ -304,6 +314,7 @@ impl Settings {
                 postgres: self.database.postgres.clone(),
             },
             node: self.config.clone(),
+            server: self.server.clone(),
         };
         let Ok(Value::Table(table)) = Value::try_from(&file) else {
             return Vec::new();
@@ -393,6 +404,13 @@ fn flags(cli: &Cli, layers: &mut Layers) {
             &Source::Flag("--concurrency"),
         );
     }
+    if let Some(addr) = &serve.listen {
+        layers.set(
+            &["server", "listen"],
+            Value::String(addr.clone()),
+            &Source::Flag("--listen"),
+        );
+    }
     if let Some(id) = &serve.node_id {
         layers.set(
             &["node", "node_id"],
@@ -454,7 +472,7 @@ fn deserialize(layers: &Layers) -> Result<FileConfig, Retry> {
             } else if is_node_key(key) {
                 format!("runtime settings live under [node]: write `{key}` there")
             } else {
-                "the sections are [database] and [node]".to_owned()
+                "the sections are [database], [node] and [server]".to_owned()
             };
             return Err(Retry::No(anyhow::anyhow!(
                 "unknown key `{key}` at the top of {source}: {hint}"

@@ -110,7 +110,7 @@ fn spawn_node(bin: &Path, url: &str, dir: &Path, id: &str, n: usize) -> NodeProc
         .env("CAPSTAN_DATABASE_URL", url)
         .env("CAPSTAN_LOG", "warn,capstan_runtime=info")
         .env("NO_COLOR", "1")
-        .args(["serve", "--node-id", id])
+        .args(["serve", "--no-http", "--node-id", id])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).expect("log file"))

@@ -679,3 +679,87 @@ pub(crate) async fn config_prints_every_setting_and_where_it_came_from<H: Harnes
         "{err}"
     );
 }
+
+/// `serve` answers HTTP on `--listen`; `--no-worker` runs no job itself, so
+/// a pull worker gets it; an address other machines can reach needs tokens;
+/// a port in use is an error that says so; SIGTERM stops it all.
+pub(crate) async fn serve_answers_http_and_refuses_an_open_port_without_tokens<H: Harness>(h: &H) {
+    let dir = TempDir::new("cli");
+    let url = h.url();
+    let out = run(&url, &dir, &["serve", "--listen", "0.0.0.0:0"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("server.tokens") && err.contains("0.0.0.0"),
+        "{err}"
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let base = format!("http://{addr}");
+    let mut node = serve(&url, &dir, &["--no-worker", "--listen", &addr]);
+    let http = reqwest::Client::new();
+    let mut up = false;
+    for _ in 0..500 {
+        if let Ok(r) = http.get(format!("{base}/readyz")).send().await
+            && r.status().is_success()
+        {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(up, "serve answers /readyz");
+    let made: Value = http
+        .post(format!("{base}/v1/jobs"))
+        .json(&serde_json::json!({"kind": "capstan.noop", "args": {"x": 1}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = made["job"]["id"].as_i64().unwrap();
+    let claimed: Value = http
+        .post(format!("{base}/v1/queues/default/claim"))
+        .json(&serde_json::json!({"worker": "w1", "wait": "5s"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        claimed["jobs"][0]["id"].as_i64(),
+        Some(id),
+        "no in-process worker took it"
+    );
+    let lease = claimed["jobs"][0]["lease"].as_str().unwrap();
+    let done = http
+        .post(format!("{base}/v1/jobs/{id}/complete"))
+        .json(&serde_json::json!({"lease": lease, "result": "from w1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(done.status().as_u16(), 200);
+    let shown = json(&url, &dir, &["jobs", "show", &id.to_string(), "--json"]);
+    assert_eq!(
+        (&shown["state"], &shown["result"]),
+        (
+            &serde_json::json!("completed"),
+            &serde_json::json!("from w1")
+        )
+    );
+    // A second server on the same port: refused, saying why.
+    let out = run(&url, &dir, &["serve", "--listen", &addr]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains(&format!("cannot listen on {addr}")), "{err}");
+    signal(&node, "TERM");
+    let status = wait_exit(&mut node, Duration::from_secs(20)).await;
+    assert!(status.success(), "{status}");
+    assert!(http.get(format!("{base}/healthz")).send().await.is_err());
+}

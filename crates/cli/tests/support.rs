@@ -7,11 +7,13 @@ use std::time::Duration;
 use capstan_store_conformance::TempDir;
 
 /// A `capstan` command on `url`, in an empty working directory (no stray
-/// capstan.toml), with `CAPSTAN_DATABASE_URL` set.
+/// capstan.toml), with `CAPSTAN_DATABASE_URL` set and the API of `serve`
+/// on a free port (tests run side by side).
 pub(crate) fn capstan(url: &str, dir: &TempDir) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_capstan"));
     c.current_dir(dir.path())
         .env("CAPSTAN_DATABASE_URL", url)
+        .env("CAPSTAN_SERVER_LISTEN", "127.0.0.1:0")
         .env("CAPSTAN_LOG", "warn")
         .stdin(Stdio::null());
     c

@@ -17,6 +17,7 @@ capstan_store_conformance::on_both_backends!(
     contract::jobs_list_show_cancel_retry,
     contract::queues_prints_counts_per_state,
     contract::serve_runs_jobs_and_stops_on_sigterm,
+    contract::serve_answers_http_and_refuses_an_open_port_without_tokens,
     contract::a_second_sigterm_stops_serve_at_once,
     contract::wait_exit_codes_tell_the_outcome,
     contract::errors_are_one_line_with_the_right_exit_code,

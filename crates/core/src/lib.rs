@@ -24,7 +24,7 @@ pub use error_class::ErrorClass;
 pub use id::{JobId, NodeId};
 pub use job::{AttemptError, Job};
 pub use lease::{Lease, LeaseToken};
-pub use new_job::{DEFAULT_QUEUE, NewJob, validate_queue};
+pub use new_job::{ANY_KIND, DEFAULT_QUEUE, NewJob, validate_queue};
 pub use retry::RetryPolicy;
 pub use state::JobState;
 pub use validation::ValidationError;

@@ -12,6 +12,10 @@ use crate::{Timestamp, ValidationError};
 /// The queue a job goes to when none is named.
 pub const DEFAULT_QUEUE: &str = "default";
 
+/// In a node's list of kinds, "any kind": what a pull worker that names no
+/// kinds registers. No job may have this kind.
+pub const ANY_KIND: &str = "*";
+
 /// A job to enqueue. Build one with [`NewJob::new`] and the `with_*` methods.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NewJob {
@@ -134,7 +138,7 @@ impl NewJob {
     /// # Errors
     /// A [`ValidationError`] naming the field and what it accepts.
     pub fn validate(&self) -> Result<(), ValidationError> {
-        if self.kind.is_empty() || self.kind.chars().count() > 200 {
+        if self.kind.is_empty() || self.kind.chars().count() > 200 || self.kind == ANY_KIND {
             return Err(ValidationError::Kind(self.kind.clone()));
         }
         validate_queue(&self.queue)?;

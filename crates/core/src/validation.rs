@@ -10,8 +10,10 @@ use crate::Timestamp;
 /// A value given by a user that Capstan cannot accept.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum ValidationError {
-    /// The job kind is empty or too long.
-    #[error("invalid job kind {0:?}: a kind is 1 to 200 characters")]
+    /// The job kind is empty, too long, or `*` (reserved: any kind).
+    #[error(
+        "invalid job kind {0:?}: a kind is 1 to 200 characters, and `*` is reserved (it means any kind)"
+    )]
     Kind(String),
     /// The queue name is empty, too long or holds characters outside `[A-Za-z0-9_.:-]`.
     #[error("invalid queue name {0:?}: use 1 to 100 characters from A-Z a-z 0-9 _ . : -")]
@@ -76,4 +78,26 @@ pub enum ValidationError {
     /// A retry policy whose numbers do not make a schedule.
     #[error("invalid retry policy: {0}")]
     RetryPolicy(String),
+}
+
+impl ValidationError {
+    /// The field (or setting) the error is about, as a job or request names
+    /// it: what an API reports beside the message.
+    pub fn field(&self) -> &'static str {
+        match self {
+            ValidationError::Kind(_) => "kind",
+            ValidationError::Queue(_) => "queue",
+            ValidationError::MaxAttempts(_) => "max_attempts",
+            ValidationError::Timeout(_) => "timeout",
+            ValidationError::Duration { name, .. } => name,
+            ValidationError::RunAt(_) => "run_at",
+            ValidationError::Json { field, .. } => field,
+            ValidationError::Tags => "tags",
+            ValidationError::Key { field } => field,
+            ValidationError::UnknownState(_) => "state",
+            ValidationError::UnknownErrorClass(_) => "class",
+            ValidationError::Payload { .. } => "payload",
+            ValidationError::RetryPolicy(_) => "retry",
+        }
+    }
 }

@@ -41,7 +41,7 @@ pub struct Client<S: Store> {
     pub(crate) config: Arc<Config>,
     pub(crate) clock: Arc<dyn Clock>,
     /// Groups concurrent single enqueues (shared by clones).
-    enqueuer: Arc<crate::enqueuer::Enqueuer>,
+    pub(crate) enqueuer: Arc<crate::enqueuer::Enqueuer>,
 }
 
 impl<S: Store> Client<S> {
@@ -297,6 +297,15 @@ impl<S: Store> Client<S> {
             .await?
             .iter()
             .any(|n| n.handles(queue, kind, now)))
+    }
+
+    /// A node that runs no jobs: it serves no queue, but registers,
+    /// heartbeats and takes its share of maintenance (promoting due jobs,
+    /// rescuing the jobs of dead nodes and pull workers, deleting old ones).
+    /// What an API-only process runs (`capstan serve --no-worker`), so that
+    /// a deployment whose workers all pull over HTTP is still maintained.
+    pub fn maintenance_node(&self) -> Node<S> {
+        Node::maintenance(self.clone())
     }
 
     /// A node that runs `workers` on this client's queues.

@@ -39,6 +39,24 @@ pub enum RuntimeError {
         #[source]
         source: serde_json::Error,
     },
+    /// A request of a pull worker is not one Capstan can act on (nothing
+    /// was changed); the message says which field and what it accepts.
+    #[error("invalid {field}: {message}")]
+    Invalid {
+        /// The field, as the request names it.
+        field: &'static str,
+        /// What is wrong and what is accepted.
+        message: String,
+    },
+    /// A pull worker's name is the id of a live node (or of a worker that
+    /// other Capstan processes serve under another role).
+    #[error(
+        "the worker name {worker:?} is the id of a live node: give each worker a name of its own"
+    )]
+    WorkerNameInUse {
+        /// The name asked for.
+        worker: String,
+    },
     /// Waiting for a job gave up.
     #[error("job {job_id} did not finish within {waited:?} (it is still {state})")]
     WaitTimeout {

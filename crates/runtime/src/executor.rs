@@ -323,7 +323,7 @@ fn outcome(
     })
 }
 
-fn after_error(job: &Job, e: JobError, retry: &RetryPolicies) -> Outcome {
+pub(crate) fn after_error(job: &Job, e: JobError, retry: &RetryPolicies) -> Outcome {
     if let Some(asked) = e.snooze.or(e.retry_after).filter(|d| *d > MAX_DELAY) {
         // A job left waiting for centuries is a stuck job: say so, now.
         return Outcome::Fail {

@@ -30,6 +30,7 @@ mod maintenance;
 mod node;
 mod prefetch;
 mod producer;
+mod pull;
 mod running;
 
 /// The maintenance services' cases, at the root where `on_both_backends!` looks.
@@ -43,6 +44,9 @@ pub use context::JobContext;
 pub use error::{JobError, RuntimeError};
 pub use handler::{Handler, Workers};
 pub use node::{Node, NodeHandle};
+pub use pull::{
+    Beaten, PULL_INCARNATION, PullBeat, PullClaim, PullConfig, PullFailure, PullWorkers,
+};
 
 pub use capstan_core as core;
 pub use capstan_store as store;

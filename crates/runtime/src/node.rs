@@ -74,6 +74,24 @@ impl<S: Store> Node<S> {
         })
     }
 
+    /// A node that runs no jobs (see [`Client::maintenance_node`]).
+    pub(crate) fn maintenance(client: Client<S>) -> Self {
+        let mut config = (*client.config).clone();
+        config.queues.clear();
+        let id = config
+            .node_id
+            .clone()
+            .unwrap_or_else(|| NodeId::generate(&host_name()));
+        Node {
+            client: Client {
+                config: Arc::new(config),
+                ..client
+            },
+            workers: Workers::new(),
+            id,
+        }
+    }
+
     /// This node's id.
     pub fn id(&self) -> &NodeId {
         &self.id

@@ -78,10 +78,8 @@ pub(crate) async fn listing_jobs_filters_and_orders_newest_first<H: Harness>(h: 
     )
     .await;
     let all = |limit| ListJobs {
-        queue: None,
-        state: None,
-        kind: None,
         limit,
+        ..ListJobs::default()
     };
     let listed = |jobs: Vec<capstan_core::Job>| jobs.iter().map(|j| j.id).collect::<Vec<_>>();
     assert_eq!(

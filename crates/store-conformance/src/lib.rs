@@ -103,6 +103,7 @@ macro_rules! conformance {
                     retry_runs_a_failed_job_again,
                     retry_of_a_running_job_is_refused,
                     list_filters_by_queue_state_and_kind,
+                    list_pages_by_cursor_stably_under_inserts_and_filters_by_tag,
                 }
                 queues {
                     queue_counts_by_state,
@@ -124,6 +125,7 @@ macro_rules! conformance {
                     promote_reports_the_next_due_time,
                     cleaner_deletes_only_jobs_past_retention_in_batches,
                     unhandled_jobs_wait_outside_the_claim_order_until_a_node_handles_them,
+                    a_node_of_any_kind_handles_every_kind_of_its_queues,
                 }
                 notify {
                     enqueue_wakes_subscribers,

@@ -36,7 +36,7 @@ pub struct HeartbeatNode {
     pub incarnation: String,
     /// The queues it serves.
     pub queues: Vec<String>,
-    /// The job kinds it has handlers for.
+    /// The job kinds it has handlers for ([`capstan_core::ANY_KIND`]: any).
     pub kinds: Vec<String>,
     /// How often it beats.
     pub interval: Duration,
@@ -185,11 +185,15 @@ impl NodeInfo {
         self.expires_at >= now
     }
 
-    /// A live node that serves `queue` and has a handler for `kind`.
+    /// A live node that serves `queue` and has a handler for `kind` (or
+    /// takes any kind: [`capstan_core::ANY_KIND`], a pull worker).
     pub fn handles(&self, queue: &str, kind: &str, now: Timestamp) -> bool {
         self.is_live(now)
             && self.queues.iter().any(|q| q == queue)
-            && self.kinds.iter().any(|k| k == kind)
+            && self
+                .kinds
+                .iter()
+                .any(|k| k == kind || k == capstan_core::ANY_KIND)
     }
 }
 

@@ -27,6 +27,7 @@ pub(crate) async fn run(settings: &Settings, args: JobsArgs) -> anyhow::Result<E
                     state,
                     kind,
                     limit,
+                    ..ListJobs::default()
                 })
                 .await?;
             if json {

@@ -7,3 +7,4 @@ pub(crate) mod jobs;
 pub(crate) mod migrate;
 pub(crate) mod queues;
 pub(crate) mod serve;
+pub(crate) mod token;

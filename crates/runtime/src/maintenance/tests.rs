@@ -116,9 +116,8 @@ pub(crate) async fn the_parker_sets_aside_the_heads_no_live_node_handles<H: Harn
     );
     let filter = capstan_store::jobs::ListJobs {
         queue: Some("unwatched".into()),
-        state: None,
-        kind: None,
         limit: 10,
+        ..Default::default()
     };
     let unwatched = h.store().list_jobs(&filter).await.unwrap();
     assert!(!unwatched[0].unhandled, "only the queues of its config");

@@ -235,3 +235,46 @@ pub async fn list_filters_by_queue_state_and_kind<H: Harness>(h: &H) {
         2
     );
 }
+
+pub async fn list_pages_by_cursor_stably_under_inserts_and_filters_by_tag<H: Harness>(h: &H) {
+    let ids: Vec<JobId> = enqueue(
+        h,
+        (0..5)
+            .map(|i| {
+                job("k").with_tags(if i % 2 == 0 {
+                    vec!["even"]
+                } else {
+                    vec!["odd"]
+                })
+            })
+            .collect(),
+    )
+    .await
+    .iter()
+    .map(|i| i.id)
+    .collect();
+    let page = |before: Option<JobId>, tag: Option<&str>| {
+        let p = ListJobs {
+            tag: tag.map(str::to_owned),
+            before,
+            limit: 2,
+            ..Default::default()
+        };
+        async move {
+            let jobs = h.store().list_jobs(&p).await.unwrap();
+            jobs.iter().map(|j| j.id).collect::<Vec<_>>()
+        }
+    };
+    let first = page(None, None).await;
+    assert_eq!(first, vec![ids[4], ids[3]]);
+    // A job enqueued between two pages does not shift the next one.
+    enqueue_one(h, job("k")).await;
+    let second = page(first.last().copied(), None).await;
+    assert_eq!(second, vec![ids[2], ids[1]]);
+    let third = page(second.last().copied(), None).await;
+    assert_eq!(third, vec![ids[0]]);
+    assert!(page(Some(ids[0]), None).await.is_empty());
+    assert_eq!(page(None, Some("even")).await, vec![ids[4], ids[2]]);
+    assert_eq!(page(Some(ids[2]), Some("even")).await, vec![ids[0]]);
+    assert!(page(None, Some("none")).await.is_empty());
+}

@@ -241,6 +241,54 @@ pub async fn unhandled_jobs_wait_outside_the_claim_order_until_a_node_handles_th
     );
 }
 
+/// A node (a pull worker) whose kinds are `*` handles every kind of its
+/// queues: nothing of theirs is set aside while it lives, and its beat puts
+/// back what was set aside before it came.
+pub async fn a_node_of_any_kind_handles_every_kind_of_its_queues<H: Harness>(h: &H) {
+    let n = node("n1"); // serves `default` with kind `k`
+    register(h, &n).await;
+    let t0 = h.clock().now();
+    let ids: Vec<_> = enqueue(h, vec![job("x"), job("y"), job("z").with_queue("q2")])
+        .await
+        .iter()
+        .map(|i| i.id)
+        .collect();
+    let mark = |queue: &str| MarkUnhandled {
+        queue: queue.to_owned(),
+        limit: 10,
+        healthy_since: t0,
+        now: now(h),
+    };
+    assert_eq!(h.store().mark_unhandled(&mark("default")).await.unwrap(), 2);
+    let any = capstan_store::nodes::HeartbeatNode {
+        kinds: vec![capstan_core::ANY_KIND.into()],
+        ..beat_of(h, &node("worker"))
+    };
+    h.store().heartbeat_node(&any).await.unwrap();
+    assert!(!get(h, ids[0]).await.unhandled, "its beat put them back");
+    assert!(!get(h, ids[1]).await.unhandled);
+    assert_eq!(h.store().mark_unhandled(&mark("default")).await.unwrap(), 0);
+    // Only the queues it serves.
+    assert_eq!(h.store().mark_unhandled(&mark("q2")).await.unwrap(), 1);
+    let listed = h.store().list_nodes().await.unwrap();
+    let w = listed.iter().find(|r| r.id == any.node).unwrap();
+    assert!(w.handles("default", "anything", h.clock().now()));
+    assert!(!w.handles("q2", "anything", h.clock().now()));
+    // And no job may take the kind that means any.
+    let refused = h
+        .store()
+        .insert_many(&capstan_store::jobs::InsertMany {
+            jobs: vec![job(capstan_core::ANY_KIND)],
+            default_max_attempts: 3,
+            now: now(h),
+        })
+        .await;
+    assert!(matches!(
+        refused,
+        Err(capstan_store::StoreError::Invalid(_))
+    ));
+}
+
 /// Read-only tools check the schema without writing: a database migrated to
 /// this version passes, one behind (or never migrated) is refused with both
 /// versions named.

@@ -1,11 +1,11 @@
 -- Parameters: $1 queues (a JSON array), $2 kinds (a JSON array).
 -- A node with these queues and kinds is here: its unhandled jobs go back in
--- the claim order, and its workers are woken.
+-- the claim order, and its workers are woken. `*` in kinds: any kind.
 WITH up AS (
     UPDATE capstan.jobs SET unhandled = false
     WHERE unhandled AND state = 'available'
       AND queue IN (SELECT jsonb_array_elements_text($1::jsonb))
-      AND kind IN (SELECT jsonb_array_elements_text($2::jsonb))
+      AND ($2::jsonb ? '*' OR kind IN (SELECT jsonb_array_elements_text($2::jsonb)))
     RETURNING queue
 ),
 notify AS (

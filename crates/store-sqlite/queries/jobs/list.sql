@@ -1,7 +1,10 @@
--- Parameters: ?1 queue, ?2 state, ?3 kind (NULL = any, each), ?4 limit.
+-- Parameters: ?1 queue, ?2 state, ?3 kind, ?4 tag, ?5 before id (NULL = any,
+-- each), ?6 limit. Newest first; `before` is the keyset cursor.
 SELECT * FROM capstan_jobs
 WHERE (?1 IS NULL OR queue = ?1)
   AND (?2 IS NULL OR state = ?2)
   AND (?3 IS NULL OR kind = ?3)
+  AND (?4 IS NULL OR EXISTS (SELECT 1 FROM json_each(tags) WHERE value = ?4))
+  AND (?5 IS NULL OR id < ?5)
 ORDER BY id DESC
-LIMIT ?4
+LIMIT ?6

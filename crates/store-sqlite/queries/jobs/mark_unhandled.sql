@@ -1,7 +1,7 @@
 -- Parameters: ?1 queue, ?2 limit, ?3 now, ?4 the judging node's healthy_since.
 -- Walk the head of the queue's claim order (where such jobs slow every
 -- claim) and set aside the jobs whose kind no live node serving the queue
--- has a handler for. The kinds are judged once each, not once per job. A
+-- has a handler for (`*` in a node's kinds: any kind). The kinds are judged once each, not once per job. A
 -- node is live as the rescue judges it: until the later of its last beat
 -- and the caller's healthy_since (?4), plus its own timeout.
 WITH head AS MATERIALIZED (
@@ -18,6 +18,6 @@ WHERE id IN (SELECT id FROM head)
         SELECT 1 FROM capstan_nodes AS n
         WHERE max(n.heartbeat_at, ?4) + (n.expires_at - n.heartbeat_at) >= ?3
           AND EXISTS (SELECT 1 FROM json_each(n.queues) WHERE value = ?1)
-          AND EXISTS (SELECT 1 FROM json_each(n.kinds) WHERE value = head.kind)
+          AND EXISTS (SELECT 1 FROM json_each(n.kinds) WHERE value IN (head.kind, '*'))
     )
 )

@@ -16,6 +16,8 @@ pub(crate) async fn list_jobs(store: &SqliteStore, p: &ListJobs) -> StoreResult<
         .bind(p.queue.as_deref())
         .bind(p.state.map(|s| s.as_str()))
         .bind(p.kind.as_deref())
+        .bind(p.tag.as_deref())
+        .bind(p.before.map(|id| id.0))
         .bind(p.limit as i64)
         .fetch_all(&store.inner.reader)
         .await

@@ -2,7 +2,9 @@
 
 use capstan_core::{Job, JobId, JobState, Timestamp};
 
-/// List jobs, newest first.
+/// List jobs, newest first (highest id first). A page ends where the next
+/// begins with `before` = the last id it returned: ids only grow, so jobs
+/// enqueued meanwhile never shift a later page.
 #[derive(Debug, Clone, Default)]
 pub struct ListJobs {
     /// Only this queue.
@@ -11,6 +13,10 @@ pub struct ListJobs {
     pub state: Option<JobState>,
     /// Only this kind.
     pub kind: Option<String>,
+    /// Only jobs carrying this tag.
+    pub tag: Option<String>,
+    /// Only jobs older than this one (ids below it): the next page.
+    pub before: Option<JobId>,
     /// At most this many.
     pub limit: u32,
 }
