@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod chaos;
+mod clients;
 mod contract;
 mod crash;
 mod support;
@@ -25,6 +26,7 @@ capstan_store_conformance::on_both_backends!(
     contract::commands_other_than_migrate_and_serve_never_write_schema,
     contract::config_prints_every_setting_and_where_it_came_from,
     crash::serve_killed_mid_run_loses_no_job,
+    clients::typescript_and_python_workers_share_a_queue_and_survive_a_kill,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

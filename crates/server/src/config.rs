@@ -7,6 +7,7 @@
 //! max_body_bytes = 8388608
 //! request_timeout = "60s"
 //! worker_timeout = "60s"           # a pull worker silent this long is dead
+//! max_wait = "30s"                 # longest claim or wait
 //! [[server.tokens]]
 //! name = "ts-workers"
 //! role = "worker"                  # admin | worker | enqueue | read
@@ -38,6 +39,10 @@ pub struct ServerConfig {
     /// takes its jobs back.
     #[serde(with = "capstan::core::humantime_serde")]
     pub worker_timeout: Duration,
+    /// Longest a claim or a wait waits (a request asking for more is
+    /// answered after this long, as if its own wait had ended).
+    #[serde(with = "capstan::core::humantime_serde")]
+    pub max_wait: Duration,
     /// Bearer tokens (their hashes) and what each may do. None: the API is
     /// open, which `serve` allows only on a loopback address.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -57,6 +62,7 @@ impl ServerConfig {
     pub fn pull(&self) -> PullConfig {
         PullConfig {
             worker_timeout: self.worker_timeout,
+            max_wait: self.max_wait,
             ..PullConfig::default()
         }
     }
@@ -79,17 +85,22 @@ impl ServerConfig {
                 self.max_body_bytes
             ));
         }
-        let pull = self.pull();
-        if self.worker_timeout <= pull.max_wait {
+        if self.max_wait.is_zero() || self.max_wait > Duration::from_secs(300) {
             return Err(format!(
-                "server.worker_timeout = {:?} must be longer than the longest claim wait ({:?})",
-                self.worker_timeout, pull.max_wait
+                "server.max_wait = {:?} must be more than zero and at most 5m",
+                self.max_wait
             ));
         }
-        if self.request_timeout <= pull.max_wait {
+        if self.worker_timeout <= self.max_wait {
             return Err(format!(
-                "server.request_timeout = {:?} must be longer than the longest claim wait ({:?})",
-                self.request_timeout, pull.max_wait
+                "server.worker_timeout = {:?} must be longer than server.max_wait ({:?}): a worker waiting in a claim would be judged dead",
+                self.worker_timeout, self.max_wait
+            ));
+        }
+        if self.request_timeout <= self.max_wait {
+            return Err(format!(
+                "server.request_timeout = {:?} must be longer than server.max_wait ({:?})",
+                self.request_timeout, self.max_wait
             ));
         }
         let mut names = std::collections::BTreeSet::new();
@@ -121,6 +132,7 @@ impl Default for ServerConfig {
             max_body_bytes: Self::DEFAULT_MAX_BODY_BYTES,
             request_timeout: Self::DEFAULT_REQUEST_TIMEOUT,
             worker_timeout: PullConfig::DEFAULT_WORKER_TIMEOUT,
+            max_wait: PullConfig::DEFAULT_MAX_WAIT,
             tokens: Vec::new(),
         }
     }

@@ -462,7 +462,8 @@ pub(crate) async fn retry(
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct WaitQuery {
-    /// At most this long (`"30s"`, the default and the limit).
+    /// At most this long (`"30s"`: the default, and the limit a longer
+    /// timeout is shortened to).
     pub timeout: Option<String>,
 }
 
@@ -485,12 +486,9 @@ pub(crate) async fn wait(
         Some(t) => capstan::core::humantime_serde::parse(t)
             .map_err(|e| Problem::bad_parameter(format!("timeout: {e}")))?,
     };
-    if timeout > max {
-        return Err(Problem::invalid(
-            "timeout",
-            format!("{timeout:?} is longer than the limit of {max:?}: wait again"),
-        ));
-    }
+    // A longer wait is shortened to the server's limit: the caller gets 408
+    // and waits again.
+    let timeout = timeout.min(max);
     let waited = tokio::select! {
         w = state.client.wait(JobId(id), timeout) => w,
         () = state.stop.cancelled() => {

@@ -118,6 +118,7 @@ fn api() -> (
         .routes(routes!(workers::complete))
         .routes(routes!(workers::complete_many))
         .routes(routes!(workers::fail))
+        .routes(routes!(workers::release))
         .split_for_parts();
     let (open, open_doc) = OpenApiRouter::new()
         .routes(routes!(health::healthz))

@@ -30,7 +30,7 @@ pub struct ClaimRequest {
     /// At most this many jobs (default 1, at most 1000).
     pub max: Option<u32>,
     /// When none is available, wait this long for one (`"20s"`; default
-    /// `"0s"`, at most `"30s"`).
+    /// `"0s"`; a wait over the server's `max_wait`, 30 s, is shortened to it).
     #[serde(default, with = "capstan::core::humantime_serde::option")]
     #[schema(value_type = Option<String>, example = "20s")]
     pub wait: Option<Duration>,
@@ -421,6 +421,49 @@ pub(crate) async fn fail(
         )
         .await?;
     Ok(Json(job.into()))
+}
+
+/// A release.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseRequest {
+    /// The lease of the claim.
+    pub lease: String,
+}
+
+/// A job given back.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ReleaseReply {
+    /// The job's id.
+    pub id: i64,
+    /// `available` (or `cancelled`, when a user had asked).
+    pub state: String,
+}
+
+/// Give a job back to its queue without using up an attempt: a worker that
+/// shuts down before it could run or finish it.
+#[utoipa::path(post, path = "/v1/jobs/{id}/release", tag = "workers",
+    params(("id" = i64, Path, description = "The job's id")),
+    request_body = ReleaseRequest,
+    responses((status = 200, body = ReleaseReply), (status = 404, body = Problem),
+        (status = 409, description = "The lease is no longer the job's", body = Problem)))]
+pub(crate) async fn release(
+    State(state): State<ServerState>,
+    access: Access,
+    Path(id): Path<i64>,
+    Json(req): Json<ReleaseRequest>,
+) -> Result<Json<ReleaseReply>, Problem> {
+    access.require(Need::Work)?;
+    let lease = lease(id, req.lease);
+    let report = state.pull.release(vec![lease.clone()]).await?;
+    if !report.accepted.contains(&lease) {
+        return Err(lost(&state, &lease).await);
+    }
+    let job = found(state.client.job(lease.job_id).await?, lease.job_id)?;
+    Ok(Json(ReleaseReply {
+        id,
+        state: job.state.as_str().to_owned(),
+    }))
 }
 
 fn lease(id: i64, token: String) -> Lease {

@@ -181,11 +181,28 @@ pub(crate) async fn a_worker_claims_beats_completes_and_fails_by_lease<H: Harnes
         api.get(&format!("/v1/jobs/{d}")).await.body["state"],
         "running"
     );
+    // Release: back in its queue, the attempt given back; then 409.
+    let r = api
+        .post(&format!("/v1/jobs/{d}/release"), json!({"lease": ld}))
+        .await;
+    assert_eq!(
+        (r.status, &r.body["state"]),
+        (200, &json!("available")),
+        "{r:?}"
+    );
+    let job = api.get(&format!("/v1/jobs/{d}")).await.body;
+    assert_eq!(
+        (&job["attempt"], &job["node_id"]),
+        (&json!(0), &Value::Null)
+    );
+    let r = api
+        .post(&format!("/v1/jobs/{d}/release"), json!({"lease": ld}))
+        .await;
+    assert_eq!((r.status, r.problem()), (409, "stale-lease"));
     // Claim parameters are checked.
     for (body, field) in [
         (json!({"worker": "w 1"}), "worker"),
         (json!({"worker": "w1", "max": 0}), "max"),
-        (json!({"worker": "w1", "wait": "5m"}), "wait"),
         (json!({"worker": "w1", "kinds": []}), "kinds"),
         (json!({"worker": "w1", "kinds": ["*"]}), "kinds"),
     ] {

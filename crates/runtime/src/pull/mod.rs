@@ -44,7 +44,7 @@ pub struct PullConfig {
     pub worker_timeout: Duration,
     /// Most jobs one claim may take.
     pub max_claim: u32,
-    /// Longest a claim may wait for jobs.
+    /// Longest a claim waits for jobs (a longer wait is shortened to it).
     pub max_wait: Duration,
 }
 
@@ -198,8 +198,9 @@ impl<S: Store> PullWorkers<S> {
     }
 
     /// Claim up to `max` jobs of a queue for a worker; when none is
-    /// available, wait up to `wait` for one (woken at once by an enqueue),
-    /// and return none if nothing came. Each job comes with its lease.
+    /// available, wait up to `wait` (at most `max_wait`) for one, woken at
+    /// once by an enqueue, and return none if nothing came. Each job comes
+    /// with its lease.
     ///
     /// # Errors
     /// [`RuntimeError::Invalid`] for a bad field (nothing changed),
@@ -214,15 +215,6 @@ impl<S: Store> PullWorkers<S> {
                 format!(
                     "{} is not between 1 and {}",
                     req.max, inner.config.max_claim
-                ),
-            ));
-        }
-        if req.wait > inner.config.max_wait {
-            return Err(invalid(
-                "wait",
-                format!(
-                    "{:?} is longer than the limit of {:?}",
-                    req.wait, inner.config.max_wait
                 ),
             ));
         }
@@ -242,7 +234,9 @@ impl<S: Store> PullWorkers<S> {
             now: None,
             after: None,
         };
-        let deadline = tokio::time::Instant::now() + req.wait;
+        // A longer wait than this process allows is shortened: the worker
+        // asks again.
+        let deadline = tokio::time::Instant::now() + req.wait.min(inner.config.max_wait);
         let bell = inner.bells.bell(&req.queue);
         loop {
             // Listen before looking, so an enqueue between the claim and
@@ -440,6 +434,24 @@ impl<S: Store> PullWorkers<S> {
                 }
                 .into()
             })
+    }
+
+    /// Give jobs back to their queue without using up an attempt (a worker
+    /// that stops before running them, or stops them to shut down).
+    ///
+    /// # Errors
+    /// The database's error.
+    pub async fn release(&self, leases: Vec<Lease>) -> Result<LeaseReport, RuntimeError> {
+        self.finish(
+            leases
+                .into_iter()
+                .map(|lease| Finish {
+                    lease,
+                    outcome: Outcome::HandBack,
+                })
+                .collect(),
+        )
+        .await
     }
 
     async fn finish(&self, finishes: Vec<Finish>) -> Result<LeaseReport, RuntimeError> {

@@ -1,0 +1,290 @@
+//! The clients in their own languages against a real `capstan serve`: the
+//! TypeScript and the Python worker of `examples/` share a queue, fail as
+//! asked, and one SIGKILLed mid-job loses its job to the other; a stale
+//! lease is refused; SIGTERM stops every process cleanly. `node` and
+//! `python3` must be installed: a missing one fails with what to install.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use capstan_store_conformance::{Harness, TempDir};
+use serde_json::{Value, json};
+
+use crate::support::{serve, signal, wait_exit, write};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// `program` runs, or the test fails saying what to install.
+fn require(program: &str, hint: &str) {
+    let ok = Command::new(program)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        ok,
+        "`{program}` is needed by the client tests and was not found: {hint}"
+    );
+}
+
+fn worker(cmd: &str, script: &str, base: &str, dir: &TempDir, log: &str) -> Child {
+    Command::new(cmd)
+        .arg(repo().join(script))
+        .env("CAPSTAN_URL", base)
+        .env("QUEUE", "demo")
+        .env("CONCURRENCY", "4")
+        .env("HEARTBEAT", "300ms")
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(dir.path().join(log)).unwrap())
+        .stderr(std::fs::File::create(dir.path().join(format!("{log}.err"))).unwrap())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {cmd} {script}: {e}"))
+}
+
+struct Http {
+    base: String,
+    c: reqwest::Client,
+}
+
+impl Http {
+    async fn get(&self, path: &str) -> Value {
+        self.c
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+    async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        let r = self
+            .c
+            .post(format!("{}{path}", self.base))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.json().await.unwrap())
+    }
+    /// Poll `path` until `done` holds (at most 60 s).
+    async fn until(&self, path: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+        for _ in 0..1200 {
+            // (Connection refused while the server starts counts as "not yet".)
+            let r = self.c.get(format!("{}{path}", self.base)).send().await;
+            if let Ok(r) = r
+                && let Ok(v) = r.json::<Value>().await
+                && done(&v)
+            {
+                return v;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("{what}: never happened ({path})");
+    }
+}
+
+pub(crate) async fn typescript_and_python_workers_share_a_queue_and_survive_a_kill<H: Harness>(
+    h: &H,
+) {
+    require("node", "install Node.js 18 or newer (https://nodejs.org)");
+    require("python3", "install Python 3.9 or newer");
+    let dir = TempDir::new("clients");
+    let url = h.url();
+    write(
+        &dir,
+        "capstan.toml",
+        "[node]\nrescue_interval = \"300ms\"\n[server]\nworker_timeout = \"3s\"\nmax_wait = \"1s\"\nrequest_timeout = \"10s\"\n",
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let http = Http {
+        base: format!("http://{addr}"),
+        c: reqwest::Client::new(),
+    };
+    let mut server = serve(&url, &dir, &["--no-worker", "--listen", &addr]);
+    http.until("/readyz", "serve is ready", |v| v["status"] == "ok")
+        .await;
+    let mut ts = worker(
+        "node",
+        "examples/worker-ts/worker.mjs",
+        &http.base,
+        &dir,
+        "ts.log",
+    );
+    let mut py = worker(
+        "python3",
+        "examples/worker-py/worker.py",
+        &http.base,
+        &dir,
+        "py.log",
+    );
+    // Both register, as workers of the queue.
+    http.until("/v1/nodes", "both workers registered", |v| {
+        v["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|n| n["role"] == "worker")
+            .count()
+            == 2
+    })
+    .await;
+    // 60 jobs of 30 ms each: both workers take a share.
+    let jobs: Vec<Value> = (0..60)
+        .map(|i| json!({"kind": "demo.echo", "queue": "demo", "args": {"i": i, "ms": 30}}))
+        .collect();
+    let (status, made) = http.post("/v1/jobs", json!({ "jobs": jobs })).await;
+    assert_eq!(status, 201);
+    let ids: Vec<i64> = made["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["id"].as_i64().unwrap())
+        .collect();
+    let mut langs = std::collections::BTreeSet::new();
+    for id in &ids {
+        let job = http
+            .until(&format!("/v1/jobs/{id}"), "a job completes", |j| {
+                j["state"] == "completed"
+            })
+            .await;
+        assert_eq!(
+            job["result"]["echo"]["i"].as_i64(),
+            Some(job["args"]["i"].as_i64().unwrap())
+        );
+        langs.insert(job["result"]["lang"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(
+        langs,
+        ["py".to_owned(), "ts".to_owned()].into(),
+        "both workers ran jobs"
+    );
+    // Failures, by each language's error classes.
+    let (_, f) = http
+        .post("/v1/jobs", json!({"kind": "demo.fail", "queue": "demo", "max_attempts": 3, "args": {"permanent": true, "message": "bad input"}}))
+        .await;
+    let id = f["job"]["id"].as_i64().unwrap();
+    let job = http
+        .until(&format!("/v1/jobs/{id}"), "a permanent failure", |j| {
+            j["state"] == "failed"
+        })
+        .await;
+    assert_eq!(
+        (
+            &job["attempt"],
+            &job["errors"][0]["class"],
+            &job["errors"][0]["message"]
+        ),
+        (&json!(1), &json!("permanent"), &json!("bad input"))
+    );
+    let (_, f) = http
+        .post("/v1/jobs", json!({"kind": "demo.fail", "queue": "demo", "max_attempts": 2, "args": {"retry_after": "100ms", "message": "HTTP 429"}}))
+        .await;
+    let id = f["job"]["id"].as_i64().unwrap();
+    let job = http
+        .until(&format!("/v1/jobs/{id}"), "retried, then failed", |j| {
+            j["state"] == "failed"
+        })
+        .await;
+    assert_eq!(job["attempt"], 2, "the retry ran: {job}");
+    assert_eq!(job["errors"][0]["class"], "retryable");
+    // A long job; the worker running it is killed; the other finishes it.
+    let (_, long) = http
+        .post(
+            "/v1/jobs",
+            json!({"kind": "demo.echo", "queue": "demo", "args": {"ms": 2500}}),
+        )
+        .await;
+    let id = long["job"]["id"].as_i64().unwrap();
+    let running = http
+        .until(&format!("/v1/jobs/{id}"), "the long job runs", |j| {
+            j["state"] == "running"
+        })
+        .await;
+    let holder = running["node_id"].as_str().unwrap().to_owned();
+    let nodes = http.get("/v1/nodes").await;
+    let lang_of = |name: &str| {
+        let ts_log = std::fs::read_to_string(dir.path().join("ts.log")).unwrap_or_default();
+        if ts_log.contains(name) { "ts" } else { "py" }
+    };
+    assert!(
+        nodes["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["id"] == holder.as_str())
+    );
+    let killed = lang_of(&holder);
+    let (victim, survivor) = if killed == "ts" {
+        (&mut ts, &mut py)
+    } else {
+        (&mut py, &mut ts)
+    };
+    signal(victim, "KILL");
+    let _ = victim.wait();
+    let job = http
+        .until(
+            &format!("/v1/jobs/{id}"),
+            "the killed worker's job is finished by the other",
+            |j| j["state"] == "completed",
+        )
+        .await;
+    assert_ne!(job["result"]["lang"], killed, "{job}");
+    assert_eq!(job["attempt"], 2);
+    assert_eq!(job["errors"][0]["class"], "rescued");
+    // A lease that went stale (its worker fell silent, the job was
+    // rescued) is refused and changes nothing.
+    let (_, g) = http
+        .post("/v1/jobs", json!({"kind": "k", "queue": "ghosts"}))
+        .await;
+    let gid = g["job"]["id"].as_i64().unwrap();
+    let (_, claimed) = http
+        .post("/v1/queues/ghosts/claim", json!({"worker": "ghost"}))
+        .await;
+    let lease = claimed["jobs"][0]["lease"].as_str().unwrap().to_owned();
+    http.until(
+        &format!("/v1/jobs/{gid}"),
+        "the silent worker's job is rescued",
+        |j| j["state"] == "available",
+    )
+    .await;
+    let (status, problem) = http
+        .post(
+            &format!("/v1/jobs/{gid}/complete"),
+            json!({"lease": lease, "result": 1}),
+        )
+        .await;
+    assert_eq!(
+        (status, &problem["type"]),
+        (409, &json!("urn:capstan:problem:stale-lease"))
+    );
+    assert_eq!(
+        http.get(&format!("/v1/jobs/{gid}")).await["state"],
+        "available"
+    );
+    // SIGTERM: the survivor stops cleanly, then the server.
+    signal(survivor, "TERM");
+    let status = wait_exit(survivor, Duration::from_secs(20)).await;
+    assert!(
+        status.success(),
+        "the {} worker stops cleanly: {status}",
+        if killed == "ts" { "py" } else { "ts" }
+    );
+    let running = http.get("/v1/jobs?queue=demo&state=running").await;
+    assert_eq!(running["jobs"], json!([]), "nothing left running");
+    signal(&server, "TERM");
+    assert!(
+        wait_exit(&mut server, Duration::from_secs(20))
+            .await
+            .success()
+    );
+}

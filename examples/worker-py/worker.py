@@ -1,0 +1,52 @@
+"""A Capstan pull worker in Python, on the client in clients/python.
+
+    pip install ./clients/python         # or run from the repository as is
+    capstan serve &                      # the API on 127.0.0.1:7400
+    python3 examples/worker-py/worker.py
+    curl -s localhost:7400/v1/jobs -H 'content-type: application/json' \\
+      -d '{"kind":"demo.echo","args":{"hello":"py"},"queue":"demo"}'
+
+Settings from the environment: CAPSTAN_URL, CAPSTAN_TOKEN, QUEUE (demo),
+CONCURRENCY (8). It stops cleanly on SIGTERM or ctrl-c.
+"""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "clients", "python"))
+
+from capstan_client import Client, JobContext, PermanentError, RetryAfter, Worker  # noqa: E402
+
+
+def echo(args, ctx: JobContext):
+    """Returns its args, after `ms` milliseconds of (cancellable) work."""
+    ms = (args or {}).get("ms")
+    if ms:
+        ctx.progress({"sleeping": ms})
+        if ctx.stopped.wait(ms / 1000.0):
+            raise RuntimeError(f"stopped: {ctx.reason}")
+    return {"echo": args, "by": worker.name, "lang": "py"}
+
+
+def fail(args, ctx: JobContext):
+    """Fails: permanently, after a delay, or with the queue's backoff."""
+    args = args or {}
+    if args.get("permanent"):
+        raise PermanentError(args.get("message", "asked to fail"))
+    if args.get("retry_after"):
+        raise RetryAfter(args.get("message", "asked to retry"), args["retry_after"])
+    raise RuntimeError(args.get("message", "asked to fail"))
+
+
+worker = Worker(
+    Client(),
+    queue=os.environ.get("QUEUE", "demo"),
+    handlers={"demo.echo": echo, "demo.fail": fail},
+    concurrency=int(os.environ.get("CONCURRENCY", "8")),
+    heartbeat_every=os.environ.get("HEARTBEAT", "10s"),
+)
+
+if __name__ == "__main__":
+    print(f"worker {worker.name} on queue {worker.queue}", flush=True)
+    worker.run()
+    print(f"worker {worker.name} stopped", flush=True)
