@@ -42,6 +42,8 @@ pub struct Client<S: Store> {
     pub(crate) clock: Arc<dyn Clock>,
     /// Groups concurrent single enqueues (shared by clones).
     pub(crate) enqueuer: Arc<crate::enqueuer::Enqueuer>,
+    /// Change hints for live views (shared by clones).
+    pub(crate) hints: Arc<crate::changes::Hints>,
 }
 
 impl<S: Store> Client<S> {
@@ -52,6 +54,7 @@ impl<S: Store> Client<S> {
             config: Arc::new(Config::default()),
             clock: Arc::new(SystemClock),
             enqueuer: Arc::new(crate::enqueuer::Enqueuer::new()),
+            hints: Arc::default(),
         }
     }
 
@@ -66,6 +69,7 @@ impl<S: Store> Client<S> {
             config: Arc::new(config),
             clock: Arc::new(SystemClock),
             enqueuer: Arc::new(crate::enqueuer::Enqueuer::new()),
+            hints: Arc::default(),
         })
     }
 
@@ -90,6 +94,11 @@ impl<S: Store> Client<S> {
     /// The clock.
     pub fn clock(&self) -> &Arc<dyn Clock> {
         &self.clock
+    }
+
+    /// This process's change hints (see [`crate::changes`]).
+    pub fn hints(&self) -> &crate::changes::Hints {
+        &self.hints
     }
 
     /// The insert parameters for `jobs`, with each job's `max_attempts`
@@ -214,13 +223,15 @@ impl<S: Store> Client<S> {
     /// # Errors
     /// `NotFound`, or `InvalidTransition` for a finished job.
     pub async fn cancel(&self, id: JobId) -> Result<CancelOutcome, RuntimeError> {
-        Ok(self
+        let outcome = self
             .store
             .cancel_job(&CancelJob {
                 id,
                 now: self.clock.pinned(),
             })
-            .await?)
+            .await?;
+        self.hints.send(&self.store, [id], true);
+        Ok(outcome)
     }
 
     /// Run a job again now (failed, cancelled, completed or waiting).
@@ -228,13 +239,15 @@ impl<S: Store> Client<S> {
     /// # Errors
     /// `NotFound`, or `InvalidTransition` for a running job.
     pub async fn retry(&self, id: JobId) -> Result<Job, RuntimeError> {
-        Ok(self
+        let job = self
             .store
             .retry_job(&RetryJob {
                 id,
                 now: self.clock.pinned(),
             })
-            .await?)
+            .await?;
+        self.hints.send(&self.store, [id], true);
+        Ok(job)
     }
 
     /// Jobs per queue and state.

@@ -49,6 +49,8 @@ pub(crate) struct Completer<S> {
     /// Fired when the node starts shutting down: retries become bounded.
     pub(crate) stopping: CancellationToken,
     pub(crate) crash: CancellationToken,
+    /// Say which jobs were finished, to live views.
+    pub(crate) hints: Arc<crate::changes::Hints>,
 }
 
 /// What became of one write.
@@ -196,6 +198,8 @@ impl<S: Store> Completer<S> {
                             "finishes written after the database came back"
                         );
                     }
+                    self.hints
+                        .send(&self.store, report.accepted.iter().map(|l| l.job_id), false);
                     for lease in &report.fenced {
                         tracing::warn!(%lease, "finish rejected: the job is no longer running under this lease (rescued or finished elsewhere, or this very finish was already written); nothing changed");
                     }

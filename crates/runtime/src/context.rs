@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use capstan_core::limits::{self, MAX_PROGRESS_BYTES};
 use capstan_core::{JobId, Lease};
+use capstan_store::StoreError;
 use capstan_store::jobs::{ExtendLeases, Extension, LeaseReport};
-use capstan_store::{JobStore, StoreError};
 use serde_json::Value;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -36,20 +36,35 @@ pub(crate) trait LeaseKeeper: Send + Sync {
 pub(crate) struct StoreLeaseKeeper<S> {
     pub(crate) store: S,
     pub(crate) clock: Arc<dyn capstan_core::Clock>,
+    /// Progress recorded is a change live views show.
+    pub(crate) hints: Arc<crate::changes::Hints>,
 }
 
-impl<S: JobStore> LeaseKeeper for StoreLeaseKeeper<S> {
+impl<S: capstan_store::Store> LeaseKeeper for StoreLeaseKeeper<S> {
     fn extend(
         &self,
         leases: Vec<Extension>,
     ) -> Pin<Box<dyn Future<Output = Result<LeaseReport, StoreError>> + Send + '_>> {
         Box::pin(async move {
-            self.store
+            let progressed: Vec<capstan_core::JobId> = leases
+                .iter()
+                .filter(|e| e.progress.is_some())
+                .map(|e| e.lease.job_id)
+                .collect();
+            let report = self
+                .store
                 .extend_leases(&ExtendLeases {
                     leases,
                     now: self.clock.pinned(),
                 })
-                .await
+                .await?;
+            if !progressed.is_empty() {
+                let accepted = progressed
+                    .into_iter()
+                    .filter(|id| report.accepted.iter().any(|l| l.job_id == *id));
+                self.hints.send(&self.store, accepted, false);
+            }
+            Ok(report)
         })
     }
 }

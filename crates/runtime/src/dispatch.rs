@@ -44,7 +44,7 @@ impl Wake {
 }
 
 /// The topics a node subscribes to.
-pub(crate) const TOPICS: [Topic; 2] = [Topic::JOBS, Topic::CONTROL];
+pub(crate) const TOPICS: [Topic; 3] = [Topic::JOBS, Topic::CONTROL, crate::changes::WATCH];
 
 pub(crate) async fn run<S: Store>(
     mut notifications: Notifications,
@@ -81,6 +81,9 @@ pub(crate) async fn run<S: Store>(
                 if let Some(ControlHint::Cancel(id)) = ControlHint::parse(&n.payload) {
                     shared.leases.cancel_job(id);
                 }
+            }
+            Some(Received::Notification(n)) if n.topic == crate::changes::WATCH => {
+                shared.client.hints.watched();
             }
             Some(Received::Notification(_)) => {}
             Some(Received::Missed) => everyone(),

@@ -15,6 +15,7 @@
 //! without burning an attempt.
 
 mod builtin;
+pub mod changes;
 mod client;
 mod completer;
 mod config;

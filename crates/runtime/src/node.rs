@@ -148,6 +148,7 @@ impl<S: Store> Node<S> {
             keeper: Arc::new(StoreLeaseKeeper {
                 store: store.clone(),
                 clock: client.clock.clone(),
+                hints: client.hints.clone(),
             }),
             hard_stop: crash.child_token(),
             crash: crash.clone(),
@@ -182,6 +183,7 @@ impl<S: Store> Node<S> {
             final_flush: config.shutdown_grace,
             stopping: stop_claiming.clone(),
             crash: crash.clone(),
+            hints: client.hints.clone(),
         };
         let completer_task = tokio::spawn(completer.run(completer_stop.clone()));
 

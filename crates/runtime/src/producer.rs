@@ -257,6 +257,11 @@ impl<S: Store> Producer<S> {
                     match res {
                         Ok(jobs) => {
                             prefetch.claimed(f.sent.elapsed());
+                            self.shared.client.hints.send(
+                                &self.shared.client.store,
+                                jobs.iter().map(|j| j.id),
+                                false,
+                            );
                             tracing::trace!(queue = %self.queue, limit = f.limit, claimed = jobs.len(), micros = f.sent.elapsed().as_micros() as u64, capacity = prefetch.capacity(), "claim");
                             // A full batch: more are waiting, claim again as soon as
                             // there is room, from after its last job (claim order).

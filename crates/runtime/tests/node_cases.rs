@@ -588,3 +588,53 @@ pub(crate) async fn a_backlog_of_due_jobs_is_promoted_batch_after_batch<H: Harne
     }
     node.shutdown().await.unwrap();
 }
+
+/// A node says which jobs it claimed and finished while someone watches
+/// (a `WATCH` heard), and says nothing while nobody does.
+pub(crate) async fn a_watched_node_says_which_jobs_changed_and_an_unwatched_one_is_silent<
+    H: Harness,
+>(
+    h: &H,
+) {
+    use capstan_runtime::changes;
+    use capstan_store::{Notification, Received, Store};
+    let c = client(h, config());
+    let node = c.node(Workers::new()).unwrap().start();
+    let mut hints = h.store().subscribe(&[changes::CHANGES]).await.unwrap();
+    // Unwatched: a job runs, no hint.
+    let quiet = c
+        .enqueue(NewJob::new("capstan.noop", json!({})))
+        .await
+        .unwrap()
+        .id;
+    wait_for_job(&c, quiet, Duration::from_secs(10), |j| {
+        j.state == JobState::Completed
+    })
+    .await;
+    // Watched: its claim and its finish are named.
+    h.store()
+        .notify(Notification::new(changes::WATCH, ""))
+        .await
+        .unwrap();
+    crate::support::until("the node heard the watch", || c.hints().is_watched()).await;
+    let id = c
+        .enqueue(NewJob::new("capstan.noop", json!({})))
+        .await
+        .unwrap()
+        .id;
+    wait_for_job(&c, id, Duration::from_secs(10), |j| {
+        j.state == JobState::Completed
+    })
+    .await;
+    let mut named = Vec::new();
+    while named.iter().filter(|i| **i == id).count() < 2 {
+        let got = tokio::time::timeout(Duration::from_secs(10), hints.recv())
+            .await
+            .expect("a hint for the claim and one for the finish");
+        if let Some(Received::Notification(n)) = got {
+            named.extend(changes::parse(&n.payload));
+        }
+    }
+    assert!(!named.contains(&quiet), "no hint while nobody watched");
+    node.shutdown().await.unwrap();
+}

@@ -31,6 +31,7 @@ capstan_store_conformance::on_both_backends!(
     node_cases::a_leader_on_another_queue_leaves_no_queue_unparked,
     node_cases::a_crashed_leader_is_replaced_when_its_term_ends,
     node_cases::a_backlog_of_due_jobs_is_promoted_batch_after_batch,
+    node_cases::a_watched_node_says_which_jobs_changed_and_an_unwatched_one_is_silent,
     lease_cases::a_job_that_waited_in_the_buffer_starts_with_a_lease_for_its_whole_timeout,
     lease_cases::a_buffered_job_that_waits_half_its_lease_is_handed_back,
     lease_cases::a_buffered_job_never_starts_without_a_lease,

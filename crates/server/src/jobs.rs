@@ -7,7 +7,7 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use capstan::store::jobs::{CancelOutcome, ListJobs};
-use capstan::{Job, JobId, JobState, NewJob, RuntimeError};
+use capstan::{Job, JobId, JobState, NewJob};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -313,11 +313,14 @@ fn parse_value<T: serde::de::DeserializeOwned>(v: Value) -> Result<T, Problem> {
 
 /// The job, or 404.
 pub(crate) fn found(job: Option<Job>, id: JobId) -> Result<Job, Problem> {
-    job.ok_or_else(|| {
-        Problem::not_found(format!(
-            "job {id} not found (it never existed or was deleted after its retention period)"
-        ))
-    })
+    job.ok_or_else(|| not_found(id))
+}
+
+/// 404 for job `id`.
+pub(crate) fn not_found(id: JobId) -> Problem {
+    Problem::not_found(format!(
+        "job {id} not found (it never existed or was deleted after its retention period)"
+    ))
 }
 
 /// Filters and page of `GET /v1/jobs`.
@@ -386,6 +389,7 @@ pub(crate) async fn list(
             kind: q.kind,
             tag: q.tag,
             before,
+            ids: None,
             limit,
         })
         .await?;
@@ -489,18 +493,11 @@ pub(crate) async fn wait(
     // A longer wait is shortened to the server's limit: the caller gets 408
     // and waits again.
     let timeout = timeout.min(max);
-    let waited = tokio::select! {
-        w = state.client.wait(JobId(id), timeout) => w,
-        () = state.stop.cancelled() => {
-            return Err(Problem::unavailable("this server is shutting down: wait again (on another node)"));
-        }
-    };
-    match waited {
-        Ok(job) => Ok(Json(JobView::from(job)).into_response()),
-        Err(RuntimeError::WaitTimeout { .. }) => {
-            let job = found(state.client.job(JobId(id)).await?, JobId(id))?;
+    match crate::events::until_finished(&state, JobId(id), timeout).await? {
+        Some(Ok(job)) => Ok(Json(JobView::from(job)).into_response()),
+        Some(Err(job)) => {
             Ok((StatusCode::REQUEST_TIMEOUT, Json(JobView::from(job))).into_response())
         }
-        Err(e) => Err(e.into()),
+        None => Err(not_found(JobId(id))),
     }
 }

@@ -12,13 +12,16 @@
 //! handlers and their types, so it cannot drift from them.
 //!
 //! One module per resource: [`jobs`], [`queues`], [`nodes`], [`workers`]
-//! (the pull protocol), [`health`].
+//! (the pull protocol), [`events`] (server-sent events, fed by the live
+//! hub), [`health`].
 
 pub mod auth;
 mod config;
+pub mod events;
 mod extract;
 pub mod health;
 pub mod jobs;
+mod live;
 pub mod nodes;
 mod problem;
 pub mod queues;
@@ -48,6 +51,7 @@ pub use problem::Problem;
 pub struct ServerState {
     client: Client<AnyStore>,
     pull: PullWorkers<AnyStore>,
+    live: Arc<live::Live>,
     tokens: Arc<auth::Tokens>,
     config: Arc<ServerConfig>,
     stop: CancellationToken,
@@ -67,9 +71,11 @@ impl ServerState {
     ) -> Result<Self, RuntimeError> {
         config.validate().map_err(RuntimeError::Config)?;
         let pull = PullWorkers::start(client.clone(), config.pull(), stop.clone()).await?;
+        let live = live::Live::start(client.clone(), stop.clone()).await?;
         Ok(ServerState {
             client,
             pull,
+            live,
             tokens: Arc::new(auth::Tokens::new(&config.tokens)),
             config: Arc::new(config),
             stop,
@@ -110,6 +116,8 @@ fn api() -> (
         .routes(routes!(jobs::cancel))
         .routes(routes!(jobs::retry))
         .routes(routes!(jobs::wait))
+        .routes(routes!(events::job))
+        .routes(routes!(events::queue))
         .routes(routes!(queues::list))
         .routes(routes!(nodes::list))
         .routes(routes!(workers::claim))
@@ -166,8 +174,12 @@ pub fn router(state: ServerState) -> Router {
         .with_state(state)
 }
 
-/// Answer 503 for a request that takes longer than the configured timeout.
+/// Answer 503 for a request that takes longer than the configured timeout
+/// (event streams excepted: they last).
 async fn within(State(timeout): State<Duration>, req: Request, next: Next) -> Response {
+    if req.uri().path().ends_with("/events") {
+        return next.run(req).await;
+    }
     match tokio::time::timeout(timeout, next.run(req)).await {
         Ok(res) => res,
         Err(_) => Problem::unavailable(format!(

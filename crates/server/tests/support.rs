@@ -133,3 +133,80 @@ async fn reply(res: reqwest::Response) -> Reply {
         body,
     }
 }
+
+/// One server-sent event.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SseEvent {
+    pub(crate) event: String,
+    pub(crate) id: String,
+    pub(crate) data: Value,
+}
+
+/// A server-sent event stream being read.
+pub(crate) struct Sse {
+    res: reqwest::Response,
+    buf: String,
+}
+
+impl Sse {
+    /// Open `path` on `api`, resuming after `last` when given.
+    pub(crate) async fn open(api: &Api, path: &str, last: Option<&str>) -> Sse {
+        let mut req = api.http.get(format!("{}{path}", api.base));
+        if let Some(l) = last {
+            req = req.header("last-event-id", l);
+        }
+        let res = req.send().await.unwrap();
+        assert_eq!(res.status().as_u16(), 200, "{path}");
+        assert!(
+            res.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/event-stream")
+        );
+        Sse {
+            res,
+            buf: String::new(),
+        }
+    }
+
+    /// The next event within `within`; `None` when the stream ended, or
+    /// nothing came in time.
+    pub(crate) async fn next_within(&mut self, within: std::time::Duration) -> Option<SseEvent> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            while let Some(end) = self.buf.find("\n\n") {
+                let block: String = self.buf.drain(..end + 2).collect();
+                let mut e = SseEvent::default();
+                let mut data = String::new();
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("event:") {
+                        e.event = v.trim().to_owned();
+                    } else if let Some(v) = line.strip_prefix("id:") {
+                        e.id = v.trim().to_owned();
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        data.push_str(v.trim());
+                    }
+                }
+                if e.event.is_empty() && data.is_empty() {
+                    continue; // a keep-alive comment
+                }
+                e.data = serde_json::from_str(&data).unwrap_or(Value::String(data));
+                return Some(e);
+            }
+            let chunk = tokio::time::timeout_at(deadline, self.res.chunk())
+                .await
+                .ok()?;
+            match chunk.unwrap() {
+                Some(bytes) => self.buf.push_str(&String::from_utf8_lossy(&bytes)),
+                None => return None,
+            }
+        }
+    }
+
+    /// The next event (at most 10 s).
+    pub(crate) async fn next(&mut self) -> SseEvent {
+        self.next_within(std::time::Duration::from_secs(10))
+            .await
+            .expect("an event within 10 s")
+    }
+}

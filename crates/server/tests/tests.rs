@@ -8,6 +8,7 @@
 mod support;
 
 mod auth_cases;
+mod events_cases;
 mod jobs_cases;
 mod worker_cases;
 
@@ -21,4 +22,7 @@ capstan_store_conformance::on_both_backends!(
     worker_cases::a_waiting_claim_wakes_on_enqueue_and_ends_on_shutdown,
     worker_cases::a_worker_name_of_a_live_node_is_refused,
     auth_cases::each_role_may_do_its_part_and_nothing_else,
+    events_cases::a_job_stream_shows_each_change_and_resumes_without_missing_the_end,
+    events_cases::a_queue_stream_shows_its_jobs_and_asks_for_a_resync_on_reconnect,
+    events_cases::a_wait_wakes_on_a_change_made_elsewhere_and_streams_end_on_shutdown,
 );

@@ -103,7 +103,7 @@ macro_rules! conformance {
                     retry_runs_a_failed_job_again,
                     retry_of_a_running_job_is_refused,
                     list_filters_by_queue_state_and_kind,
-                    list_pages_by_cursor_stably_under_inserts_and_filters_by_tag,
+                    list_pages_by_a_cursor_stable_under_inserts_and_filters_by_tag_and_ids,
                 }
                 queues {
                     queue_counts_by_state,

@@ -40,13 +40,15 @@ impl Bells {
     }
 }
 
-/// The topic the bells listen to.
-pub(crate) const TOPICS: [Topic; 1] = [Topic::JOBS];
+/// The topics the bells listen to (and [`crate::changes::WATCH`], which
+/// makes this process send change hints).
+pub(crate) const TOPICS: [Topic; 2] = [Topic::JOBS, crate::changes::WATCH];
 
 /// Ring the bells on every hint, until `stop` or until the store is gone.
 pub(crate) async fn listen(
     mut notifications: Notifications,
     bells: Arc<Bells>,
+    hints: Arc<crate::changes::Hints>,
     stop: CancellationToken,
 ) {
     loop {
@@ -55,6 +57,7 @@ pub(crate) async fn listen(
             () = stop.cancelled() => break,
         };
         match received {
+            Some(Received::Notification(n)) if n.topic == crate::changes::WATCH => hints.watched(),
             Some(Received::Notification(n)) => match JobsHint::parse(&n.payload) {
                 JobsHint::Queues(queues) => {
                     for q in queues {

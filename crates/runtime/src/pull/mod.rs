@@ -175,7 +175,12 @@ impl<S: Store> PullWorkers<S> {
         }
         let bells = Arc::new(Bells::default());
         let notifications = client.store.subscribe(&bells::TOPICS).await?;
-        tokio::spawn(bells::listen(notifications, bells.clone(), stop.clone()));
+        tokio::spawn(bells::listen(
+            notifications,
+            bells.clone(),
+            client.hints.clone(),
+            stop.clone(),
+        ));
         Ok(PullWorkers {
             inner: Arc::new(Inner {
                 client,
@@ -254,6 +259,7 @@ impl<S: Store> PullWorkers<S> {
                 .await?;
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             if !jobs.is_empty() || left.is_zero() || inner.stop.is_cancelled() {
+                self.hint(jobs.iter().map(|j| j.id));
                 return Ok(jobs);
             }
             // Hints can be lost (another process without a channel, a
@@ -295,6 +301,11 @@ impl<S: Store> PullWorkers<S> {
         // Each lease with its job, when the job is still held under it.
         let mut held = Vec::with_capacity(beats.len());
         let mut extensions = Vec::with_capacity(beats.len());
+        let progressed: Vec<capstan_core::JobId> = beats
+            .iter()
+            .filter(|b| b.progress.is_some())
+            .map(|b| b.lease.job_id)
+            .collect();
         for b in beats {
             let job = inner.client.store.get_job(b.lease.job_id).await?;
             let job = job.filter(|j| j.lease().as_ref() == Some(&b.lease));
@@ -321,6 +332,13 @@ impl<S: Store> PullWorkers<S> {
                 })
                 .await?
         };
+        self.hint(
+            report
+                .accepted
+                .iter()
+                .filter(|l| progressed.contains(&l.job_id))
+                .map(|l| l.job_id),
+        );
         let now = inner.client.clock.now();
         let mut out = Vec::with_capacity(held.len());
         let mut holders: Vec<(String, Vec<String>, Vec<String>)> = Vec::new();
@@ -456,14 +474,22 @@ impl<S: Store> PullWorkers<S> {
 
     async fn finish(&self, finishes: Vec<Finish>) -> Result<LeaseReport, RuntimeError> {
         let inner = &*self.inner;
-        Ok(inner
+        let report = inner
             .client
             .store
             .finish_many(&FinishMany {
                 finishes,
                 now: inner.client.clock.pinned(),
             })
-            .await?)
+            .await?;
+        self.hint(report.accepted.iter().map(|l| l.job_id));
+        Ok(report)
+    }
+
+    /// Tell live views that these jobs changed (if any are open).
+    fn hint(&self, ids: impl IntoIterator<Item = capstan_core::JobId>) {
+        let client = &self.inner.client;
+        client.hints.send(&client.store, ids, false);
     }
 
     /// Write `worker`'s row if it is due (see the registry).

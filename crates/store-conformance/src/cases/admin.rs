@@ -236,7 +236,9 @@ pub async fn list_filters_by_queue_state_and_kind<H: Harness>(h: &H) {
     );
 }
 
-pub async fn list_pages_by_cursor_stably_under_inserts_and_filters_by_tag<H: Harness>(h: &H) {
+pub async fn list_pages_by_a_cursor_stable_under_inserts_and_filters_by_tag_and_ids<H: Harness>(
+    h: &H,
+) {
     let ids: Vec<JobId> = enqueue(
         h,
         (0..5)
@@ -277,4 +279,24 @@ pub async fn list_pages_by_cursor_stably_under_inserts_and_filters_by_tag<H: Har
     assert_eq!(page(None, Some("even")).await, vec![ids[4], ids[2]]);
     assert_eq!(page(Some(ids[2]), Some("even")).await, vec![ids[0]]);
     assert!(page(None, Some("none")).await.is_empty());
+    // By ids (a live view re-reading what a hint named), newest first.
+    let by_ids = h
+        .store()
+        .list_jobs(&ListJobs {
+            ids: Some(vec![ids[1], ids[3], JobId(987_654_321)]),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        by_ids.iter().map(|j| j.id).collect::<Vec<_>>(),
+        vec![ids[3], ids[1]]
+    );
+    let none = ListJobs {
+        ids: Some(vec![]),
+        limit: 10,
+        ..Default::default()
+    };
+    assert!(h.store().list_jobs(&none).await.unwrap().is_empty());
 }

@@ -24,6 +24,11 @@ pub(crate) async fn list_jobs(store: &PgStore, p: &ListJobs) -> StoreResult<Vec<
         .bind(p.kind.as_deref())
         .bind(p.tag.as_deref())
         .bind(p.before.map(|id| id.0))
+        .bind(
+            p.ids
+                .as_ref()
+                .map(|ids| sqlx::types::Json(ids.iter().map(|i| i.0).collect::<Vec<i64>>())),
+        )
         .bind(p.limit as i64)
         .fetch_all(&store.inner.pool)
         .await

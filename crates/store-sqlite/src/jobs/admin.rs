@@ -18,6 +18,11 @@ pub(crate) async fn list_jobs(store: &SqliteStore, p: &ListJobs) -> StoreResult<
         .bind(p.kind.as_deref())
         .bind(p.tag.as_deref())
         .bind(p.before.map(|id| id.0))
+        .bind(
+            p.ids
+                .as_ref()
+                .map(|ids| sqlx::types::Json(ids.iter().map(|i| i.0).collect::<Vec<i64>>())),
+        )
         .bind(p.limit as i64)
         .fetch_all(&store.inner.reader)
         .await

@@ -17,6 +17,8 @@ pub struct ListJobs {
     pub tag: Option<String>,
     /// Only jobs older than this one (ids below it): the next page.
     pub before: Option<JobId>,
+    /// Only these jobs (a live view re-reading the jobs a hint named).
+    pub ids: Option<Vec<JobId>>,
     /// At most this many.
     pub limit: u32,
 }
