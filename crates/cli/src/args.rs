@@ -22,6 +22,20 @@ pub(crate) struct Cli {
     /// Configuration file (default: ./capstan.toml when it exists).
     #[arg(long, global = true, value_name = "PATH")]
     pub(crate) config: Option<PathBuf>,
+    /// A Capstan server's HTTP API, e.g. http://127.0.0.1:7400: `jobs wait`
+    /// long-polls it, `jobs watch` streams from it (default for `watch`:
+    /// the address of server.listen).
+    #[arg(long, global = true, value_name = "URL", env = "CAPSTAN_API_URL")]
+    pub(crate) api: Option<String>,
+    /// The bearer token for --api.
+    #[arg(
+        long,
+        global = true,
+        value_name = "TOKEN",
+        env = "CAPSTAN_API_TOKEN",
+        hide_env_values = true
+    )]
+    pub(crate) api_token: Option<String>,
     #[command(subcommand)]
     pub(crate) command: Command,
 }
@@ -181,6 +195,20 @@ pub(crate) enum JobsCommand {
     Retry {
         /// The job id.
         id: i64,
+    },
+    /// Print a job's changes as they happen (or a queue's, with --queue),
+    /// from a server's event stream: exit 0 when the job completed, 1 when
+    /// it failed or was cancelled. Needs a running `capstan serve`.
+    Watch {
+        /// The job id (not with --queue).
+        #[arg(required_unless_present = "queue", conflicts_with = "queue")]
+        id: Option<i64>,
+        /// Every job of this queue, until ctrl-c.
+        #[arg(long)]
+        queue: Option<String>,
+        /// Print each event as a JSON line.
+        #[arg(long)]
+        json: bool,
     },
     /// Wait until a job finishes: exit 0 completed, 1 failed or cancelled, 3 timeout.
     Wait {

@@ -7,6 +7,7 @@
 //! failed and what to do); `jobs wait` adds 1 for a failed or cancelled job
 //! and 3 for a timeout. No input ever makes it panic.
 
+mod api;
 mod args;
 mod commands;
 mod settings;
@@ -50,7 +51,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Migrate => commands::migrate::run(&settings).await,
         Command::Serve(a) => commands::serve::run(&settings, a).await,
         Command::Enqueue(a) => commands::enqueue::run(&settings, a).await,
-        Command::Jobs(a) => commands::jobs::run(&settings, a).await,
+        Command::Jobs(a) => {
+            commands::jobs::run(&settings, &cli.api, cli.api_token.clone(), a).await
+        }
         Command::Queues(a) => commands::queues::run(&settings, a).await,
         Command::Bench(a) => commands::bench::run(&settings, a).await,
         Command::Config(a) => commands::config::run(&settings, &a),

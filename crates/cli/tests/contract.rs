@@ -753,6 +753,55 @@ pub(crate) async fn serve_answers_http_and_refuses_an_open_port_without_tokens<H
             &serde_json::json!("from w1")
         )
     );
+    // `jobs watch` prints a job's changes live and exits with its outcome;
+    // `jobs wait --api` long-polls the server.
+    let made: Value = http
+        .post(format!("{base}/v1/jobs"))
+        .json(&serde_json::json!({"kind": "capstan.noop"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = made["job"]["id"].as_i64().unwrap().to_string();
+    let watch = crate::support::capstan(&url, &dir)
+        .args(["jobs", "watch", &id, "--api", &base])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let waiter = crate::support::capstan(&url, &dir)
+        .args(["jobs", "wait", &id, "--api", &base, "--json"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let claimed: Value = http
+        .post(format!("{base}/v1/queues/default/claim"))
+        .json(&serde_json::json!({"worker": "w1", "wait": "5s"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let lease = claimed["jobs"][0]["lease"].as_str().unwrap();
+    http.post(format!("{base}/v1/jobs/{id}/fail"))
+        .json(&serde_json::json!({"lease": lease, "error": "no", "permanent": true}))
+        .send()
+        .await
+        .unwrap();
+    let watched = watch.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&watched.stdout);
+    assert_eq!(watched.status.code(), Some(1), "a failed job: {text}");
+    assert!(
+        text.contains("available") && text.contains("running") && text.contains("failed"),
+        "{text}"
+    );
+    let waited = waiter.wait_with_output().unwrap();
+    assert_eq!(waited.status.code(), Some(1));
+    let job: Value = serde_json::from_slice(&waited.stdout).unwrap();
+    assert_eq!(job["state"], "failed");
     // A second server on the same port: refused, saying why.
     let out = run(&url, &dir, &["serve", "--listen", &addr]);
     let err = String::from_utf8_lossy(&out.stderr);

@@ -1,4 +1,6 @@
-//! `capstan jobs list|show|cancel|retry|wait`.
+//! `capstan jobs list|show|cancel|retry|wait|watch`. `watch` reads a
+//! server's event stream; `wait` long-polls the server given by `--api`,
+//! else polls the database.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -7,11 +9,59 @@ use anyhow::Context;
 use capstan::store::jobs::{CancelOutcome, ListJobs};
 use capstan::{Job, JobId, JobState, RuntimeError};
 
+use crate::api::{Api, Waited};
 use crate::args::{JobsArgs, JobsCommand};
 use crate::settings::Settings;
 use crate::table;
 
-pub(crate) async fn run(settings: &Settings, args: JobsArgs) -> anyhow::Result<ExitCode> {
+pub(crate) async fn run(
+    settings: &Settings,
+    api: &Option<String>,
+    api_token: Option<String>,
+    args: JobsArgs,
+) -> anyhow::Result<ExitCode> {
+    if let JobsCommand::Watch { id, queue, json } = &args.command {
+        let base = api
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", settings.server.listen));
+        let api = Api::new(&base, api_token)?;
+        return match (id, queue) {
+            (Some(id), _) => {
+                let job = api
+                    .watch(&format!("/v1/jobs/{id}/events"), *json, true)
+                    .await?;
+                Ok(exit_of(job.as_ref().and_then(|j| j["state"].as_str())))
+            }
+            (None, Some(q)) => {
+                api.watch(&format!("/v1/queues/{q}/events"), *json, false)
+                    .await?;
+                Ok(ExitCode::SUCCESS)
+            }
+            (None, None) => Ok(ExitCode::from(2)),
+        };
+    }
+    if let (JobsCommand::Wait { id, timeout, json }, Some(base)) = (&args.command, api) {
+        let api = Api::new(base, api_token)?;
+        let limit = timeout.unwrap_or(Duration::from_secs(100 * 365 * 24 * 3600));
+        return match api.wait(*id, limit).await? {
+            Waited::Finished(job) => {
+                if *json {
+                    println!("{job}");
+                } else {
+                    println!("job {} {}", job["id"], job["state"].as_str().unwrap_or("?"));
+                }
+                Ok(exit_of(job["state"].as_str()))
+            }
+            Waited::TimedOut(job) => {
+                eprintln!(
+                    "error: job {id} is still {} after {}; wait longer with --timeout",
+                    job["state"].as_str().unwrap_or("?"),
+                    humantime::format_duration(limit)
+                );
+                Ok(ExitCode::from(3))
+            }
+        };
+    }
     let client = settings.client().await?;
     match args.command {
         JobsCommand::List {
@@ -78,6 +128,7 @@ pub(crate) async fn run(settings: &Settings, args: JobsArgs) -> anyhow::Result<E
                 j.id, j.state, j.attempt, j.max_attempts
             );
         }
+        JobsCommand::Watch { .. } => return Ok(ExitCode::from(2)), // (handled above)
         JobsCommand::Wait { id, timeout, json } => {
             let limit = timeout.unwrap_or(Duration::from_secs(100 * 365 * 24 * 3600));
             // Waiting on a job no node can run would never end: say so now.
@@ -122,6 +173,15 @@ pub(crate) async fn run(settings: &Settings, args: JobsArgs) -> anyhow::Result<E
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// 0 for a completed job, 1 for a failed or cancelled one (or none).
+fn exit_of(state: Option<&str>) -> ExitCode {
+    if state == Some("completed") {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
 }
 
 /// The state as shown in tables: an available job no live node can run says so.
