@@ -22,6 +22,8 @@
 //! max_attempts = 4
 //! [server]                                    # CAPSTAN_SERVER_<KEY>; see capstan_server::ServerConfig
 //! listen = "127.0.0.1:7400"                   # serve --listen
+//! [queues.hooks]                              # a push queue: capstan::runtime::push::PushConfig
+//! push_url = "https://example.com/hook"
 //! ```
 //!
 //! An environment value is read as a TOML value when it is one (`100`,
@@ -44,10 +46,11 @@ use crate::args::{Cli, Command};
 pub(crate) const DEFAULT_URL: &str = "sqlite://capstan.db";
 const DEFAULT_CONFIG_FILE: &str = "capstan.toml";
 /// The sections of `capstan.toml`, each its environment prefix.
-const SECTIONS: [(&str, &str); 3] = [
+const SECTIONS: [(&str, &str); 4] = [
     ("database", "CAPSTAN_DATABASE_"),
     ("node", "CAPSTAN_NODE_"),
     ("server", "CAPSTAN_SERVER_"),
+    ("queues", "CAPSTAN_QUEUES_"),
 ];
 /// Keys whose values are secrets: printed redacted.
 const SECRET_URLS: [&str; 1] = ["database.url"];
@@ -79,6 +82,8 @@ struct FileConfig {
     database: Database,
     node: Config,
     server: capstan_server::ServerConfig,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    queues: BTreeMap<String, capstan::runtime::push::PushConfig>,
 }
 
 /// `[database]`: the URL, and the options of each backend (owned and
@@ -110,6 +115,8 @@ pub(crate) struct Settings {
     pub(crate) config: Config,
     /// `[server]`: the HTTP API of `serve`.
     pub(crate) server: capstan_server::ServerConfig,
+    /// `[queues.NAME]`: push queues.
+    pub(crate) queues: BTreeMap<String, capstan::runtime::push::PushConfig>,
     /// The source of every value set by a file, the environment or a flag,
     /// by dotted key.
     sources: BTreeMap<String, Source>,
@@ -300,6 +307,7 @@ impl Settings {
             },
             config: file.node,
             server: file.server,
+            queues: file.queues,
             sources: layers.sources,
         })
     }
@@ -315,6 +323,7 @@ impl Settings {
             },
             node: self.config.clone(),
             server: self.server.clone(),
+            queues: self.queues.clone(),
         };
         let Ok(Value::Table(table)) = Value::try_from(&file) else {
             return Vec::new();
@@ -472,7 +481,7 @@ fn deserialize(layers: &Layers) -> Result<FileConfig, Retry> {
             } else if is_node_key(key) {
                 format!("runtime settings live under [node]: write `{key}` there")
             } else {
-                "the sections are [database], [node] and [server]".to_owned()
+                "the sections are [database], [node], [server] and [queues.NAME]".to_owned()
             };
             return Err(Retry::No(anyhow::anyhow!(
                 "unknown key `{key}` at the top of {source}: {hint}"

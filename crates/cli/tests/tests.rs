@@ -9,6 +9,7 @@ mod chaos;
 mod clients;
 mod contract;
 mod crash;
+mod push;
 mod support;
 
 capstan_store_conformance::on_both_backends!(
@@ -27,6 +28,7 @@ capstan_store_conformance::on_both_backends!(
     contract::config_prints_every_setting_and_where_it_came_from,
     crash::serve_killed_mid_run_loses_no_job,
     clients::typescript_and_python_workers_share_a_queue_and_survive_a_kill,
+    push::a_push_queue_posts_signed_jobs_and_follows_the_status_table,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -108,7 +108,7 @@ async fn execute<S: Store>(
         lease_until,
     } = start;
     let timeout = config.lease.timeout(&job);
-    let ended = match shared.workers.get(&job.kind) {
+    let ended = match shared.workers.get(&job.queue, &job.kind) {
         None => Ended::Returned(Err(JobError::permanent(format!(
             "no handler for kind {} on node {}",
             job.kind, shared.node_id

@@ -101,6 +101,8 @@ where
 #[derive(Clone)]
 pub struct Workers {
     handlers: BTreeMap<String, Arc<dyn ErasedHandler>>,
+    /// Queues whose every job, whatever its kind, one handler runs (push queues).
+    queues: BTreeMap<String, Arc<dyn ErasedHandler>>,
 }
 
 impl std::fmt::Debug for Workers {
@@ -124,6 +126,7 @@ impl Workers {
     pub fn empty() -> Self {
         Workers {
             handlers: BTreeMap::new(),
+            queues: BTreeMap::new(),
         }
     }
 
@@ -159,13 +162,57 @@ impl Workers {
         Ok(self)
     }
 
-    /// The kinds registered.
-    pub fn kinds(&self) -> Vec<String> {
-        self.handlers.keys().cloned().collect()
+    /// Make `queue` a push queue: every job of it, whatever its kind, is
+    /// POSTed to `config.push_url` (see [`crate::push`]). The node must
+    /// serve the queue.
+    ///
+    /// # Errors
+    /// [`RuntimeError::Config`] for a bad setting, or a queue that already
+    /// pushes.
+    pub fn push(
+        &mut self,
+        queue: &str,
+        config: crate::push::PushConfig,
+    ) -> Result<&mut Self, RuntimeError> {
+        if self.queues.contains_key(queue) {
+            return Err(RuntimeError::Config(format!(
+                "queue {queue} already pushes to a URL"
+            )));
+        }
+        let target = crate::push::Target::new(queue, config)?;
+        self.queues.insert(queue.to_owned(), target);
+        Ok(self)
     }
 
-    pub(crate) fn get(&self, kind: &str) -> Option<Arc<dyn ErasedHandler>> {
-        self.handlers.get(kind).cloned()
+    /// The kinds registered; `*` (any kind) too when a queue pushes.
+    pub fn kinds(&self) -> Vec<String> {
+        let mut kinds: Vec<String> = self.handlers.keys().cloned().collect();
+        if !self.queues.is_empty() {
+            kinds.push(capstan_core::ANY_KIND.to_owned());
+        }
+        kinds
+    }
+
+    /// The kinds a claim from `queue` takes: `None` (any) for a push queue.
+    pub(crate) fn claim_kinds(&self, queue: &str) -> Option<Vec<String>> {
+        if self.queues.contains_key(queue) {
+            None
+        } else {
+            Some(self.handlers.keys().cloned().collect())
+        }
+    }
+
+    /// The handler of a job of `kind` in `queue`.
+    pub(crate) fn get(&self, queue: &str, kind: &str) -> Option<Arc<dyn ErasedHandler>> {
+        self.queues
+            .get(queue)
+            .or_else(|| self.handlers.get(kind))
+            .cloned()
+    }
+
+    /// The push queues.
+    pub fn push_queues(&self) -> Vec<String> {
+        self.queues.keys().cloned().collect()
     }
 }
 

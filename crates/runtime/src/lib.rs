@@ -32,6 +32,7 @@ mod node;
 mod prefetch;
 mod producer;
 mod pull;
+pub mod push;
 mod running;
 
 /// The maintenance services' cases, at the root where `on_both_backends!` looks.

@@ -157,7 +157,7 @@ impl<S: Store> Producer<S> {
             IdleBackoff::new(config.poll_initial, config.poll_max, config.poll_multiplier);
         let template = Claim {
             queue: self.queue.clone(),
-            kinds: Some(self.shared.workers.kinds()),
+            kinds: self.shared.workers.claim_kinds(&self.queue),
             limit: 0,
             node: self.shared.node_id.clone(),
             default_timeout: config.lease.default_timeout,

@@ -21,7 +21,18 @@ use crate::shutdown::Signals;
 use crate::usage::Usage;
 
 pub(crate) async fn run(settings: &Settings, args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let config = settings.config.clone();
+    let mut config = settings.config.clone();
+    // Push queues: served here, every job of them POSTed to their URL.
+    let mut workers = Workers::new();
+    for (name, push) in &settings.queues {
+        workers.push(name, push.clone())?;
+        match config.queues.iter_mut().find(|q| q.name == *name) {
+            Some(q) => q.concurrency = push.concurrency,
+            None => config
+                .queues
+                .push(capstan::QueueConfig::new(name.clone()).with_concurrency(push.concurrency)),
+        }
+    }
     if !args.no_http {
         settings
             .server
@@ -45,7 +56,7 @@ pub(crate) async fn run(settings: &Settings, args: ServeArgs) -> anyhow::Result<
     let node = if args.no_worker {
         client.maintenance_node()
     } else {
-        client.node(Workers::new())?
+        client.node(workers)?
     };
     let stop = CancellationToken::new();
     let http = match listener {
