@@ -251,6 +251,16 @@ pub(crate) struct BenchArgs {
     /// run once with a large --jobs and --keep to measure over a big retained history.
     #[arg(long)]
     pub(crate) keep: bool,
+    /// Measure the HTTP API instead: pull workers (a Rust loop, the
+    /// TypeScript and the Python client), a push queue, and event streams.
+    #[arg(long, conflicts_with_all = ["nodes", "idle", "keep"])]
+    pub(crate) http: bool,
+    /// With --http: event streams held open at once.
+    #[arg(long, default_value_t = 1000, requires = "http")]
+    pub(crate) streams: usize,
+    /// With --http: the repository's examples/ (the client workers).
+    #[arg(long, default_value = "examples", requires = "http")]
+    pub(crate) examples: PathBuf,
     /// Print one JSON object.
     #[arg(long)]
     pub(crate) json: bool,

@@ -25,6 +25,7 @@ use crate::args::{Cli, Command};
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(&cli);
+    capstan::runtime::push::install_tls();
     match run(cli).await {
         Ok(code) => code,
         Err(e) => {

@@ -108,7 +108,10 @@ pub(crate) async fn typescript_and_python_workers_share_a_queue_and_survive_a_ki
     let addr = format!("127.0.0.1:{port}");
     let http = Http {
         base: format!("http://{addr}"),
-        c: reqwest::Client::new(),
+        c: {
+            capstan::runtime::push::install_tls();
+            reqwest::Client::new()
+        },
     };
     let mut server = serve(&url, &dir, &["--no-worker", "--listen", &addr]);
     http.until("/readyz", "serve is ready", |v| v["status"] == "ok")

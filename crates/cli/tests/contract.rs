@@ -546,6 +546,38 @@ pub(crate) async fn bench_prints_its_report<H: Harness>(h: &H) {
     let q = json(&url, &dir, &["queues", "--json"]);
     assert_eq!(q.as_array().unwrap().len(), 1, "{q}");
     assert_eq!(q[0]["queue"], "default");
+    // --http: every figure, the clients' included, and nothing left behind.
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let r = json(
+        &url,
+        &dir,
+        &[
+            "bench",
+            "--http",
+            "--jobs",
+            "200",
+            "--concurrency",
+            "10",
+            "--streams",
+            "20",
+            "--examples",
+            examples.to_str().unwrap(),
+            "--json",
+        ],
+    );
+    for key in [
+        "http_rust_per_s",
+        "http_ts_per_s",
+        "http_py_per_s",
+        "push_per_s",
+        "sse_p50_ms",
+        "sse_p99_ms",
+    ] {
+        assert!(r[key].as_f64().is_some_and(|x| x > 0.0), "{key}: {r}");
+    }
+    assert_eq!(r["sse_streams"], 20);
+    let q = json(&url, &dir, &["queues", "--json"]);
+    assert_eq!(q.as_array().unwrap().len(), 1, "{q}");
 }
 
 /// `serve` waits for a database that does not answer (it is starting, failing

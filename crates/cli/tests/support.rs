@@ -10,6 +10,8 @@ use capstan_store_conformance::TempDir;
 /// capstan.toml), with `CAPSTAN_DATABASE_URL` set and the API of `serve`
 /// on a free port (tests run side by side).
 pub(crate) fn capstan(url: &str, dir: &TempDir) -> Command {
+    // (This process's HTTP clients, too, need rustls's provider.)
+    capstan::runtime::push::install_tls();
     let mut c = Command::new(env!("CARGO_BIN_EXE_capstan"));
     c.current_dir(dir.path())
         .env("CAPSTAN_DATABASE_URL", url)

@@ -157,6 +157,15 @@ pub fn sign(secrets: &[Vec<u8>], id: &str, timestamp: i64, body: &[u8]) -> Strin
         .join(" ")
 }
 
+/// Make ring rustls's process-wide crypto provider, as sqlx's TLS uses: the
+/// workspace builds reqwest on rustls without a provider of its own (no
+/// second crypto stack), so every process that builds an HTTP client calls
+/// this first (the `capstan` binary does at start; a second call is a
+/// no-op).
+pub fn install_tls() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// One push target, shared by the pushes of its queue.
 #[derive(Debug)]
 pub(crate) struct Target {
@@ -170,9 +179,7 @@ pub(crate) struct Target {
 impl Target {
     pub(crate) fn new(queue: &str, config: PushConfig) -> Result<Arc<Target>, RuntimeError> {
         config.validate(queue)?;
-        // rustls needs a crypto provider: ring, as sqlx's TLS uses (a
-        // second install is refused, harmlessly).
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        install_tls();
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(config.push_timeout)

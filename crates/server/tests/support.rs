@@ -23,6 +23,7 @@ pub(crate) struct Api {
 /// A server with `config` (its `listen` replaced by a free port), on the
 /// harness's database and clock.
 pub(crate) async fn start<H: Harness>(h: &H, mut config: ServerConfig) -> Api {
+    capstan::runtime::push::install_tls();
     let store = AnyStore::connect(&h.url()).await.unwrap();
     store.migrate().await.unwrap();
     let client = Client::new(store).with_clock(Arc::new(h.clock().clone()));

@@ -34,6 +34,7 @@ use crate::args::BenchArgs;
 use crate::settings::Settings;
 
 mod drain;
+mod http;
 mod usage;
 
 use drain::Drainers;
@@ -70,6 +71,9 @@ struct Report {
 }
 
 pub(crate) async fn run(settings: &Settings, args: BenchArgs) -> anyhow::Result<ExitCode> {
+    if args.http {
+        return http::run(settings, args).await;
+    }
     let store = settings.open_and_migrate().await?;
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
