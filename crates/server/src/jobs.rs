@@ -183,6 +183,7 @@ impl EnqueueJob {
 #[serde(deny_unknown_fields)]
 pub struct EnqueueBatch {
     /// The jobs (at most 10,000).
+    #[schema(max_items = 10000)]
     pub jobs: Vec<EnqueueJob>,
 }
 

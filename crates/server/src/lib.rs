@@ -92,8 +92,10 @@ impl ServerState {
 #[openapi(
     info(
         title = "Capstan",
-        description = "Reliable background work for applications whose data lives in a relational database: durable jobs, and workers in any language. Errors are RFC 9457 problem details (application/problem+json). Routes under /v1 take `Authorization: Bearer <token>` when the server has tokens."
+        description = "Reliable background work for applications whose data lives in a relational database: durable jobs, and workers in any language. Errors are RFC 9457 problem details (application/problem+json). Routes under /v1 take `Authorization: Bearer <token>` when the server has tokens.\n\nLimits (a request past one is refused, nothing changed): a request body of at most server.max_body_bytes (8 MiB by default; 413); a job's args, a result: 1 MiB of JSON each; progress: 64 KiB; JSON nested at most 100 deep; at most 10,000 jobs per batch (enqueue, complete, heartbeat); a claim takes at most 1,000 jobs; a claim's wait and a wait's timeout are shortened to server.max_wait (30 s); a request that takes longer than server.request_timeout (60 s) is answered 503 (event streams excepted); durations are strings such as \"500ms\", \"30s\", \"5m\"."
     ),
+    modifiers(&BearerAuth),
+    security(("bearer" = [])),
     tags(
         (name = "jobs", description = "Enqueue, inspect, cancel, retry, wait"),
         (name = "workers", description = "The pull protocol: claim with a lease, heartbeat, complete, fail"),
@@ -103,6 +105,20 @@ impl ServerState {
     )
 )]
 struct ApiDoc;
+
+/// The bearer token scheme, in the document's components.
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
 
 /// The API's routes, with their OpenAPI document.
 fn api() -> (

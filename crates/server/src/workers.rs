@@ -28,6 +28,7 @@ pub struct ClaimRequest {
     /// from `A-Z a-z 0-9 _ . : - @`). It appears in `GET /v1/nodes`.
     pub worker: String,
     /// At most this many jobs (default 1, at most 1000).
+    #[schema(minimum = 1, maximum = 1000)]
     pub max: Option<u32>,
     /// When none is available, wait this long for one (`"20s"`; default
     /// `"0s"`; a wait over the server's `max_wait`, 30 s, is shortened to it).
@@ -190,7 +191,8 @@ pub(crate) async fn heartbeat(
 pub struct HeartbeatBatch {
     /// The worker's name (keeps its row alive on any server).
     pub worker: Option<String>,
-    /// The jobs.
+    /// The jobs (at most 10,000).
+    #[schema(max_items = 10000)]
     pub jobs: Vec<HeartbeatItem>,
 }
 
@@ -327,7 +329,8 @@ pub(crate) async fn complete(
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CompleteBatch {
-    /// The jobs.
+    /// The jobs (at most 10,000).
+    #[schema(max_items = 10000)]
     pub jobs: Vec<CompleteItem>,
 }
 

@@ -350,6 +350,21 @@ pub(crate) async fn the_openapi_document_lists_every_route<H: Harness>(h: &H) {
         ]
     );
     assert!(doc.body["components"]["schemas"]["Problem"].is_object());
+    assert_eq!(
+        doc.body["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
+    assert_eq!(
+        doc.body["components"]["schemas"]["EnqueueBatch"]["properties"]["jobs"]["maxItems"],
+        10000
+    );
+    assert!(
+        doc.body["info"]["description"]
+            .as_str()
+            .unwrap()
+            .contains("1 MiB"),
+        "limits are declared"
+    );
     assert_eq!(api.get("/healthz").await.body["status"], "ok");
     assert_eq!(api.get("/readyz").await.status, 200);
     let queues = api.get("/v1/queues").await;
