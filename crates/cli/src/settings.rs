@@ -488,6 +488,15 @@ fn deserialize(layers: &Layers) -> Result<FileConfig, Retry> {
             )));
         }
     }
+    // `queues` is both a [node] key (the queues a node serves) and the
+    // section of push queues: a list at the top meant the former.
+    if let Some(v) = layers.table.get("queues").filter(|v| !v.is_table()) {
+        let source = layers.source_of("queues");
+        return Err(Retry::No(anyhow::anyhow!(
+            "`queues` at the top of {source} is {v}: the queues a node serves live under [node] \
+             (write `queues = {v}` there); top-level [queues.NAME] tables configure push queues"
+        )));
+    }
     serde_path_to_error::deserialize(Value::Table(layers.table.clone())).map_err(|e| {
         let e: serde_path_to_error::Error<toml::de::Error> = e;
         let path = e.path().to_string();
@@ -678,6 +687,42 @@ mod tests {
         assert_eq!(s.config.cancel_grace, std::time::Duration::from_secs(2));
         assert!((s.config.poll_multiplier - 2.5).abs() < f64::EPSILON);
         assert_eq!(s.config.retry.by_kind["x"].max_attempts, 4);
+    }
+
+    #[test]
+    fn server_tokens_and_push_queues_come_from_the_file_the_environment_and_flags() {
+        let (dir, path) = config_file(
+            "[server]\nworker_timeout = \"90s\"\n[queues.hooks]\npush_url = \"https://example.com/h\"\n",
+        );
+        let hash = capstan_server::hash_token("t");
+        let tokens = format!(
+            "[{{name = \"ci\", role = \"worker\", queues = [\"a\"], sha256 = \"{hash}\"}}]"
+        );
+        let s = settings(
+            &["--config", &path, "serve", "--listen", "0.0.0.0:9000"],
+            &[("CAPSTAN_SERVER_TOKENS", tokens.as_str())],
+        )
+        .unwrap();
+        assert_eq!(s.server.listen.to_string(), "0.0.0.0:9000");
+        assert_eq!(s.server.worker_timeout, std::time::Duration::from_secs(90));
+        assert_eq!(s.server.tokens.len(), 1);
+        assert_eq!(s.server.tokens[0].queues, vec!["a"]);
+        assert!(
+            s.server.validate().is_ok(),
+            "tokens make another address allowed"
+        );
+        assert_eq!(s.queues["hooks"].push_url, "https://example.com/h");
+        assert_eq!(
+            source(&s, "server.listen"),
+            "\"0.0.0.0:9000\" flag --listen"
+        );
+        drop(dir);
+        // A typo under [server] is named.
+        let (_dir, path) = config_file("[server]\nlisten_on = \"x\"\n");
+        let e = settings(&["--config", &path, "serve"], &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("listen_on"), "{e}");
     }
 
     #[test]
