@@ -11,8 +11,10 @@
 //!    answers 200, with `--concurrency` pushes in flight;
 //! 3. live status: `--streams` job event streams open at once; the time
 //!    from just before each job's completion is sent to its stream's
-//!    `completed` event (p50, p99), and this process's resident memory
-//!    before and with the streams open (server and clients share it).
+//!    `completed` event (p50, p99) — on PostgreSQL the completions go
+//!    through a second server with connections of its own, so each event
+//!    crosses from one node to another —, and this process's resident
+//!    memory before and with the streams open (servers and clients share it).
 
 use std::path::{Path, PathBuf};
 use std::process::{ExitCode, Stdio};
@@ -61,15 +63,32 @@ pub(crate) async fn run(settings: &Settings, args: BenchArgs) -> anyhow::Result<
     };
     let listener = tokio::net::TcpListener::bind(server.listen).await?;
     let base = format!("http://{}", listener.local_addr()?);
-    let state = capstan_server::ServerState::new(client.clone(), server, stop.clone()).await?;
+    let state =
+        capstan_server::ServerState::new(client.clone(), server.clone(), stop.clone()).await?;
     let serving = tokio::spawn(capstan_server::serve(listener, state));
+    // On PostgreSQL the streams' jobs are completed through a second server
+    // with connections of its own, as another node would: the event crosses
+    // the database. (SQLite's nodes are one process.)
+    let (other_base, other) = if store.capabilities().backend == "postgres" {
+        let other_store = settings.open().await?;
+        let other_client = Client::with_config(other_store, settings.config.clone())?;
+        let listener = tokio::net::TcpListener::bind(server.listen).await?;
+        let other_base = format!("http://{}", listener.local_addr()?);
+        let state = capstan_server::ServerState::new(other_client, server, stop.clone()).await?;
+        (
+            other_base,
+            Some(tokio::spawn(capstan_server::serve(listener, state))),
+        )
+    } else {
+        (base.clone(), None)
+    };
     let queues: Vec<String> = ["rust", "ts", "py", "push", "sse"]
         .iter()
         .map(|q| format!("{tag}-{q}"))
         .collect();
     let result = measure(
         &client,
-        &base,
+        [&base, &other_base],
         &queues,
         jobs,
         concurrency,
@@ -79,6 +98,9 @@ pub(crate) async fn run(settings: &Settings, args: BenchArgs) -> anyhow::Result<
     .await;
     stop.cancel();
     let _ = serving.await;
+    if let Some(other) = other {
+        let _ = other.await;
+    }
     for q in &queues {
         store.delete_queue(q).await?;
     }
@@ -117,7 +139,7 @@ pub(crate) async fn run(settings: &Settings, args: BenchArgs) -> anyhow::Result<
 
 async fn measure(
     client: &Client<AnyStore>,
-    base: &str,
+    [base, other_base]: [&str; 2],
     queues: &[String],
     jobs: usize,
     concurrency: usize,
@@ -152,7 +174,7 @@ async fn measure(
         }
     };
     let push_per_s = push(client, &queues[3], jobs, concurrency).await?;
-    let (sse, before, with) = sse(client, &http, base, &queues[4], streams).await?;
+    let (sse, before, with) = sse(client, &http, [base, other_base], &queues[4], streams).await?;
     Ok(Report {
         backend: client.store().capabilities().backend,
         jobs,
@@ -347,7 +369,7 @@ async fn push(
 async fn sse(
     client: &Client<AnyStore>,
     http: &reqwest::Client,
-    base: &str,
+    [base, other_base]: [&str; 2],
     queue: &str,
     streams: usize,
 ) -> anyhow::Result<(Vec<f64>, Option<f64>, Option<f64>)> {
@@ -395,10 +417,11 @@ async fn sse(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let with = rss_mb();
-    // Complete them through the API, 50 at a time, noting when each was sent.
+    // Complete them through the (other) server, 50 at a time, noting when
+    // each was sent.
     let (claim, complete) = (
-        format!("{base}/v1/queues/{queue}/claim"),
-        format!("{base}/v1/complete"),
+        format!("{other_base}/v1/queues/{queue}/claim"),
+        format!("{other_base}/v1/complete"),
     );
     let mut left = ids.len();
     while left > 0 {
