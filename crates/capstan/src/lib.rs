@@ -25,6 +25,14 @@ pub use capstan_core::{
     RetryPolicy, SystemClock,
 };
 pub use capstan_runtime as runtime;
+/// Installs rustls's `ring` crypto provider for the process (a second call
+/// does nothing). Capstan builds reqwest on rustls without a provider of its
+/// own, so that the process carries one crypto stack (sqlx's TLS uses
+/// `ring` too); through Cargo's feature unification that holds for every
+/// reqwest client in a program that links Capstan. Call it at the start of
+/// `main` when your program builds reqwest clients of its own; Capstan's
+/// own clients (push queues) call it themselves.
+pub use capstan_runtime::push::install_tls;
 pub use capstan_runtime::{
     Client, Config, Enqueued, Handler, JobContext, JobError, Node, NodeHandle, QueueConfig,
     RetryPolicies, RuntimeError, Workers,

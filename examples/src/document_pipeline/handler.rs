@@ -57,6 +57,9 @@ impl ProcessDocument {
     /// When the HTTP client cannot be built (the system's resolver
     /// configuration cannot be read).
     pub fn new() -> Result<Self, reqwest::Error> {
+        // Linking Capstan builds reqwest on rustls with no provider of its
+        // own: one is installed for the process first.
+        capstan::install_tls();
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
             .user_agent("capstan-examples/document_pipeline")
