@@ -797,11 +797,24 @@ pub(crate) async fn serve_answers_http_and_refuses_an_open_port_without_tokens<H
         .await
         .unwrap();
     let id = made["job"]["id"].as_i64().unwrap().to_string();
-    let watch = crate::support::capstan(&url, &dir)
+    let mut watch = crate::support::capstan(&url, &dir)
         .args(["jobs", "watch", &id, "--api", &base])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
+    let lines = {
+        use std::io::BufRead;
+        let out = std::io::BufReader::new(watch.stdout.take().unwrap());
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in out.lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        rx
+    };
     let waiter = crate::support::capstan(&url, &dir)
         .args(["jobs", "wait", &id, "--api", &base, "--json"])
         .stdout(std::process::Stdio::piped())
@@ -818,14 +831,27 @@ pub(crate) async fn serve_answers_http_and_refuses_an_open_port_without_tokens<H
         .await
         .unwrap();
     let lease = claimed["jobs"][0]["lease"].as_str().unwrap();
+    // The stream re-reads a job when hinted, so a state that lasts less
+    // than a hint's round trip may be skipped (a final one never is): the
+    // job stays running until `watch` has printed it.
+    let mut watched_lines = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !watched_lines.iter().any(|l: &String| l.contains("running")) {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) => watched_lines.push(line),
+            Err(e) => panic!("watch printed no running state ({e}): {watched_lines:?}"),
+        }
+    }
     http.post(format!("{base}/v1/jobs/{id}/fail"))
         .json(&serde_json::json!({"lease": lease, "error": "no", "permanent": true}))
         .send()
         .await
         .unwrap();
-    let watched = watch.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&watched.stdout);
-    assert_eq!(watched.status.code(), Some(1), "a failed job: {text}");
+    let status = watch.wait().unwrap();
+    watched_lines.extend(lines.iter());
+    let text = watched_lines.join("\n");
+    assert_eq!(status.code(), Some(1), "a failed job: {text}");
     assert!(
         text.contains("available") && text.contains("running") && text.contains("failed"),
         "{text}"
