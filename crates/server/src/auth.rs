@@ -197,16 +197,20 @@ impl Access {
     /// Allow pulling from `queue`, or refuse with 403.
     pub(crate) fn require_queue(&self, queue: &str) -> Result<(), Problem> {
         self.require(Need::Work)?;
-        if self.role == Role::Worker
-            && !self.queues.is_empty()
-            && !self.queues.iter().any(|q| q == queue)
-        {
+        if self.queue_scoped() && !self.queues.iter().any(|q| q == queue) {
             return Err(Problem::forbidden(format!(
-                "this worker token may claim from {} only, not from {queue}",
+                "this worker token may work on the queues {} only, not on {queue}",
                 self.queues.join(", ")
             )));
         }
         Ok(())
+    }
+
+    /// A worker token limited to some queues: its calls on a job by lease
+    /// (heartbeat, complete, fail, release) are checked against the job's
+    /// queue too.
+    pub(crate) fn queue_scoped(&self) -> bool {
+        self.role == Role::Worker && !self.queues.is_empty()
     }
 }
 

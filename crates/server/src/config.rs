@@ -8,6 +8,7 @@
 //! request_timeout = "60s"
 //! worker_timeout = "60s"           # a pull worker silent this long is dead
 //! max_wait = "30s"                 # longest claim or wait
+//! keep_alive = "15s"               # an event stream's keep-alive comment
 //! [[server.tokens]]
 //! name = "ts-workers"
 //! role = "worker"                  # admin | worker | enqueue | read
@@ -43,6 +44,10 @@ pub struct ServerConfig {
     /// answered after this long, as if its own wait had ended).
     #[serde(with = "capstan::core::humantime_serde")]
     pub max_wait: Duration,
+    /// An event stream with nothing to send sends a keep-alive comment this
+    /// often, so proxies and load balancers do not close it as idle.
+    #[serde(with = "capstan::core::humantime_serde")]
+    pub keep_alive: Duration,
     /// Bearer tokens (their hashes) and what each may do. None: the API is
     /// open, which `serve` allows only on a loopback address.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -57,6 +62,8 @@ impl ServerConfig {
     pub const DEFAULT_MAX_BODY_BYTES: usize = 8 << 20;
     /// Twice the longest claim or wait.
     pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+    /// Under the 30–60 s idle timeouts of common proxies.
+    pub const DEFAULT_KEEP_ALIVE: Duration = Duration::from_secs(15);
 
     /// What the pull workers' service needs from these settings.
     pub fn pull(&self) -> PullConfig {
@@ -89,6 +96,12 @@ impl ServerConfig {
             return Err(format!(
                 "server.max_wait = {:?} must be more than zero and at most 5m",
                 self.max_wait
+            ));
+        }
+        if self.keep_alive.is_zero() || self.keep_alive > Duration::from_secs(300) {
+            return Err(format!(
+                "server.keep_alive = {:?} must be more than zero and at most 5m",
+                self.keep_alive
             ));
         }
         if self.worker_timeout <= self.max_wait {
@@ -133,6 +146,7 @@ impl Default for ServerConfig {
             request_timeout: Self::DEFAULT_REQUEST_TIMEOUT,
             worker_timeout: PullConfig::DEFAULT_WORKER_TIMEOUT,
             max_wait: PullConfig::DEFAULT_MAX_WAIT,
+            keep_alive: Self::DEFAULT_KEEP_ALIVE,
             tokens: Vec::new(),
         }
     }

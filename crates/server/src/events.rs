@@ -11,7 +11,7 @@
 //! its jobs that changed, `available` when jobs became available (new ones
 //! included: fetch them with `GET /v1/jobs`), and `resync` when changes may
 //! have been missed (at a reconnect, or hints lost): list again. Both send
-//! a keep-alive comment every 15 s and end cleanly when the server stops.
+//! a keep-alive comment every `server.keep_alive` (15 s) and end cleanly when the server stops.
 
 use std::collections::hash_map::DefaultHasher;
 use std::convert::Infallible;
@@ -117,7 +117,7 @@ pub(crate) async fn job(
             }
         }
     });
-    Ok(sse(rx))
+    Ok(sse(rx, state.config.keep_alive))
 }
 
 /// A queue's changes, as server-sent events.
@@ -181,7 +181,7 @@ pub(crate) async fn queue(
             }
         }
     });
-    Ok(sse(rx))
+    Ok(sse(rx, state.config.keep_alive))
 }
 
 /// A job stream looks again after this long without news, then less often.
@@ -189,12 +189,9 @@ const FIRST_LOOK: Duration = Duration::from_millis(250);
 /// The longest a job stream goes without looking.
 const LAST_LOOK: Duration = Duration::from_secs(5);
 
-fn sse(rx: mpsc::Receiver<Result<Event, Infallible>>) -> Sse<Stream> {
-    Sse::new(ReceiverStream::new(rx)).keep_alive(
-        KeepAlive::new()
-            .interval(Duration::from_secs(15))
-            .text("keep-alive"),
-    )
+fn sse(rx: mpsc::Receiver<Result<Event, Infallible>>, every: Duration) -> Sse<Stream> {
+    Sse::new(ReceiverStream::new(rx))
+        .keep_alive(KeepAlive::new().interval(every).text("keep-alive"))
 }
 
 /// Wait until job `id` is finished (or `timeout`): `Ok(job)` when it is,

@@ -19,7 +19,7 @@ pub struct Health {
 }
 
 /// The process is up.
-#[utoipa::path(get, path = "/healthz", tag = "health",
+#[utoipa::path(get, path = "/healthz", tag = "health", security(()),
     responses((status = 200, body = Health)))]
 pub(crate) async fn healthz() -> Json<Health> {
     Json(Health {
@@ -28,7 +28,7 @@ pub(crate) async fn healthz() -> Json<Health> {
 }
 
 /// The database is reachable and migrated to this version.
-#[utoipa::path(get, path = "/readyz", tag = "health",
+#[utoipa::path(get, path = "/readyz", tag = "health", security(()),
     responses((status = 200, body = Health), (status = 503, body = Problem)))]
 pub(crate) async fn readyz(State(state): State<ServerState>) -> Result<Json<Health>, Problem> {
     match state.client.store().check_schema().await {

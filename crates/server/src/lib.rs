@@ -198,7 +198,7 @@ async fn within(State(timeout): State<Duration>, req: Request, next: Next) -> Re
     }
     match tokio::time::timeout(timeout, next.run(req)).await {
         Ok(res) => res,
-        Err(_) => Problem::unavailable(format!(
+        Err(_) => Problem::timed_out(format!(
             "the request took longer than server.request_timeout ({timeout:?}); nothing it did was undone, so check before retrying a write"
         ))
         .into_response(),

@@ -167,6 +167,18 @@ impl Problem {
         p
     }
 
+    /// 503: the request ran past `server.request_timeout`.
+    pub fn timed_out(detail: impl Into<String>) -> Self {
+        let mut p = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "timeout",
+            "The request took too long",
+            detail,
+        );
+        p.retry_after = Some(1);
+        p
+    }
+
     /// 500: Capstan's own failure.
     pub fn internal(detail: impl Into<String>) -> Self {
         Self::new(

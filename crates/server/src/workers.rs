@@ -161,6 +161,7 @@ pub(crate) async fn heartbeat(
     Json(req): Json<HeartbeatRequest>,
 ) -> Result<Json<HeartbeatReply>, Problem> {
     access.require(Need::Work)?;
+    require_jobs_queues(&state, &access, [id]).await?;
     let lease = lease(id, req.lease);
     let mut out = state
         .pull
@@ -242,6 +243,7 @@ pub(crate) async fn heartbeat_many(
 ) -> Result<Json<HeartbeatBatchReply>, Problem> {
     access.require(Need::Work)?;
     check_batch(req.jobs.len())?;
+    require_jobs_queues(&state, &access, req.jobs.iter().map(|j| j.id)).await?;
     let beats = req
         .jobs
         .into_iter()
@@ -310,6 +312,7 @@ pub(crate) async fn complete(
     Json(req): Json<CompleteRequest>,
 ) -> Result<Json<CompleteReply>, Problem> {
     access.require(Need::Work)?;
+    require_jobs_queues(&state, &access, [id]).await?;
     let lease = lease(id, req.lease);
     let report = state
         .pull
@@ -367,6 +370,7 @@ pub(crate) async fn complete_many(
 ) -> Result<Json<CompleteBatchReply>, Problem> {
     access.require(Need::Work)?;
     check_batch(req.jobs.len())?;
+    require_jobs_queues(&state, &access, req.jobs.iter().map(|j| j.id)).await?;
     let done = req
         .jobs
         .into_iter()
@@ -412,6 +416,7 @@ pub(crate) async fn fail(
     Json(req): Json<FailRequest>,
 ) -> Result<Json<JobView>, Problem> {
     access.require(Need::Work)?;
+    require_jobs_queues(&state, &access, [id]).await?;
     let job = state
         .pull
         .fail(
@@ -457,6 +462,7 @@ pub(crate) async fn release(
     Json(req): Json<ReleaseRequest>,
 ) -> Result<Json<ReleaseReply>, Problem> {
     access.require(Need::Work)?;
+    require_jobs_queues(&state, &access, [id]).await?;
     let lease = lease(id, req.lease);
     let report = state.pull.release(vec![lease.clone()]).await?;
     if !report.accepted.contains(&lease) {
@@ -467,6 +473,37 @@ pub(crate) async fn release(
         id,
         state: job.state.as_str().to_owned(),
     }))
+}
+
+/// A worker token limited to some queues may act only on jobs of those
+/// queues (403 otherwise, nothing changed). One read of the named jobs,
+/// and only for such a token; a job that does not exist is left to the
+/// call itself (404, or fenced in a batch).
+async fn require_jobs_queues(
+    state: &ServerState,
+    access: &Access,
+    ids: impl IntoIterator<Item = i64>,
+) -> Result<(), Problem> {
+    if !access.queue_scoped() {
+        return Ok(());
+    }
+    let ids: Vec<JobId> = ids.into_iter().map(JobId).collect();
+    let jobs = state
+        .client
+        .list_jobs(&capstan::store::jobs::ListJobs {
+            limit: u32::try_from(ids.len()).unwrap_or(u32::MAX),
+            ids: Some(ids),
+            ..Default::default()
+        })
+        .await?;
+    jobs.iter().try_for_each(|j| {
+        access.require_queue(&j.queue).map_err(|_| {
+            Problem::forbidden(format!(
+                "job {} is in queue {}, which this worker token may not work on; nothing was changed",
+                j.id, j.queue
+            ))
+        })
+    })
 }
 
 fn lease(id: i64, token: String) -> Lease {

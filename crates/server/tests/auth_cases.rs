@@ -80,9 +80,66 @@ pub(crate) async fn each_role_may_do_its_part_and_nothing_else<H: Harness>(h: &H
     assert_eq!(got.status, 200);
     assert_eq!(got.body["jobs"][0]["id"].as_i64(), Some(id));
     assert_eq!(as_("worker").get("/v1/jobs").await.status, 403);
+    // ... and acts by lease only on jobs of its queues: a job of queue b,
+    // claimed by an admin, is out of its reach even with the right lease.
+    let other = as_("admin")
+        .post("/v1/jobs", json!({"kind": "k", "queue": "b"}))
+        .await
+        .body["job"]["id"]
+        .as_i64()
+        .unwrap();
+    let held = as_("admin")
+        .post("/v1/queues/b/claim", json!({"worker": "w2"}))
+        .await;
+    let lease = held.body["jobs"][0]["lease"].as_str().unwrap().to_owned();
+    for (path, body) in [
+        (
+            format!("/v1/jobs/{other}/heartbeat"),
+            json!({"lease": lease}),
+        ),
+        (
+            format!("/v1/jobs/{other}/complete"),
+            json!({"lease": lease}),
+        ),
+        (
+            format!("/v1/jobs/{other}/fail"),
+            json!({"lease": lease, "error": "x"}),
+        ),
+        (format!("/v1/jobs/{other}/release"), json!({"lease": lease})),
+        (
+            "/v1/heartbeat".to_owned(),
+            json!({"jobs": [{"id": other, "lease": lease}]}),
+        ),
+        (
+            "/v1/complete".to_owned(),
+            json!({"jobs": [{"id": other, "lease": lease}]}),
+        ),
+    ] {
+        let r = as_("worker").post(&path, body).await;
+        assert_eq!((r.status, r.problem()), (403, "forbidden"), "{path}");
+        assert!(
+            r.body["detail"].as_str().unwrap().contains("queue b"),
+            "{path}: {}",
+            r.body
+        );
+    }
+    let job = as_("admin").get(&format!("/v1/jobs/{other}")).await;
+    assert_eq!(
+        (&job.body["state"], &job.body["progress"]),
+        (&json!("running"), &json!(null)),
+        "nothing was changed"
+    );
+    // Its own job, by its lease: completed.
+    let own = as_("worker")
+        .post(
+            &format!("/v1/jobs/{id}/complete"),
+            json!({"lease": got.body["jobs"][0]["lease"]}),
+        )
+        .await;
+    assert_eq!(own.status, 200, "{}", own.body);
     // admin: everything.
     let r = as_("admin")
-        .post(&format!("/v1/jobs/{id}/cancel"), json!({}))
+        .post(&format!("/v1/jobs/{other}/cancel"), json!({}))
         .await;
     assert_eq!((r.status, &r.body["outcome"]), (200, &json!("requested")));
 }

@@ -1,7 +1,7 @@
 //! Live status through a real socket: a job's event stream shows each
 //! change, from another server too, and resumes without missing the end; a
 //! queue's stream shows its jobs; a wait wakes on a change made elsewhere;
-//! streams end cleanly on shutdown.
+//! idle streams send keep-alive comments and end cleanly on shutdown.
 
 use std::time::Duration;
 
@@ -157,7 +157,14 @@ pub(crate) async fn a_wait_wakes_on_a_change_made_elsewhere_and_streams_end_on_s
 >(
     h: &H,
 ) {
-    let a = start(h, ServerConfig::default()).await;
+    let a = start(
+        h,
+        ServerConfig {
+            keep_alive: Duration::from_millis(100),
+            ..ServerConfig::default()
+        },
+    )
+    .await;
     let b = start(h, ServerConfig::default()).await;
     let id = enqueue(&a, "q").await;
     let waiter = {
@@ -180,11 +187,17 @@ pub(crate) async fn a_wait_wakes_on_a_change_made_elsewhere_and_streams_end_on_s
     // Shutdown ends open streams cleanly, and the server stops.
     let mut s = Sse::open(&a, &format!("/v1/jobs/{id}/events"), None).await;
     assert_eq!(s.next().await.data["state"], "failed");
-    a.stop.cancel();
+    // Nothing more to say: keep-alive comments, every server.keep_alive.
+    assert!(s.next_within(Duration::from_millis(450)).await.is_none());
     assert!(
-        s.next_within(Duration::from_secs(10)).await.is_none(),
-        "the stream ended"
+        s.keep_alives >= 2,
+        "{} keep-alives in 450 ms at one per 100 ms",
+        s.keep_alives
     );
+    assert!(!s.ended);
+    a.stop.cancel();
+    assert!(s.next_within(Duration::from_secs(10)).await.is_none());
+    assert!(s.ended, "the server ended the stream, within 10 s");
     let Api { task, .. } = a;
     tokio::time::timeout(Duration::from_secs(10), task)
         .await

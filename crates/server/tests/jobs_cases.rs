@@ -365,8 +365,46 @@ pub(crate) async fn the_openapi_document_lists_every_route<H: Harness>(h: &H) {
             .contains("1 MiB"),
         "limits are declared"
     );
+    for open in ["/healthz", "/readyz"] {
+        assert_eq!(
+            doc.body["paths"][open]["get"]["security"],
+            json!([{}]),
+            "{open} needs no token"
+        );
+    }
     assert_eq!(api.get("/healthz").await.body["status"], "ok");
     assert_eq!(api.get("/readyz").await.status, 200);
+    // Counts by state: two waiting, one scheduled, one done, one running.
+    for delay in [None, None, None, None, Some("1h")] {
+        let mut job = json!({"kind": "k", "queue": "counted"});
+        if let Some(d) = delay {
+            job["delay"] = json!(d);
+        }
+        assert_eq!(api.post("/v1/jobs", job).await.status, 201);
+    }
+    let held = api
+        .post("/v1/queues/counted/claim", json!({"worker": "w", "max": 2}))
+        .await;
+    let first = &held.body["jobs"][0];
+    let done = api
+        .post(
+            &format!("/v1/jobs/{}/complete", first["id"]),
+            json!({"lease": first["lease"]}),
+        )
+        .await;
+    assert_eq!(done.status, 200);
     let queues = api.get("/v1/queues").await;
     assert_eq!(queues.status, 200);
+    let counted = queues.body["queues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["queue"] == "counted")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        counted,
+        json!({"queue": "counted", "scheduled": 1, "available": 2, "unhandled": 0,
+               "running": 1, "retryable": 0, "completed": 1, "failed": 0, "cancelled": 0})
+    );
 }

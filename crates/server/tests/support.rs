@@ -147,6 +147,10 @@ pub(crate) struct SseEvent {
 pub(crate) struct Sse {
     res: reqwest::Response,
     buf: String,
+    /// Keep-alive comments read so far.
+    pub(crate) keep_alives: usize,
+    /// The server ended the stream.
+    pub(crate) ended: bool,
 }
 
 impl Sse {
@@ -167,6 +171,8 @@ impl Sse {
         Sse {
             res,
             buf: String::new(),
+            keep_alives: 0,
+            ended: false,
         }
     }
 
@@ -189,7 +195,10 @@ impl Sse {
                     }
                 }
                 if e.event.is_empty() && data.is_empty() {
-                    continue; // a keep-alive comment
+                    if block.lines().any(|l| l.starts_with(':')) {
+                        self.keep_alives += 1;
+                    }
+                    continue;
                 }
                 e.data = serde_json::from_str(&data).unwrap_or(Value::String(data));
                 return Some(e);
@@ -199,7 +208,10 @@ impl Sse {
                 .ok()?;
             match chunk.unwrap() {
                 Some(bytes) => self.buf.push_str(&String::from_utf8_lossy(&bytes)),
-                None => return None,
+                None => {
+                    self.ended = true;
+                    return None;
+                }
             }
         }
     }

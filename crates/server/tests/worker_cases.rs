@@ -136,16 +136,38 @@ pub(crate) async fn a_worker_claims_beats_completes_and_fails_by_lease<H: Harnes
         .await;
     assert_eq!((gone.status, &gone.body["state"]), (200, &json!("failed")));
     assert_eq!(gone.body["errors"][1]["class"], "permanent");
-    // Batches: one current lease and one stale.
+    // Batches: one current lease, one stale, one of no job, and the
+    // current one again (extended once, answered twice).
     let beats = api
         .post(
             "/v1/heartbeat",
-            json!({"worker": "w1", "jobs": [{"id": c, "lease": lc}, {"id": b, "lease": lb2}]}),
+            json!({"worker": "w1", "jobs": [
+                {"id": c, "lease": lc, "progress": 1},
+                {"id": b, "lease": lb2},
+                {"id": 999_999, "lease": lc},
+                {"id": c, "lease": lc},
+            ]}),
         )
         .await;
     assert_eq!(beats.status, 200);
-    assert_eq!(beats.body["jobs"][0]["status"], "extended");
-    assert_eq!(beats.body["jobs"][1]["status"], "fenced");
+    let statuses: Vec<&str> = beats.body["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["extended", "fenced", "fenced", "extended"]);
+    // The lease now runs the job's timeout plus the lease grace from now.
+    let expires: chrono::DateTime<chrono::Utc> =
+        serde_json::from_value(beats.body["jobs"][0]["lease_expires_at"].clone()).unwrap();
+    let term = capstan::Config::DEFAULT_TIMEOUT + capstan::Config::DEFAULT_LEASE_GRACE;
+    let term = chrono::Duration::from_std(term).unwrap();
+    assert_eq!(
+        expires,
+        h.clock().now() + term,
+        "the harness's clock stands still"
+    );
+    assert_eq!(api.get(&format!("/v1/jobs/{c}")).await.body["progress"], 1);
     let batch = api
         .post(
             "/v1/complete",

@@ -306,16 +306,33 @@ impl<S: Store> PullWorkers<S> {
             .filter(|b| b.progress.is_some())
             .map(|b| b.lease.job_id)
             .collect();
+        // The jobs, in one read whatever the batch's size.
+        let jobs: std::collections::HashMap<capstan_core::JobId, Job> = inner
+            .client
+            .store
+            .list_jobs(&capstan_store::jobs::ListJobs {
+                limit: u32::try_from(beats.len()).unwrap_or(u32::MAX),
+                ids: Some(beats.iter().map(|b| b.lease.job_id).collect()),
+                ..Default::default()
+            })
+            .await?
+            .into_iter()
+            .map(|j| (j.id, j))
+            .collect();
+        let mut extended = std::collections::HashSet::new();
         for b in beats {
-            let job = inner.client.store.get_job(b.lease.job_id).await?;
+            let job = jobs.get(&b.lease.job_id).cloned();
             let job = job.filter(|j| j.lease().as_ref() == Some(&b.lease));
             let job = job.map(|job| {
                 let duration = job.timeout_or(config.default_timeout) + config.lease_grace;
-                extensions.push(Extension {
-                    lease: b.lease.clone(),
-                    duration,
-                    progress: b.progress,
-                });
+                // A job named twice is extended once (its first progress).
+                if extended.insert(b.lease.job_id) {
+                    extensions.push(Extension {
+                        lease: b.lease.clone(),
+                        duration,
+                        progress: b.progress,
+                    });
+                }
                 (job, duration)
             });
             held.push((b.lease, job));
