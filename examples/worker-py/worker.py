@@ -7,7 +7,7 @@
       -d '{"kind":"demo.echo","args":{"hello":"py"},"queue":"demo"}'
 
 Settings from the environment: CAPSTAN_URL, CAPSTAN_TOKEN, QUEUE (demo),
-CONCURRENCY (8). It stops cleanly on SIGTERM or ctrl-c.
+CONCURRENCY (8), HEARTBEAT (10s), SHUTDOWN_GRACE (10s). It stops cleanly on SIGTERM or ctrl-c.
 """
 
 import os
@@ -28,6 +28,12 @@ def echo(args, ctx: JobContext):
     return {"echo": args, "by": worker.name, "lang": "py"}
 
 
+def big(args, ctx: JobContext):
+    """Returns a result of `bytes` bytes (over the server's 1 MiB limit, its
+    job fails alone, saying why)."""
+    return {"blob": "x" * (args or {}).get("bytes", 0)}
+
+
 def fail(args, ctx: JobContext):
     """Fails: permanently, after a delay, or with the queue's backoff."""
     args = args or {}
@@ -41,9 +47,10 @@ def fail(args, ctx: JobContext):
 worker = Worker(
     Client(),
     queue=os.environ.get("QUEUE", "demo"),
-    handlers={"demo.echo": echo, "demo.fail": fail},
+    handlers={"demo.echo": echo, "demo.big": big, "demo.fail": fail},
     concurrency=int(os.environ.get("CONCURRENCY", "8")),
     heartbeat_every=os.environ.get("HEARTBEAT", "10s"),
+    shutdown_grace=os.environ.get("SHUTDOWN_GRACE", "10s"),
 )
 
 if __name__ == "__main__":

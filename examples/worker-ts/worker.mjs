@@ -6,7 +6,7 @@
 //     -d '{"kind":"demo.echo","args":{"hello":"ts"},"queue":"demo"}'
 //
 // Settings from the environment: CAPSTAN_URL, CAPSTAN_TOKEN, QUEUE (demo),
-// CONCURRENCY (8). It stops cleanly on SIGTERM or ctrl-c.
+// CONCURRENCY (8), HEARTBEAT (10s), SHUTDOWN_GRACE (10s). It stops cleanly on SIGTERM or ctrl-c.
 
 import { Capstan, PermanentError, RetryAfter, Worker } from "../../clients/typescript/src/index.js";
 
@@ -28,6 +28,9 @@ const handlers = {
     }
     return { echo: args, by: worker.name, lang: "ts" };
   },
+  // Returns a result of `bytes` bytes (over the server's 1 MiB limit, its
+  // job fails alone, saying why).
+  "demo.big": async (args) => ({ blob: "x".repeat(args?.bytes ?? 0) }),
   // Fails: permanently, after a delay, or with the queue's backoff.
   "demo.fail": async (args) => {
     if (args?.permanent) throw new PermanentError(args.message ?? "asked to fail");
@@ -40,6 +43,7 @@ const worker = new Worker(new Capstan(), {
   queue: process.env.QUEUE ?? "demo",
   concurrency: Number(process.env.CONCURRENCY ?? 8),
   heartbeatEvery: process.env.HEARTBEAT ?? "10s",
+  shutdownGrace: process.env.SHUTDOWN_GRACE ?? "10s",
   handlers,
 }).stopOnSignals();
 

@@ -215,6 +215,7 @@ class Worker:
         self._stopping = threading.Event()
         self._completions: List[Dict[str, Any]] = []
         self._completions_ready = threading.Condition(threading.Lock())
+        self._flush_until: Optional[float] = None
 
     def stop(self) -> None:
         """Ask the worker to stop; run() returns once it has."""
@@ -266,7 +267,10 @@ class Worker:
                 pool.submit(self._run_one, ctx)
         self._drain()
         pool.shutdown(wait=False)
-        flush.join(timeout=10)
+        self._flush_until = time.monotonic() + self.grace_s
+        with self._completions_ready:
+            self._completions_ready.notify_all()
+        flush.join(timeout=self.grace_s + 2.0)
 
     def _run_one(self, ctx: JobContext) -> None:
         job = ctx.job
@@ -277,6 +281,12 @@ class Worker:
             result = handler(job["args"], ctx)
             if ctx.reason == "lost":
                 return
+            # A result that cannot be sent fails its job now, rather than
+            # every completion batch it would join.
+            try:
+                json.dumps(result)
+            except (TypeError, ValueError) as e:
+                raise PermanentError(f"the handler's result is not JSON: {e}") from None
             with self._completions_ready:
                 self._completions.append({"id": job["id"], "lease": job["lease"], "result": result})
                 self._completions_ready.notify_all()
@@ -316,7 +326,13 @@ class Worker:
             self.on_error(err)
 
     def _flusher(self) -> None:
-        """Send completions in batches, one request at a time, until stopped and empty."""
+        """Send completions in batches, one request at a time, until stopped and empty.
+
+        A batch the server refuses (a result over its limit, a body too
+        large) is sent job by job, so one bad result fails its own job and
+        no other; a batch that does not get through (network, 5xx) is tried
+        again, until the grace after the drain is over (then its jobs are
+        rescued and run again, as after a crash)."""
         while True:
             with self._completions_ready:
                 while not self._completions and not (self._stopping.is_set() and not self._running):
@@ -329,10 +345,42 @@ class Worker:
             try:
                 self.client.request("POST", "/v1/complete", {"jobs": batch})
             except Exception as e:  # noqa: BLE001
+                if _refused(e):
+                    self._complete_each(batch)
+                    continue
                 self.on_error(e)
                 with self._completions_ready:
                     self._completions = batch + self._completions
+                    if self._flush_until is not None and time.monotonic() >= self._flush_until:
+                        n, self._completions = len(self._completions), []
+                        self.on_error(RuntimeError(
+                            f"{n} completions could not be sent before the worker stopped; "
+                            "their jobs will be rescued and run again"))
+                        return
                 time.sleep(0.5)
+
+    def _complete_each(self, batch: List[Dict[str, Any]]) -> None:
+        """Complete one at a time; a completion the server refuses fails its job."""
+        for c in batch:
+            try:
+                self.client.request("POST", f"/v1/jobs/{c['id']}/complete",
+                                    {"lease": c["lease"], "result": c["result"]})
+            except Exception as e:  # noqa: BLE001
+                if isinstance(e, CapstanError) and e.status == 409:
+                    continue  # no longer ours
+                if not _refused(e):
+                    with self._completions_ready:
+                        self._completions.append(c)
+                    continue
+                error = f"the server refused the job's result ({e.status}): {e.detail or e}"
+                try:
+                    self.client.request("POST", f"/v1/jobs/{c['id']}/fail",
+                                        {"lease": c["lease"], "error": error, "permanent": True})
+                except CapstanError as err:
+                    if err.status != 409:
+                        self.on_error(err)
+                except Exception as err:  # noqa: BLE001
+                    self.on_error(err)
 
     def _heartbeats(self) -> None:
         while True:
@@ -380,3 +428,10 @@ class Worker:
             self._release(ctx.job)
         with self._completions_ready:
             self._completions_ready.notify_all()
+
+
+def _refused(e: BaseException) -> bool:
+    """A refusal of the request itself, which sending it again cannot change:
+    a 4xx but 401/403 (the token: fixable by the operator, so tried again),
+    408 and 429 (a timeout, a rate limit)."""
+    return isinstance(e, CapstanError) and 400 <= e.status < 500 and e.status not in (401, 403, 408, 429)

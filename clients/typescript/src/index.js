@@ -137,6 +137,20 @@ export function durationMs(d) {
   return Number(m[1]) * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2]];
 }
 
+/** Whether `promise` settles within `ms` (its timer cleared either way,
+ * so that it does not hold the process open). */
+async function within(promise, ms) {
+  let timer;
+  const late = new Promise((resolve) => {
+    timer = setTimeout(() => resolve(false), ms);
+  });
+  try {
+    return await Promise.race([promise.then(() => true), late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 const sleep = (ms, signal) =>
   new Promise((resolve) => {
     const t = setTimeout(resolve, ms);
@@ -171,6 +185,7 @@ export class Worker {
     this.running = new Map();
     this.completions = [];
     this.stopping = new AbortController();
+    this.drained = new AbortController();
     this.flushing = null;
     this.slotFreed = null;
   }
@@ -191,6 +206,9 @@ export class Worker {
   /** Ask the worker to stop; `run()` resolves once it has. */
   stop() {
     this.stopping.abort();
+    // run() may be waiting for a free slot: wake it, so that it drains.
+    this.slotFreed?.();
+    this.slotFreed = null;
   }
 
   /** Claim and run jobs until stop(). */
@@ -222,6 +240,7 @@ export class Worker {
     }
     await this.#drain();
     this.stopped = true;
+    this.drained.abort();
     await beat;
   }
 
@@ -242,6 +261,13 @@ export class Worker {
         if (!handler) throw new PermanentError(`this worker has no handler for kind ${job.kind}`);
         const result = await handler(job.args, ctx);
         if (controller.signal.aborted && controller.signal.reason === "lost") return;
+        // A result that cannot be sent fails its job now, rather than every
+        // completion batch it would join.
+        try {
+          JSON.stringify(result ?? null);
+        } catch (e) {
+          throw new PermanentError(`the handler's result is not JSON: ${e?.message ?? e}`);
+        }
         this.completions.push({ id: job.id, lease: job.lease, result: result ?? null });
         this.#flush();
       } catch (e) {
@@ -278,7 +304,12 @@ export class Worker {
     }
   }
 
-  /** Send the completions gathered so far, one batch at a time. */
+  /** Send the completions gathered so far, one batch at a time. A batch
+   * the server refuses (a result over its limit, a body too large) is sent
+   * job by job, so one bad result fails its own job and no other; a batch
+   * that does not get through (network, 5xx) is tried again, until
+   * `flushUntil` once the worker stops (then its jobs are rescued and run
+   * again, as after a crash). */
   #flush() {
     if (this.flushing) return this.flushing;
     this.flushing = (async () => {
@@ -287,8 +318,17 @@ export class Worker {
         try {
           await this.client.request("POST", "/v1/complete", { jobs: batch });
         } catch (e) {
+          if (refused(e)) {
+            await this.#completeEach(batch);
+            continue;
+          }
           this.onError(e);
           this.completions.unshift(...batch);
+          if (this.flushUntil !== undefined && Date.now() >= this.flushUntil) {
+            const n = this.completions.splice(0).length;
+            this.onError(new Error(`${n} completions could not be sent before the worker stopped; their jobs will be rescued and run again`));
+            break;
+          }
           await sleep(500);
         }
       }
@@ -297,11 +337,34 @@ export class Worker {
     return this.flushing;
   }
 
+  /** Complete one at a time; a completion the server refuses fails its job. */
+  async #completeEach(batch) {
+    for (const c of batch) {
+      try {
+        await this.client.request("POST", `/v1/jobs/${c.id}/complete`, { lease: c.lease, result: c.result });
+      } catch (e) {
+        if (e instanceof CapstanError && e.status === 409) continue; // no longer ours
+        if (!refused(e)) {
+          this.completions.push(c);
+          continue;
+        }
+        const error = `the server refused the job's result (${e.status}): ${e.detail ?? e.message}`;
+        try {
+          await this.client.request("POST", `/v1/jobs/${c.id}/fail`, { lease: c.lease, error, permanent: true });
+        } catch (err) {
+          if (!(err instanceof CapstanError && err.status === 409)) this.onError(err);
+        }
+      }
+    }
+  }
+
   /** Heartbeat every running job until the worker has stopped. */
   async #heartbeats() {
     while (!this.stopped) {
       await sleep(this.heartbeatMs, this.stopping.signal);
-      if (this.stopping.signal.aborted) await sleep(Math.min(this.heartbeatMs, 1000));
+      // While the worker drains, beats go on, at least every second.
+      if (this.stopping.signal.aborted) await sleep(Math.min(this.heartbeatMs, 1000), this.drained.signal);
+      if (this.stopped) break;
       if (this.running.size === 0) continue;
       const entries = [...this.running.values()];
       const jobs = entries.map((e) => {
@@ -326,14 +389,22 @@ export class Worker {
    * jobs are given back), and send every completion. */
   async #drain() {
     const all = () => Promise.all([...this.running.values()].map((e) => e.done));
-    const graced = await Promise.race([all().then(() => true), sleep(this.graceMs).then(() => false)]);
+    const graced = await within(all(), this.graceMs);
     if (!graced) {
       for (const e of this.running.values()) e.controller.abort("shutdown");
       // A handler that ignores its signal is left behind: its job goes
       // back to the queue all the same.
-      const settled = await Promise.race([all().then(() => true), sleep(5000).then(() => false)]);
+      const settled = await within(all(), 5000);
       if (!settled) await Promise.all([...this.running.values()].map((e) => this.#release(e.job)));
     }
+    this.flushUntil = Date.now() + this.graceMs;
     await this.#flush();
   }
+}
+
+/** A refusal of the request itself, which sending it again cannot change:
+ * a 4xx but 401/403 (the token: fixable by the operator, so tried again),
+ * 408 and 429 (a timeout, a rate limit). */
+function refused(e) {
+  return e instanceof CapstanError && e.status >= 400 && e.status < 500 && ![401, 403, 408, 429].includes(e.status);
 }

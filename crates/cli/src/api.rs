@@ -26,10 +26,8 @@ pub(crate) enum Waited {
 impl Api {
     pub(crate) fn new(base: &str, token: Option<String>) -> anyhow::Result<Api> {
         let base = base.trim_end_matches('/').to_owned();
-        if !base.starts_with("http://") {
-            bail!(
-                "--api {base}: give an http:// URL of a capstan serve (https is not supported by this command yet)"
-            );
+        if !base.starts_with("http://") && !base.starts_with("https://") {
+            bail!("--api {base}: give the http:// or https:// URL of a capstan serve");
         }
         Ok(Api {
             base,

@@ -32,12 +32,26 @@ fn require(program: &str, hint: &str) {
 }
 
 fn worker(cmd: &str, script: &str, base: &str, dir: &TempDir, log: &str) -> Child {
+    worker_with(cmd, script, base, dir, log, &[])
+}
+
+/// A client's process (a worker, a check script) with `env` over the
+/// defaults (queue demo, 4 slots, a beat every 300 ms).
+fn worker_with(
+    cmd: &str,
+    script: &str,
+    base: &str,
+    dir: &TempDir,
+    log: &str,
+    env: &[(&str, &str)],
+) -> Child {
     Command::new(cmd)
         .arg(repo().join(script))
         .env("CAPSTAN_URL", base)
         .env("QUEUE", "demo")
         .env("CONCURRENCY", "4")
         .env("HEARTBEAT", "300ms")
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(std::fs::File::create(dir.path().join(log)).unwrap())
         .stderr(std::fs::File::create(dir.path().join(format!("{log}.err"))).unwrap())
@@ -48,12 +62,19 @@ fn worker(cmd: &str, script: &str, base: &str, dir: &TempDir, log: &str) -> Chil
 struct Http {
     base: String,
     c: reqwest::Client,
+    token: Option<String>,
 }
 
 impl Http {
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let req = self.c.request(method, format!("{}{path}", self.base));
+        match &self.token {
+            Some(t) => req.bearer_auth(t),
+            None => req,
+        }
+    }
     async fn get(&self, path: &str) -> Value {
-        self.c
-            .get(format!("{}{path}", self.base))
+        self.request(reqwest::Method::GET, path)
             .send()
             .await
             .unwrap()
@@ -63,8 +84,7 @@ impl Http {
     }
     async fn post(&self, path: &str, body: Value) -> (u16, Value) {
         let r = self
-            .c
-            .post(format!("{}{path}", self.base))
+            .request(reqwest::Method::POST, path)
             .json(&body)
             .send()
             .await
@@ -75,7 +95,7 @@ impl Http {
     async fn until(&self, path: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
         for _ in 0..1200 {
             // (Connection refused while the server starts counts as "not yet".)
-            let r = self.c.get(format!("{}{path}", self.base)).send().await;
+            let r = self.request(reqwest::Method::GET, path).send().await;
             if let Ok(r) = r
                 && let Ok(v) = r.json::<Value>().await
                 && done(&v)
@@ -112,6 +132,7 @@ pub(crate) async fn typescript_and_python_workers_share_a_queue_and_survive_a_ki
             capstan::runtime::push::install_tls();
             reqwest::Client::new()
         },
+        token: None,
     };
     let mut server = serve(&url, &dir, &["--no-worker", "--listen", &addr]);
     http.until("/readyz", "serve is ready", |v| v["status"] == "ok")
@@ -284,6 +305,159 @@ pub(crate) async fn typescript_and_python_workers_share_a_queue_and_survive_a_ki
     );
     let running = http.get("/v1/jobs?queue=demo&state=running").await;
     assert_eq!(running["jobs"], json!([]), "nothing left running");
+    signal(&server, "TERM");
+    assert!(
+        wait_exit(&mut server, Duration::from_secs(20))
+            .await
+            .success()
+    );
+}
+
+/// Each client, by its own scripts, with a token: its calls (enqueue,
+/// batches, get, list, wait, cancel, retry, errors) hold; a result the
+/// server refuses fails its own job and no other; and a worker whose every
+/// slot is busy stops on SIGTERM within its grace, giving its jobs back
+/// with their attempts.
+pub(crate) async fn each_client_checks_out_fails_a_refused_result_alone_and_stops_when_busy<
+    H: Harness,
+>(
+    h: &H,
+) {
+    require("node", "install Node.js 18 or newer (https://nodejs.org)");
+    require("python3", "install Python 3.9 or newer");
+    let dir = TempDir::new("clients-each");
+    let token = "client-test-token";
+    write(
+        &dir,
+        "capstan.toml",
+        &format!(
+            "[[server.tokens]]\nname = \"test\"\nrole = \"admin\"\nsha256 = \"{}\"\n",
+            capstan_server::hash_token(token)
+        ),
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let http = Http {
+        base: format!("http://{addr}"),
+        c: {
+            capstan::runtime::push::install_tls();
+            reqwest::Client::new()
+        },
+        token: Some(token.to_owned()),
+    };
+    let mut server = serve(h.url().as_str(), &dir, &["--no-worker", "--listen", &addr]);
+    http.until("/readyz", "serve is ready", |v| v["status"] == "ok")
+        .await;
+    let finished = |j: &Value| {
+        ["completed", "failed", "cancelled"].contains(&j["state"].as_str().unwrap_or(""))
+    };
+    for (lang, cmd, check, script) in [
+        (
+            "ts",
+            "node",
+            "clients/typescript/test/check.mjs",
+            "examples/worker-ts/worker.mjs",
+        ),
+        (
+            "py",
+            "python3",
+            "clients/python/tests/check.py",
+            "examples/worker-py/worker.py",
+        ),
+    ] {
+        let env = [("CAPSTAN_TOKEN", token)];
+        let log = format!("{lang}-check.log");
+        let mut c = worker_with(cmd, check, &http.base, &dir, &log, &env);
+        let status = wait_exit(&mut c, Duration::from_secs(60)).await;
+        let out = std::fs::read_to_string(dir.path().join(&log)).unwrap_or_default();
+        let err =
+            std::fs::read_to_string(dir.path().join(format!("{log}.err"))).unwrap_or_default();
+        assert!(
+            status.success() && out.trim() == "ok",
+            "{lang} client checks: {status}\n{out}\n{err}"
+        );
+        let queue = format!("busy-{lang}");
+        let mut w = worker_with(
+            cmd,
+            script,
+            &http.base,
+            &dir,
+            &format!("{lang}-worker.log"),
+            &[
+                ("CAPSTAN_TOKEN", token),
+                ("QUEUE", &queue),
+                ("CONCURRENCY", "2"),
+                ("SHUTDOWN_GRACE", "300ms"),
+            ],
+        );
+        // A result over the server's 1 MiB limit, beside two good ones.
+        let big = json!({"kind": "demo.big", "queue": queue, "args": {"bytes": 1_200_000}});
+        let echo = json!({"kind": "demo.echo", "queue": queue, "args": {"n": 1}});
+        let (status, made) = http
+            .post("/v1/jobs", json!({"jobs": [big, echo, echo]}))
+            .await;
+        assert_eq!(status, 201, "{made}");
+        let ids: Vec<i64> = made["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|j| j["id"].as_i64().unwrap())
+            .collect();
+        let mut ends = Vec::new();
+        for id in &ids {
+            let j = http
+                .until(&format!("/v1/jobs/{id}"), "a job ends", finished)
+                .await;
+            ends.push((j["state"].as_str().unwrap().to_owned(), j["errors"].clone()));
+        }
+        assert_eq!(ends[0].0, "failed", "{lang}: {ends:?}");
+        assert_eq!(ends[0].1[0]["class"], "permanent", "{lang}: {ends:?}");
+        assert!(
+            ends[0].1[0]["message"]
+                .as_str()
+                .unwrap()
+                .contains("refused the job's result"),
+            "{lang}: {ends:?}"
+        );
+        assert_eq!(
+            (ends[1].0.as_str(), ends[2].0.as_str()),
+            ("completed", "completed"),
+            "{lang}: the good results are kept"
+        );
+        // Every slot busy with a long job; SIGTERM; the jobs go back.
+        let long = json!({"kind": "demo.echo", "queue": queue, "args": {"ms": 60_000}});
+        let (_, made) = http.post("/v1/jobs", json!({"jobs": [long, long]})).await;
+        let ids: Vec<i64> = made["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|j| j["id"].as_i64().unwrap())
+            .collect();
+        for id in &ids {
+            http.until(&format!("/v1/jobs/{id}"), "a long job runs", |j| {
+                j["state"] == "running"
+            })
+            .await;
+        }
+        signal(&w, "TERM");
+        let status = wait_exit(&mut w, Duration::from_secs(10)).await;
+        assert!(
+            status.success(),
+            "{lang}: a busy worker stops within its grace: {status}"
+        );
+        for id in &ids {
+            let j = http.get(&format!("/v1/jobs/{id}")).await;
+            assert_eq!(
+                (&j["state"], &j["attempt"]),
+                (&json!("available"), &json!(0)),
+                "{lang}: given back, its attempt too: {j}"
+            );
+        }
+    }
     signal(&server, "TERM");
     assert!(
         wait_exit(&mut server, Duration::from_secs(20))

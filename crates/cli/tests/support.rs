@@ -73,7 +73,7 @@ pub(crate) async fn wait_exit(child: &mut Child, within: Duration) -> std::proce
         }
         if tokio::time::Instant::now() > deadline {
             let _ = child.kill();
-            panic!("capstan did not exit within {within:?}");
+            panic!("the process did not exit within {within:?}");
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

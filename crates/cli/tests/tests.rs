@@ -28,6 +28,7 @@ capstan_store_conformance::on_both_backends!(
     contract::config_prints_every_setting_and_where_it_came_from,
     crash::serve_killed_mid_run_loses_no_job,
     clients::typescript_and_python_workers_share_a_queue_and_survive_a_kill,
+    clients::each_client_checks_out_fails_a_refused_result_alone_and_stops_when_busy,
     push::a_push_queue_posts_signed_jobs_and_follows_the_status_table,
 );
 
