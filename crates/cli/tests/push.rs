@@ -24,6 +24,8 @@ const SECRET_OLD: &str = "whsec_c2VjcmV0LXRoYXQtaXMtbG9uZy1lbm91Z2gtZm9yLWhtYWM=
 struct Seen {
     /// (job id, attempt) of every push with good signatures.
     pushes: Vec<(i64, i64)>,
+    /// When each of them arrived.
+    at: Vec<std::time::Instant>,
     bad_signatures: usize,
 }
 
@@ -69,10 +71,11 @@ async fn hook(seen: Arc<Mutex<Seen>>, headers: HeaderMap, body: Bytes) -> Respon
         return (StatusCode::UNAUTHORIZED, "bad signature").into_response();
     }
     let attempt = job["attempt"].as_i64().unwrap();
-    seen.lock()
-        .unwrap()
-        .pushes
-        .push((job["id"].as_i64().unwrap(), attempt));
+    {
+        let mut seen = seen.lock().unwrap();
+        seen.pushes.push((job["id"].as_i64().unwrap(), attempt));
+        seen.at.push(std::time::Instant::now());
+    }
     let script = job["args"]["respond"]
         .as_array()
         .cloned()
@@ -201,6 +204,21 @@ pub(crate) async fn a_push_queue_posts_signed_jobs_and_follows_the_status_table<
             "every push carried both valid signatures"
         );
         assert_eq!(s.pushes.iter().filter(|(id, _)| *id == flaky).count(), 3);
+        // The 429's Retry-After (an hour, capped at 300 ms) set the wait
+        // before the second attempt, not the 100 ms backoff.
+        let at = |attempt| {
+            let i = s
+                .pushes
+                .iter()
+                .position(|p| *p == (flaky, attempt))
+                .unwrap();
+            s.at[i]
+        };
+        let waited = at(2) - at(1);
+        assert!(
+            waited >= Duration::from_millis(300) && waited < Duration::from_secs(5),
+            "{waited:?} between the 429 and the next attempt"
+        );
     }
     signal(&node, "TERM");
     assert!(
