@@ -1,5 +1,5 @@
 """Capstan's client for Python: enqueue and inspect jobs, and run pull
-workers, over Capstan's HTTP API. Standard library only (urllib, threads).
+workers, over Capstan's HTTP API. Standard library only (http.client, threads).
 
 A Worker claims jobs in batches (long-polling when none is there), runs
 their handlers on a pool of threads, heartbeats every running job, completes
@@ -11,19 +11,17 @@ of those that do not.
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
+import queue as _queue
 import random
 import re
 import signal
 import socket
 import threading
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Union
 
 __all__ = [
@@ -94,26 +92,65 @@ class Client:
         self.url = (url or os.environ.get("CAPSTAN_URL") or "http://127.0.0.1:7400").rstrip("/")
         self.token = token or os.environ.get("CAPSTAN_TOKEN")
         self.timeout = timeout
+        parts = urllib.parse.urlsplit(self.url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"not a Capstan server URL: {self.url!r} (write it like http://127.0.0.1:7400)")
+        self._https = parts.scheme == "https"
+        self._host = parts.hostname
+        self._port = parts.port
+        self._prefix = parts.path
+        # One kept-alive connection per thread (http.client's are not
+        # thread-safe), instead of a new TCP connection per request.
+        self._local = threading.local()
+
+    def _connection(self) -> http.client.HTTPConnection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            cls = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
+            conn = cls(self._host, self._port, timeout=self.timeout)
+            self._local.conn = conn
+        return conn
+
+    def _drop_connection(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
 
     def request(self, method: str, path: str, body: Any = None, accept: tuple = ()) -> tuple:
         """One request: ``(status, data)``; a problem answer raises CapstanError."""
         data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(self.url + path, data=data, method=method)
-        req.add_header("accept", "application/json")
+        headers = {"accept": "application/json"}
         if data is not None:
-            req.add_header("content-type", "application/json")
+            headers["content-type"] = "application/json"
         if self.token:
-            req.add_header("authorization", f"Bearer {self.token}")
-        try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as res:
+            headers["authorization"] = f"Bearer {self.token}"
+        for retry in (True, False):
+            conn = self._connection()
+            reused = conn.sock is not None
+            try:
+                conn.request(method, self._prefix + path, body=data, headers=headers)
+                res = conn.getresponse()
                 text = res.read()
-                return res.status, (json.loads(text) if text else None)
-        except urllib.error.HTTPError as e:
-            text = e.read()
-            parsed = json.loads(text) if text else {}
-            if e.code in accept:
-                return e.code, parsed
-            raise CapstanError(parsed if isinstance(parsed, dict) else {"detail": str(parsed)}, e.code) from None
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+                self._drop_connection()
+                # The server closed a kept-alive connection as it sat idle:
+                # the request never reached it; send it on a new one.
+                if retry and reused:
+                    continue
+                raise
+            except BaseException:
+                self._drop_connection()
+                raise
+            if res.will_close:
+                self._drop_connection()
+            break
+        parsed = json.loads(text) if text else None
+        if 200 <= res.status < 300 or res.status in accept:
+            return res.status, parsed
+        if not isinstance(parsed, dict):
+            parsed = {"detail": text.decode(errors="replace")}
+        raise CapstanError(parsed, res.status)
 
     def enqueue(self, kind: str, args: Any = None, **options: Any) -> Dict[str, Any]:
         """Enqueue one job: ``{"existing": bool, "job": {...}}``. Options: queue,
@@ -155,17 +192,34 @@ class Client:
         return self.request("POST", f"/v1/jobs/{job_id}/retry", {})[1]
 
 
-@dataclass
 class JobContext:
     """What a handler gets beside its args."""
 
-    job: Dict[str, Any]
-    #: Set when the job is cancelled, lost to a rescue, or the worker stops
-    #: past its grace; ``reason`` says which.
-    stopped: threading.Event = field(default_factory=threading.Event)
-    reason: Optional[str] = None
-    _progress: Any = None
-    _has_progress: bool = False
+    __slots__ = ("job", "reason", "_progress", "_has_progress", "_stopped")
+
+    def __init__(self, job: Dict[str, Any]) -> None:
+        self.job = job
+        #: Why the job was stopped: ``cancelled``, ``lost`` or ``shutdown``.
+        self.reason: Optional[str] = None
+        self._progress: Any = None
+        self._has_progress = False
+        self._stopped: Optional[threading.Event] = None
+
+    @property
+    def stopped(self) -> threading.Event:
+        """Set when the job is cancelled, lost to a rescue, or the worker
+        stops past its grace; ``reason`` says which. (Made on first use: most
+        handlers never look.)"""
+        event = self._stopped
+        if event is None:
+            with _STOP_LOCK:
+                event = self._stopped
+                if event is None:
+                    event = threading.Event()
+                    if self.reason is not None:
+                        event.set()
+                    self._stopped = event
+        return event
 
     def progress(self, value: Any) -> None:
         """Record progress; it is sent with the next heartbeat."""
@@ -173,16 +227,31 @@ class JobContext:
         self._has_progress = True
 
     def _stop(self, reason: str) -> None:
-        if self.reason is None:
-            self.reason = reason
-        self.stopped.set()
+        with _STOP_LOCK:
+            if self.reason is None:
+                self.reason = reason
+            event = self._stopped
+        if event is not None:
+            event.set()
 
+
+_STOP_LOCK = threading.Lock()
 
 Handler = Callable[[Any, JobContext], Any]
 
+#: Told to a slot thread, the flusher or the claim loop: stop.
+_STOP = object()
+
 
 class Worker:
-    """A pull worker of one queue."""
+    """A pull worker of one queue.
+
+    Its threads: ``run()``'s (claims), ``concurrency`` slot threads (run
+    handlers), a flusher (completes in batches) and a heartbeat. They hand
+    work to each other through ``queue.SimpleQueue`` (no per-job lock,
+    condition or future), so the worker's own cost per job is a few
+    microseconds beside the handler's.
+    """
 
     def __init__(
         self,
@@ -199,6 +268,8 @@ class Worker:
     ) -> None:
         if not handlers:
             raise ValueError("a Worker needs at least one handler")
+        if concurrency < 1:
+            raise ValueError("a Worker needs a concurrency of at least 1")
         self.client = client
         self.queue = queue
         self.handlers = dict(handlers)
@@ -209,41 +280,40 @@ class Worker:
         self.grace_s = duration_ms(shutdown_grace) / 1000.0
         self.any_kind = any_kind
         self.on_error = on_error or (lambda e: print(f"capstan worker {self.name}: {e!r}", flush=True))
+        # Jobs being run, by id (read by the heartbeat; dict operations are
+        # atomic in CPython).
         self._running: Dict[int, JobContext] = {}
-        self._lock = threading.Lock()
-        self._slot = threading.Condition(self._lock)
+        self._todo: "_queue.SimpleQueue[Any]" = _queue.SimpleQueue()    # claim loop → slots
+        self._freed: "_queue.SimpleQueue[Any]" = _queue.SimpleQueue()   # slots → claim loop
+        self._done: "_queue.SimpleQueue[Any]" = _queue.SimpleQueue()    # slots → flusher
         self._stopping = threading.Event()
-        self._completions: List[Dict[str, Any]] = []
-        self._completions_ready = threading.Condition(threading.Lock())
         self._flush_until: Optional[float] = None
 
     def stop(self) -> None:
         """Ask the worker to stop; run() returns once it has."""
         self._stopping.set()
-        with self._slot:
-            self._slot.notify_all()
-        with self._completions_ready:
-            self._completions_ready.notify_all()
+        self._freed.put(_STOP)  # wake the claim loop if it waits for a slot
 
     def run(self) -> None:
         """Claim and run jobs until stop() (or SIGTERM/SIGINT, from the main thread)."""
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, lambda *_: self.stop())
-        pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="capstan-job")
+        slots = [threading.Thread(target=self._slot, name=f"capstan-job-{i}", daemon=True)
+                 for i in range(self.concurrency)]
         beat = threading.Thread(target=self._heartbeats, name="capstan-heartbeat", daemon=True)
         flush = threading.Thread(target=self._flusher, name="capstan-complete", daemon=True)
-        beat.start()
-        flush.start()
+        for t in (*slots, beat, flush):
+            t.start()
         pause = 0.1
+        busy = 0  # jobs handed to the slots and not yet finished
         while not self._stopping.is_set():
-            with self._slot:
-                while len(self._running) >= self.concurrency and not self._stopping.is_set():
-                    self._slot.wait()
-                free = self.concurrency - len(self._running)
-                busy = len(self._running) > 0
+            busy -= self._take_freed(block=busy >= self.concurrency)
             if self._stopping.is_set():
                 break
+            free = self.concurrency - busy
+            if free <= 0:
+                continue
             # A short wait while handlers run, so the claim returns to take
             # freed slots; a long one when idle. Either way the server
             # answers at once when jobs come.
@@ -261,16 +331,42 @@ class Worker:
                 pause = min(pause * 2, 5.0)
                 continue
             for job in reply["jobs"]:
-                ctx = JobContext(job=job)
-                with self._lock:
-                    self._running[job["id"]] = ctx
-                pool.submit(self._run_one, ctx)
+                ctx = JobContext(job)
+                self._running[job["id"]] = ctx
+                self._todo.put(ctx)
+                busy += 1
         self._drain()
-        pool.shutdown(wait=False)
+        for _ in slots:
+            self._todo.put(_STOP)
         self._flush_until = time.monotonic() + self.grace_s
-        with self._completions_ready:
-            self._completions_ready.notify_all()
+        self._done.put(_STOP)
         flush.join(timeout=self.grace_s + 2.0)
+
+    def _take_freed(self, block: bool) -> int:
+        """How many slots were freed since the last look (waiting for one
+        when ``block``)."""
+        n = 0
+        if block:
+            if self._freed.get() is not _STOP:
+                n += 1
+        while True:
+            try:
+                if self._freed.get_nowait() is not _STOP:
+                    n += 1
+            except _queue.Empty:
+                return n
+
+    def _slot(self) -> None:
+        """One slot: run jobs as they come, until told to stop."""
+        while True:
+            ctx = self._todo.get()
+            if ctx is _STOP:
+                return
+            try:
+                self._run_one(ctx)
+            finally:
+                self._running.pop(ctx.job["id"], None)
+                self._freed.put(1)
 
     def _run_one(self, ctx: JobContext) -> None:
         job = ctx.job
@@ -281,21 +377,9 @@ class Worker:
             result = handler(job["args"], ctx)
             if ctx.reason == "lost":
                 return
-            # A result that cannot be sent fails its job now, rather than
-            # every completion batch it would join.
-            try:
-                json.dumps(result)
-            except (TypeError, ValueError) as e:
-                raise PermanentError(f"the handler's result is not JSON: {e}") from None
-            with self._completions_ready:
-                self._completions.append({"id": job["id"], "lease": job["lease"], "result": result})
-                self._completions_ready.notify_all()
+            self._done.put({"id": job["id"], "lease": job["lease"], "result": result})
         except BaseException as e:  # noqa: BLE001 - a handler's error fails its job
             self._fail(ctx, e)
-        finally:
-            with self._slot:
-                self._running.pop(job["id"], None)
-                self._slot.notify_all()
 
     def _fail(self, ctx: JobContext, e: BaseException) -> None:
         job = ctx.job
@@ -308,6 +392,9 @@ class Worker:
                                 "permanent": isinstance(e, PermanentError)}
         if isinstance(e, RetryAfter):
             body["retry_after"] = e.retry_after
+        self._fail_with(job, body)
+
+    def _fail_with(self, job: Dict[str, Any], body: Dict[str, Any]) -> None:
         try:
             self.client.request("POST", f"/v1/jobs/{job['id']}/fail", body)
         except CapstanError as err:
@@ -326,69 +413,79 @@ class Worker:
             self.on_error(err)
 
     def _flusher(self) -> None:
-        """Send completions in batches, one request at a time, until stopped and empty.
+        """Send completions in batches of what has gathered, one request at a
+        time, until told to stop and all is sent.
 
         A batch the server refuses (a result over its limit, a body too
-        large) is sent job by job, so one bad result fails its own job and
-        no other; a batch that does not get through (network, 5xx) is tried
-        again, until the grace after the drain is over (then its jobs are
-        rescued and run again, as after a crash)."""
+        large), or that is not JSON, is sent job by job, so one bad result
+        fails its own job and no other; a batch that does not get through
+        (network, 5xx) is tried again, until the grace after the drain is
+        over (then its jobs are rescued and run again, as after a crash)."""
+        pending: List[Dict[str, Any]] = []
+        stopping = False
         while True:
-            with self._completions_ready:
-                while not self._completions and not (self._stopping.is_set() and not self._running):
-                    self._completions_ready.wait(0.5)
-                batch, self._completions = self._completions[:1000], self._completions[1000:]
-            if not batch:
-                if self._stopping.is_set() and not self._running:
+            if not pending and not stopping:
+                item = self._done.get()
+                if item is _STOP:
+                    stopping = True
+                else:
+                    pending.append(item)
+            while len(pending) < 1000:
+                try:
+                    item = self._done.get_nowait()
+                except _queue.Empty:
+                    break
+                if item is _STOP:
+                    stopping = True
+                else:
+                    pending.append(item)
+            if not pending:
+                if stopping:
                     return
                 continue
+            batch, pending = pending[:1000], pending[1000:]
             try:
                 self.client.request("POST", "/v1/complete", {"jobs": batch})
             except Exception as e:  # noqa: BLE001
-                if _refused(e):
-                    self._complete_each(batch)
+                if _refused(e) or isinstance(e, (TypeError, ValueError)):
+                    pending = self._complete_each(batch) + pending
                     continue
                 self.on_error(e)
-                with self._completions_ready:
-                    self._completions = batch + self._completions
-                    if self._flush_until is not None and time.monotonic() >= self._flush_until:
-                        n, self._completions = len(self._completions), []
-                        self.on_error(RuntimeError(
-                            f"{n} completions could not be sent before the worker stopped; "
-                            "their jobs will be rescued and run again"))
-                        return
+                pending = batch + pending
+                if self._flush_until is not None and time.monotonic() >= self._flush_until:
+                    self.on_error(RuntimeError(
+                        f"{len(pending)} completions could not be sent before the worker stopped; "
+                        "their jobs will be rescued and run again"))
+                    return
                 time.sleep(0.5)
 
-    def _complete_each(self, batch: List[Dict[str, Any]]) -> None:
-        """Complete one at a time; a completion the server refuses fails its job."""
+    def _complete_each(self, batch: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+        """Complete one at a time; a result that is not JSON or that the
+        server refuses fails its job. Returns those to try again later."""
+        again = []
         for c in batch:
             try:
                 self.client.request("POST", f"/v1/jobs/{c['id']}/complete",
                                     {"lease": c["lease"], "result": c["result"]})
+            except (TypeError, ValueError) as e:
+                self._fail_with(c, {"lease": c["lease"], "permanent": True,
+                                    "error": f"the handler's result is not JSON: {e}"})
             except Exception as e:  # noqa: BLE001
                 if isinstance(e, CapstanError) and e.status == 409:
                     continue  # no longer ours
                 if not _refused(e):
-                    with self._completions_ready:
-                        self._completions.append(c)
+                    again.append(c)
                     continue
-                error = f"the server refused the job's result ({e.status}): {e.detail or e}"
-                try:
-                    self.client.request("POST", f"/v1/jobs/{c['id']}/fail",
-                                        {"lease": c["lease"], "error": error, "permanent": True})
-                except CapstanError as err:
-                    if err.status != 409:
-                        self.on_error(err)
-                except Exception as err:  # noqa: BLE001
-                    self.on_error(err)
+                self._fail_with(c, {"lease": c["lease"], "permanent": True,
+                                    "error": f"the server refused the job's result ({e.status}): {e.detail or e}"})
+        return again
 
     def _heartbeats(self) -> None:
         while True:
             self._stopping.wait(self.heartbeat_s)
             if self._stopping.is_set():
                 time.sleep(min(self.heartbeat_s, 1.0))
-            with self._lock:
-                running = list(self._running.values())
+            running = list(self._running.values())
             if not running:
                 if self._stopping.is_set():
                     return
@@ -409,25 +506,20 @@ class Worker:
             except Exception as e:  # noqa: BLE001
                 self.on_error(e)
 
+    def _wait_idle(self, until: float) -> None:
+        """Wait until no job runs, or ``until`` (a monotonic time)."""
+        while self._running and time.monotonic() < until:
+            time.sleep(min(0.01, max(0.0, until - time.monotonic())))
+
     def _drain(self) -> None:
-        deadline = time.monotonic() + self.grace_s
-        with self._slot:
-            while self._running and time.monotonic() < deadline:
-                self._slot.wait(deadline - time.monotonic())
-            left = list(self._running.values())
-        for ctx in left:
+        self._wait_idle(time.monotonic() + self.grace_s)
+        for ctx in list(self._running.values()):
             ctx._stop("shutdown")
         # Handlers that honour `stopped` release their own jobs; the rest
         # are given back after a little longer.
-        deadline = time.monotonic() + 5.0
-        with self._slot:
-            while self._running and time.monotonic() < deadline:
-                self._slot.wait(deadline - time.monotonic())
-            left = list(self._running.values())
-        for ctx in left:
+        self._wait_idle(time.monotonic() + 5.0)
+        for ctx in list(self._running.values()):
             self._release(ctx.job)
-        with self._completions_ready:
-            self._completions_ready.notify_all()
 
 
 def _refused(e: BaseException) -> bool:
