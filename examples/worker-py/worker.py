@@ -15,7 +15,7 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "clients", "python"))
 
-from capstan_client import Client, JobContext, PermanentError, RetryAfter, Worker  # noqa: E402
+from capstan_client import Client, HttpStatusError, JobContext, PermanentError, RetryAfter, Worker  # noqa: E402
 
 
 def echo(args, ctx: JobContext):
@@ -35,8 +35,11 @@ def big(args, ctx: JobContext):
 
 
 def fail(args, ctx: JobContext):
-    """Fails: permanently, after a delay, or with the queue's backoff."""
+    """Fails: as an HTTP status says, permanently, after a delay, or with the queue's backoff."""
     args = args or {}
+    if args.get("status"):
+        # As after an HTTP call that got this status (and Retry-After).
+        raise HttpStatusError(args["status"], args.get("message"), args.get("retry_after"))
     if args.get("permanent"):
         raise PermanentError(args.get("message", "asked to fail"))
     if args.get("retry_after"):

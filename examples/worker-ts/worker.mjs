@@ -8,7 +8,7 @@
 // Settings from the environment: CAPSTAN_URL, CAPSTAN_TOKEN, QUEUE (demo),
 // CONCURRENCY (8), HEARTBEAT (10s), SHUTDOWN_GRACE (10s). It stops cleanly on SIGTERM or ctrl-c.
 
-import { Capstan, PermanentError, RetryAfter, Worker } from "../../clients/typescript/src/index.js";
+import { Capstan, HttpStatusError, PermanentError, RetryAfter, Worker } from "../../clients/typescript/src/index.js";
 
 const sleep = (ms, signal) =>
   new Promise((resolve, reject) => {
@@ -31,8 +31,11 @@ const handlers = {
   // Returns a result of `bytes` bytes (over the server's 1 MiB limit, its
   // job fails alone, saying why).
   "demo.big": async (args) => ({ blob: "x".repeat(args?.bytes ?? 0) }),
-  // Fails: permanently, after a delay, or with the queue's backoff.
+  // Fails: as an HTTP status says, permanently, after a delay, or with the
+  // queue's backoff.
   "demo.fail": async (args) => {
+    // As after an HTTP call that got this status (and Retry-After).
+    if (args?.status) throw new HttpStatusError(args.status, args.message, args.retry_after);
     if (args?.permanent) throw new PermanentError(args.message ?? "asked to fail");
     if (args?.retry_after) throw new RetryAfter(args.message ?? "asked to retry", args.retry_after);
     throw new Error(args?.message ?? "asked to fail");

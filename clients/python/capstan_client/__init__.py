@@ -32,6 +32,7 @@ __all__ = [
     "WaitTimeout",
     "PermanentError",
     "RetryAfter",
+    "HttpStatusError",
     "duration_ms",
 ]
 
@@ -73,6 +74,29 @@ class RetryAfter(Exception):
     def __init__(self, message: str, retry_after: Duration) -> None:
         super().__init__(message)
         self.retry_after = f"{int(retry_after * 1000)}ms" if isinstance(retry_after, (int, float)) else retry_after
+
+
+class HttpStatusError(Exception):
+    """Raise from a handler when an HTTP call of its failed: the status
+    decides, by the table push queues follow (429, 502, 503, 504 and other
+    5xx or 3xx: retried, after ``retry_after`` when given — a Retry-After
+    header's value works as it is; 410 and other 4xx: failed for good), and
+    goes into the attempt history."""
+
+    def __init__(self, status: int, message: Optional[str] = None, retry_after: Optional[Duration] = None) -> None:
+        super().__init__(message or f"HTTP {status}")
+        self.status = status
+        self.retry_after = _retry_after_of(retry_after)
+
+
+def _retry_after_of(v: Optional[Duration]) -> Optional[str]:
+    """A duration for the API from seconds (a number, or a Retry-After
+    header's digits) or a duration string ("30s")."""
+    if v is None or v == "":
+        return None
+    if isinstance(v, (int, float)):
+        return f"{int(v * 1000)}ms"
+    return f"{v.strip()}s" if v.strip().isdigit() else v
 
 
 def duration_ms(d: Duration) -> float:
@@ -392,6 +416,10 @@ class Worker:
                                 "permanent": isinstance(e, PermanentError)}
         if isinstance(e, RetryAfter):
             body["retry_after"] = e.retry_after
+        if isinstance(e, HttpStatusError):
+            body["status"] = e.status
+            if e.retry_after:
+                body["retry_after"] = e.retry_after
         self._fail_with(job, body)
 
     def _fail_with(self, job: Dict[str, Any], body: Dict[str, Any]) -> None:

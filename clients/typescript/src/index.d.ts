@@ -87,6 +87,16 @@ export class RetryAfter extends Error {
   retryAfter: string;
 }
 
+/** Throw from a handler when an HTTP call of its failed: the status decides,
+ * by the push queues' table (429, 5xx, 3xx: retried, after `retryAfter` when
+ * given — a Retry-After header's value works as it is; 410 and other 4xx:
+ * failed for good), and goes into the attempt history. */
+export class HttpStatusError extends Error {
+  constructor(status: number, message?: string, retryAfter?: Duration | null);
+  status: number;
+  retryAfter?: string;
+}
+
 export function durationMs(d: Duration): number;
 
 export class Capstan {

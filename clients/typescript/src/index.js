@@ -55,6 +55,28 @@ export class RetryAfter extends Error {
   }
 }
 
+/** Throw from a handler when an HTTP call of its failed: the status decides,
+ * by the table push queues follow (429, 502, 503, 504 and other 5xx or 3xx:
+ * retried, after `retryAfter` when given — a `Retry-After` header's value
+ * works as it is; 410 and other 4xx: failed for good), and goes into the
+ * attempt history. */
+export class HttpStatusError extends Error {
+  constructor(status, message, retryAfter) {
+    super(message ?? `HTTP ${status}`);
+    this.name = "HttpStatusError";
+    this.status = status;
+    this.retryAfter = retryAfterOf(retryAfter);
+  }
+}
+
+/** A duration for the API from milliseconds, a `Retry-After` header's
+ * seconds ("120"), or a duration string ("30s"). */
+function retryAfterOf(v) {
+  if (v === undefined || v === null || v === "") return undefined;
+  if (typeof v === "number") return `${Math.ceil(v)}ms`;
+  return /^\d+$/.test(String(v).trim()) ? `${String(v).trim()}s` : v;
+}
+
 /** A client of one Capstan server. */
 export class Capstan {
   /** @param {{url?: string, token?: string}} [options] */
@@ -289,6 +311,10 @@ export class Worker {
     }
     const body = { lease: job.lease, error: String(e?.message ?? e), permanent: e instanceof PermanentError };
     if (e instanceof RetryAfter && e.retryAfter) body.retry_after = e.retryAfter;
+    if (e instanceof HttpStatusError) {
+      body.status = e.status;
+      if (e.retryAfter) body.retry_after = e.retryAfter;
+    }
     try {
       await this.client.request("POST", `/v1/jobs/${job.id}/fail`, body);
     } catch (err) {

@@ -315,7 +315,8 @@ pub(crate) async fn typescript_and_python_workers_share_a_queue_and_survive_a_ki
 
 /// Each client, by its own scripts, with a token: its calls (enqueue,
 /// batches, get, list, wait, cancel, retry, errors) hold; a result the
-/// server refuses fails its own job and no other; and a worker whose every
+/// server refuses fails its own job and no other; a handler's HTTP status
+/// decides by the push table; and a worker whose every
 /// slot is busy stops on SIGTERM within its grace, giving its jobs back
 /// with their attempts.
 pub(crate) async fn each_client_checks_out_fails_a_refused_result_alone_and_stops_when_busy<
@@ -427,6 +428,60 @@ pub(crate) async fn each_client_checks_out_fails_a_refused_result_alone_and_stop
             (ends[1].0.as_str(), ends[2].0.as_str()),
             ("completed", "completed"),
             "{lang}: the good results are kept"
+        );
+        // A handler's HTTP status decides by the push table: a 503 with
+        // Retry-After is retried, then a 404 fails it for good.
+        let (_, f) = http
+            .post(
+                "/v1/jobs",
+                json!({"kind": "demo.fail", "queue": queue, "max_attempts": 3,
+                       "args": {"status": 503, "retry_after": "0", "message": "busy"}}),
+            )
+            .await;
+        let id = f["job"]["id"].as_i64().unwrap();
+        let j = http
+            .until(&format!("/v1/jobs/{id}"), "a job ends", finished)
+            .await;
+        assert_eq!(
+            (
+                &j["state"],
+                &j["attempt"],
+                &j["errors"][0]["class"],
+                &j["errors"][0]["message"]
+            ),
+            (
+                &json!("failed"),
+                &json!(3),
+                &json!("retryable"),
+                &json!("HTTP 503: busy")
+            ),
+            "{lang}: {j}"
+        );
+        let (_, f) = http
+            .post(
+                "/v1/jobs",
+                json!({"kind": "demo.fail", "queue": queue, "max_attempts": 3,
+                       "args": {"status": 404, "message": "no such document"}}),
+            )
+            .await;
+        let id = f["job"]["id"].as_i64().unwrap();
+        let j = http
+            .until(&format!("/v1/jobs/{id}"), "a job ends", finished)
+            .await;
+        assert_eq!(
+            (
+                &j["state"],
+                &j["attempt"],
+                &j["errors"][0]["class"],
+                &j["errors"][0]["message"]
+            ),
+            (
+                &json!("failed"),
+                &json!(1),
+                &json!("permanent"),
+                &json!("HTTP 404: no such document")
+            ),
+            "{lang}: {j}"
         );
         // Every slot busy with a long job; SIGTERM; the jobs go back.
         let long = json!({"kind": "demo.echo", "queue": queue, "args": {"ms": 60_000}});

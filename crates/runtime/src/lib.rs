@@ -34,6 +34,7 @@ mod producer;
 mod pull;
 pub mod push;
 mod running;
+pub mod verdict;
 
 /// The maintenance services' cases, at the root where `on_both_backends!` looks.
 #[cfg(test)]
@@ -49,6 +50,7 @@ pub use node::{Node, NodeHandle};
 pub use pull::{
     Beaten, PULL_INCARNATION, PullBeat, PullClaim, PullConfig, PullFailure, PullWorkers,
 };
+pub use verdict::Verdict;
 
 pub use capstan_core as core;
 pub use capstan_store as store;

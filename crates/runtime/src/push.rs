@@ -1,6 +1,7 @@
 //! Push queues: every job of the queue, whatever its kind, is POSTed to a
 //! URL, signed per Standard Webhooks, and the reply decides what happens —
-//! the same table as the pull protocol's results:
+//! [`Verdict`]'s table, which a pull worker's `fail` with a `status` follows
+//! too:
 //!
 //! | reply | the job |
 //! |---|---|
@@ -29,7 +30,7 @@ use hmac::{KeyInit, Mac};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::{JobContext, JobError, RuntimeError};
+use crate::{JobContext, JobError, RuntimeError, Verdict};
 
 /// `[queues.NAME]` of a push queue in `capstan.toml`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -261,26 +262,28 @@ impl Target {
         let text = res.text().await.unwrap_or_default();
         let snippet: String = text.chars().take(200).collect();
         let said = |what: &str| format!("push target answered {status} ({what}): {snippet}");
-        match status {
-            200..=299 => Ok(if text.trim().is_empty() {
+        match Verdict::of(status) {
+            Verdict::Complete => Ok(if text.trim().is_empty() {
                 Value::Null
             } else {
                 serde_json::from_str(&text).unwrap_or(Value::String(text))
             }),
-            429 | 502 | 503 | 504 => Err(match retry_after {
+            Verdict::RetryLater => Err(match retry_after {
                 Some(d) => {
                     JobError::retry_after(said("retry later"), d.min(self.config.retry_after_cap))
                 }
                 None => JobError::retryable(said("retry later")),
             }),
-            410 => {
+            Verdict::Gone => {
                 self.disabled.store(true, Ordering::Release);
                 tracing::error!(queue = %self.queue, url = %self.config.push_url, "the push target answered 410 Gone: it is disabled on this node; its jobs wait until [queues.{}] is fixed and the node restarted", self.queue);
                 Err(JobError::snooze(DISABLED_SNOOZE))
             }
-            300..=399 => Err(JobError::retryable(said("redirects are not followed"))),
-            400..=499 => Err(JobError::permanent(said("refused"))),
-            _ => Err(JobError::retryable(said("server error"))),
+            Verdict::Fail => Err(JobError::permanent(said("refused"))),
+            Verdict::Retry if (300..400).contains(&status) => {
+                Err(JobError::retryable(said("redirects are not followed")))
+            }
+            Verdict::Retry => Err(JobError::retryable(said("server error"))),
         }
     }
 }

@@ -398,6 +398,13 @@ pub struct FailRequest {
     #[serde(default, with = "capstan::core::humantime_serde::option")]
     #[schema(value_type = Option<String>, example = "30s")]
     pub retry_after: Option<Duration>,
+    /// The HTTP status the worker's own call got, when that is why it
+    /// failed: the push queues' table decides (429, 502, 503, 504 and
+    /// other 5xx or 3xx: retried; 410 and other 4xx: failed for good), and
+    /// the status goes into the attempt history. A 2xx is refused (422):
+    /// complete the job instead.
+    #[schema(minimum = 100, maximum = 599, example = 503)]
+    pub status: Option<u16>,
 }
 
 /// Fail an attempt: retried with the job's backoff (or after
@@ -425,6 +432,7 @@ pub(crate) async fn fail(
                 message: req.error,
                 permanent: req.permanent,
                 retry_after: req.retry_after,
+                status: req.status,
             },
         )
         .await?;

@@ -21,6 +21,7 @@ capstan_store_conformance::on_both_backends!(
     worker_cases::a_worker_that_stops_calling_loses_its_jobs_to_the_next,
     worker_cases::a_waiting_claim_wakes_on_enqueue_and_ends_on_shutdown,
     worker_cases::a_worker_name_of_a_live_node_is_refused,
+    worker_cases::a_fail_with_an_http_status_follows_the_push_table,
     auth_cases::each_role_may_do_its_part_and_nothing_else,
     events_cases::a_job_stream_shows_each_change_and_resumes_without_missing_the_end,
     events_cases::a_queue_stream_shows_its_jobs_and_asks_for_a_resync_on_reconnect,

@@ -412,3 +412,57 @@ pub(crate) async fn a_worker_name_of_a_live_node_is_refused<H: Harness>(h: &H) {
     );
     node.shutdown().await.unwrap();
 }
+
+/// A worker's `fail` with the HTTP status its own call got follows the push
+/// queues' table: 503 retried (after its `retry_after`), 410 and 404 failed
+/// for good, a 2xx or a non-status refused; the status is in the history.
+pub(crate) async fn a_fail_with_an_http_status_follows_the_push_table<H: Harness>(h: &H) {
+    let api = start(h, ServerConfig::default()).await;
+    let mut ends = Vec::new();
+    for (status, retry_after) in [(503, Some("0s")), (500, None), (410, None), (404, None)] {
+        let id = enqueue(&api, "st", "k").await;
+        let (_, l) = lease(&claim(&api, "st", json!({"worker": "w1"})).await[0]);
+        let mut body = json!({"lease": l, "error": "upstream said no", "status": status});
+        if let Some(d) = retry_after {
+            body["retry_after"] = json!(d);
+        }
+        let r = api.post(&format!("/v1/jobs/{id}/fail"), body).await;
+        assert_eq!(r.status, 200, "{r:?}");
+        ends.push((
+            status,
+            r.body["state"].as_str().unwrap().to_owned(),
+            r.body["errors"][0]["class"].as_str().unwrap().to_owned(),
+            r.body["errors"][0]["message"].as_str().unwrap().to_owned(),
+        ));
+        // (Clear the queue: a retried job would be claimed next.)
+        api.post(&format!("/v1/jobs/{id}/cancel"), json!({})).await;
+    }
+    let said = |s| format!("HTTP {s}: upstream said no");
+    assert_eq!(
+        ends,
+        [
+            (503, "available".into(), "retryable".into(), said(503)),
+            (500, "retryable".into(), "retryable".into(), said(500)),
+            (410, "failed".into(), "permanent".into(), said(410)),
+            (404, "failed".into(), "permanent".into(), said(404)),
+        ]
+    );
+    // A success is not a failure, and a status is 100 to 599: 422, nothing
+    // changed.
+    let id = enqueue(&api, "st", "k").await;
+    let (_, l) = lease(&claim(&api, "st", json!({"worker": "w1"})).await[0]);
+    for status in [200, 700] {
+        let r = api
+            .post(
+                &format!("/v1/jobs/{id}/fail"),
+                json!({"lease": l, "error": "x", "status": status}),
+            )
+            .await;
+        assert_eq!((r.status, r.problem()), (422, "invalid"), "{status}");
+        assert_eq!(r.body["field"], "status");
+    }
+    assert_eq!(
+        api.get(&format!("/v1/jobs/{id}")).await.body["state"],
+        "running"
+    );
+}

@@ -124,6 +124,12 @@ pub struct PullFailure {
     pub permanent: bool,
     /// Retry after exactly this long instead of the retry policy's backoff.
     pub retry_after: Option<Duration>,
+    /// The HTTP status the worker's own call got, if that is why it failed:
+    /// [`Verdict`](crate::Verdict)'s table decides whether the job is
+    /// retried, as for a push queue (a 4xx but 429 fails it for good, 410
+    /// included; a 5xx, 429 or 3xx retries it), and it goes into the
+    /// attempt history. `permanent` still fails it for good.
+    pub status: Option<u16>,
 }
 
 /// Serves pull workers for one process. Cheap to clone.
@@ -432,6 +438,25 @@ impl<S: Store> PullWorkers<S> {
                 format!("{d:?} is longer than the limit of 100 years"),
             ));
         }
+        let (permanent, message) = match failure.status {
+            None => (failure.permanent, failure.message),
+            Some(s) if !(100..=599).contains(&s) => {
+                return Err(invalid(
+                    "status",
+                    format!("{s} is not an HTTP status (100 to 599)"),
+                ));
+            }
+            Some(s) if crate::Verdict::of(s) == crate::Verdict::Complete => {
+                return Err(invalid(
+                    "status",
+                    format!("{s} is a success: complete the job instead"),
+                ));
+            }
+            Some(s) => (
+                failure.permanent || !crate::Verdict::of(s).retries(),
+                format!("HTTP {s}: {}", failure.message),
+            ),
+        };
         let job = inner
             .client
             .store
@@ -443,10 +468,10 @@ impl<S: Store> PullWorkers<S> {
         if job.lease().as_ref() != Some(&lease) {
             return Err(StoreError::Fenced { lease }.into());
         }
-        let error = match (failure.permanent, failure.retry_after) {
-            (true, _) => JobError::permanent(failure.message),
-            (false, Some(after)) => JobError::retry_after(failure.message, after),
-            (false, None) => JobError::retryable(failure.message),
+        let error = match (permanent, failure.retry_after) {
+            (true, _) => JobError::permanent(message),
+            (false, Some(after)) => JobError::retry_after(message, after),
+            (false, None) => JobError::retryable(message),
         };
         let outcome = crate::executor::after_error(&job, error, &inner.client.config.retry);
         let report = self
