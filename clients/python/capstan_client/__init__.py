@@ -11,12 +11,14 @@ of those that do not.
 
 from __future__ import annotations
 
+import email.utils
 import http.client
 import json
 import os
 import queue as _queue
 import random
 import re
+import select
 import signal
 import socket
 import threading
@@ -76,6 +78,16 @@ class RetryAfter(Exception):
         self.retry_after = f"{int(retry_after * 1000)}ms" if isinstance(retry_after, (int, float)) else retry_after
 
 
+def _closed_by_peer(sock: socket.socket) -> bool:
+    """Whether the other end closed an idle connection (it is readable: an
+    end of file, or bytes nobody asked for)."""
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(readable)
+
+
 class HttpStatusError(Exception):
     """Raise from a handler when an HTTP call of its failed: the status
     decides, by the table push queues follow (429, 502, 503, 504 and other
@@ -91,12 +103,27 @@ class HttpStatusError(Exception):
 
 def _retry_after_of(v: Optional[Duration]) -> Optional[str]:
     """A duration for the API from seconds (a number, or a Retry-After
-    header's digits) or a duration string ("30s")."""
+    header's value: seconds or an HTTP date), or a duration string ("30s");
+    None for what is none of these."""
     if v is None or v == "":
         return None
     if isinstance(v, (int, float)):
-        return f"{int(v * 1000)}ms"
-    return f"{v.strip()}s" if v.strip().isdigit() else v
+        return f"{max(0, int(v * 1000))}ms"
+    v = v.strip()
+    try:
+        return f"{max(0, int(float(v) * 1000))}ms"
+    except ValueError:
+        pass
+    try:
+        duration_ms(v)
+        return v
+    except ValueError:
+        pass
+    try:
+        at = email.utils.parsedate_to_datetime(v)
+        return f"{max(0, int((at.timestamp() - time.time()) * 1000))}ms"
+    except (TypeError, ValueError, IndexError):
+        return None
 
 
 def duration_ms(d: Duration) -> float:
@@ -149,31 +176,32 @@ class Client:
             headers["content-type"] = "application/json"
         if self.token:
             headers["authorization"] = f"Bearer {self.token}"
-        for retry in (True, False):
+        conn = self._connection()
+        if conn.sock is not None and _closed_by_peer(conn.sock):
+            # The server closed this kept-alive connection as it sat idle:
+            # open a new one, rather than send into a closed one. (Nothing
+            # is ever sent twice: a request that fails once sent may have
+            # been acted on, so it is the caller's to retry.)
+            self._drop_connection()
             conn = self._connection()
-            reused = conn.sock is not None
-            try:
-                conn.request(method, self._prefix + path, body=data, headers=headers)
-                res = conn.getresponse()
-                text = res.read()
-            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
-                self._drop_connection()
-                # The server closed a kept-alive connection as it sat idle:
-                # the request never reached it; send it on a new one.
-                if retry and reused:
-                    continue
-                raise
-            except BaseException:
-                self._drop_connection()
-                raise
-            if res.will_close:
-                self._drop_connection()
-            break
-        parsed = json.loads(text) if text else None
+        try:
+            conn.request(method, self._prefix + path, body=data, headers=headers)
+            res = conn.getresponse()
+            text = res.read()
+        except BaseException:
+            self._drop_connection()
+            raise
+        if res.will_close:
+            self._drop_connection()
+        try:
+            parsed = json.loads(text) if text else None
+        except ValueError:
+            # Not Capstan's answer: a proxy's error page, say.
+            raise CapstanError({"detail": text[:500].decode(errors="replace")}, res.status) from None
         if 200 <= res.status < 300 or res.status in accept:
             return res.status, parsed
         if not isinstance(parsed, dict):
-            parsed = {"detail": text.decode(errors="replace")}
+            parsed = {"detail": str(parsed)}
         raise CapstanError(parsed, res.status)
 
     def enqueue(self, kind: str, args: Any = None, **options: Any) -> Dict[str, Any]:
@@ -350,7 +378,7 @@ class Worker:
             except Exception as e:  # noqa: BLE001 - keep working through outages
                 if self._stopping.is_set():
                     break
-                self.on_error(e)
+                self._report(e)
                 self._stopping.wait(pause)
                 pause = min(pause * 2, 5.0)
                 continue
@@ -381,16 +409,29 @@ class Worker:
                 return n
 
     def _slot(self) -> None:
-        """One slot: run jobs as they come, until told to stop."""
+        """One slot: run jobs as they come, until told to stop. Nothing a
+        job does ends the thread."""
         while True:
             ctx = self._todo.get()
             if ctx is _STOP:
                 return
             try:
                 self._run_one(ctx)
+            except BaseException as e:  # noqa: BLE001 - the slot lives on
+                self._report(e)
             finally:
-                self._running.pop(ctx.job["id"], None)
+                # (Only this run's entry: the job may have been claimed
+                # again meanwhile, after its lease ran out.)
+                if self._running.get(ctx.job["id"]) is ctx:
+                    self._running.pop(ctx.job["id"], None)
                 self._freed.put(1)
+
+    def _report(self, e: BaseException) -> None:
+        """Tell ``on_error``, which must not stop a thread of the worker."""
+        try:
+            self.on_error(e)
+        except BaseException:  # noqa: BLE001
+            pass
 
     def _run_one(self, ctx: JobContext) -> None:
         job = ctx.job
@@ -401,6 +442,12 @@ class Worker:
             result = handler(job["args"], ctx)
             if ctx.reason == "lost":
                 return
+            # A result that cannot be sent fails its job now, rather than
+            # every completion batch it would join.
+            try:
+                json.dumps(result)
+            except (TypeError, ValueError) as e:
+                raise PermanentError(f"the handler's result is not JSON: {e}") from None
             self._done.put({"id": job["id"], "lease": job["lease"], "result": result})
         except BaseException as e:  # noqa: BLE001 - a handler's error fails its job
             self._fail(ctx, e)
@@ -412,7 +459,11 @@ class Worker:
         if ctx.reason == "shutdown":
             self._release(job)
             return
-        body: Dict[str, Any] = {"lease": job["lease"], "error": str(e) or type(e).__name__,
+        try:
+            message = str(e) or type(e).__name__
+        except BaseException:  # noqa: BLE001 - an exception whose str() fails
+            message = type(e).__name__
+        body: Dict[str, Any] = {"lease": job["lease"], "error": message,
                                 "permanent": isinstance(e, PermanentError)}
         if isinstance(e, RetryAfter):
             body["retry_after"] = e.retry_after
@@ -426,26 +477,32 @@ class Worker:
         try:
             self.client.request("POST", f"/v1/jobs/{job['id']}/fail", body)
         except CapstanError as err:
-            if err.status != 409:
-                self.on_error(err)
+            if err.status == 422 and err.field in ("status", "retry_after"):
+                # (A status or Retry-After the server does not take: the
+                # failure itself still counts, without it.)
+                self._report(err)
+                body = {k: v for k, v in body.items() if k != err.field}
+                self._fail_with(job, body)
+            elif err.status != 409:
+                self._report(err)
         except Exception as err:  # noqa: BLE001
-            self.on_error(err)
+            self._report(err)
 
     def _release(self, job: Dict[str, Any]) -> None:
         try:
             self.client.request("POST", f"/v1/jobs/{job['id']}/release", {"lease": job["lease"]})
         except CapstanError as err:
             if err.status != 409:
-                self.on_error(err)
+                self._report(err)
         except Exception as err:  # noqa: BLE001
-            self.on_error(err)
+            self._report(err)
 
     def _flusher(self) -> None:
         """Send completions in batches of what has gathered, one request at a
         time, until told to stop and all is sent.
 
-        A batch the server refuses (a result over its limit, a body too
-        large), or that is not JSON, is sent job by job, so one bad result
+        A batch the server (or a proxy) refuses (a result over its limit, a
+        body too large) is sent job by job, so one bad result
         fails its own job and no other; a batch that does not get through
         (network, 5xx) is tried again, until the grace after the drain is
         over (then its jobs are rescued and run again, as after a crash)."""
@@ -475,29 +532,29 @@ class Worker:
             try:
                 self.client.request("POST", "/v1/complete", {"jobs": batch})
             except Exception as e:  # noqa: BLE001
-                if _refused(e) or isinstance(e, (TypeError, ValueError)):
-                    pending = self._complete_each(batch) + pending
-                    continue
-                self.on_error(e)
-                pending = batch + pending
+                if _refused(e):
+                    again = self._complete_each(batch)
+                    pending = again + pending
+                    if not again:
+                        continue
+                else:
+                    self._report(e)
+                    pending = batch + pending
                 if self._flush_until is not None and time.monotonic() >= self._flush_until:
-                    self.on_error(RuntimeError(
+                    self._report(RuntimeError(
                         f"{len(pending)} completions could not be sent before the worker stopped; "
                         "their jobs will be rescued and run again"))
                     return
                 time.sleep(0.5)
 
     def _complete_each(self, batch: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
-        """Complete one at a time; a result that is not JSON or that the
-        server refuses fails its job. Returns those to try again later."""
+        """Complete one at a time; a result the server refuses fails its
+        job. Returns those to try again later."""
         again = []
         for c in batch:
             try:
                 self.client.request("POST", f"/v1/jobs/{c['id']}/complete",
                                     {"lease": c["lease"], "result": c["result"]})
-            except (TypeError, ValueError) as e:
-                self._fail_with(c, {"lease": c["lease"], "permanent": True,
-                                    "error": f"the handler's result is not JSON: {e}"})
             except Exception as e:  # noqa: BLE001
                 if isinstance(e, CapstanError) and e.status == 409:
                     continue  # no longer ours
@@ -532,7 +589,7 @@ class Worker:
                     elif outcome.get("cancel_requested"):
                         ctx._stop("cancelled")
             except Exception as e:  # noqa: BLE001
-                self.on_error(e)
+                self._report(e)
 
     def _wait_idle(self, until: float) -> None:
         """Wait until no job runs, or ``until`` (a monotonic time)."""

@@ -70,11 +70,20 @@ export class HttpStatusError extends Error {
 }
 
 /** A duration for the API from milliseconds, a `Retry-After` header's
- * seconds ("120"), or a duration string ("30s"). */
+ * value (seconds, or an HTTP date), or a duration string ("30s");
+ * undefined for what is none of these. */
 function retryAfterOf(v) {
   if (v === undefined || v === null || v === "") return undefined;
-  if (typeof v === "number") return `${Math.ceil(v)}ms`;
-  return /^\d+$/.test(String(v).trim()) ? `${String(v).trim()}s` : v;
+  if (typeof v === "number") return `${Math.max(0, Math.ceil(v))}ms`;
+  const text = String(v).trim();
+  if (/^\d+(\.\d+)?$/.test(text)) return `${Math.ceil(Number(text) * 1000)}ms`;
+  try {
+    durationMs(text);
+    return text;
+  } catch {
+    const at = Date.parse(text);
+    return Number.isNaN(at) ? undefined : `${Math.max(0, at - Date.now())}ms`;
+  }
 }
 
 /** A client of one Capstan server. */
@@ -98,9 +107,15 @@ export class Capstan {
       signal,
     });
     const text = await res.text();
-    const data = text ? JSON.parse(text) : null;
+    let data = null;
+    try {
+      data = text ? JSON.parse(text) : null;
+    } catch {
+      // Not Capstan's answer: a proxy's error page, say.
+      throw new CapstanError({ detail: text.slice(0, 500) }, res.status);
+    }
     if (res.ok || accept.includes(res.status)) return { status: res.status, data };
-    throw new CapstanError(data ?? { detail: text }, res.status);
+    throw new CapstanError(data !== null && typeof data === "object" ? data : { detail: text }, res.status);
   }
 
   /** Enqueue one job: `{existing, job}`. */
@@ -295,7 +310,9 @@ export class Worker {
       } catch (e) {
         await this.#fail(job, e, controller.signal);
       } finally {
-        this.running.delete(job.id);
+        // (Only this run's entry: the job may have been claimed again
+        // meanwhile, after its lease ran out.)
+        if (this.running.get(job.id) === entry) this.running.delete(job.id);
         this.slotFreed?.();
         this.slotFreed = null;
       }
@@ -315,10 +332,22 @@ export class Worker {
       body.status = e.status;
       if (e.retryAfter) body.retry_after = e.retryAfter;
     }
+    await this.#failWith(job, body);
+  }
+
+  async #failWith(job, body) {
     try {
       await this.client.request("POST", `/v1/jobs/${job.id}/fail`, body);
     } catch (err) {
-      if (!(err instanceof CapstanError && err.status === 409)) this.onError(err);
+      if (err instanceof CapstanError && err.status === 422 && ["status", "retry_after"].includes(err.field)) {
+        // A status or Retry-After the server does not take: the failure
+        // itself still counts, without it.
+        this.onError(err);
+        const { [err.field]: _, ...rest } = body;
+        await this.#failWith(job, rest);
+      } else if (!(err instanceof CapstanError && err.status === 409)) {
+        this.onError(err);
+      }
     }
   }
 
@@ -345,11 +374,12 @@ export class Worker {
           await this.client.request("POST", "/v1/complete", { jobs: batch });
         } catch (e) {
           if (refused(e)) {
-            await this.#completeEach(batch);
-            continue;
+            // (What could not be sent even alone is back in completions.)
+            if (!(await this.#completeEach(batch))) continue;
+          } else {
+            this.onError(e);
+            this.completions.unshift(...batch);
           }
-          this.onError(e);
-          this.completions.unshift(...batch);
           if (this.flushUntil !== undefined && Date.now() >= this.flushUntil) {
             const n = this.completions.splice(0).length;
             this.onError(new Error(`${n} completions could not be sent before the worker stopped; their jobs will be rescued and run again`));
@@ -363,8 +393,10 @@ export class Worker {
     return this.flushing;
   }
 
-  /** Complete one at a time; a completion the server refuses fails its job. */
+  /** Complete one at a time; a completion the server refuses fails its
+   * job. Whether some could not be sent (they are back in completions). */
   async #completeEach(batch) {
+    let again = false;
     for (const c of batch) {
       try {
         await this.client.request("POST", `/v1/jobs/${c.id}/complete`, { lease: c.lease, result: c.result });
@@ -372,16 +404,14 @@ export class Worker {
         if (e instanceof CapstanError && e.status === 409) continue; // no longer ours
         if (!refused(e)) {
           this.completions.push(c);
+          again = true;
           continue;
         }
         const error = `the server refused the job's result (${e.status}): ${e.detail ?? e.message}`;
-        try {
-          await this.client.request("POST", `/v1/jobs/${c.id}/fail`, { lease: c.lease, error, permanent: true });
-        } catch (err) {
-          if (!(err instanceof CapstanError && err.status === 409)) this.onError(err);
-        }
+        await this.#failWith(c, { lease: c.lease, error, permanent: true });
       }
     }
+    return again;
   }
 
   /** Heartbeat every running job until the worker has stopped. */
