@@ -431,58 +431,46 @@ pub(crate) async fn each_client_checks_out_fails_a_refused_result_alone_and_stop
         );
         // A handler's HTTP status decides by the push table: a 503 with
         // Retry-After is retried, then a 404 fails it for good.
-        let (_, f) = http
-            .post(
-                "/v1/jobs",
-                json!({"kind": "demo.fail", "queue": queue, "max_attempts": 3,
-                       "args": {"status": 503, "retry_after": "0", "message": "busy"}}),
-            )
-            .await;
-        let id = f["job"]["id"].as_i64().unwrap();
-        let j = http
-            .until(&format!("/v1/jobs/{id}"), "a job ends", finished)
-            .await;
-        assert_eq!(
+        for (args, attempts, class, message) in [
             (
-                &j["state"],
-                &j["attempt"],
-                &j["errors"][0]["class"],
-                &j["errors"][0]["message"]
+                json!({"status": 503, "retry_after": "0", "message": "busy"}),
+                3,
+                "retryable",
+                "HTTP 503: busy",
             ),
             (
-                &json!("failed"),
-                &json!(3),
-                &json!("retryable"),
-                &json!("HTTP 503: busy")
+                json!({"status": 404, "message": "no such document"}),
+                1,
+                "permanent",
+                "HTTP 404: no such document",
             ),
-            "{lang}: {j}"
-        );
-        let (_, f) = http
-            .post(
-                "/v1/jobs",
-                json!({"kind": "demo.fail", "queue": queue, "max_attempts": 3,
-                       "args": {"status": 404, "message": "no such document"}}),
-            )
-            .await;
-        let id = f["job"]["id"].as_i64().unwrap();
-        let j = http
-            .until(&format!("/v1/jobs/{id}"), "a job ends", finished)
-            .await;
-        assert_eq!(
-            (
-                &j["state"],
-                &j["attempt"],
-                &j["errors"][0]["class"],
-                &j["errors"][0]["message"]
-            ),
-            (
-                &json!("failed"),
-                &json!(1),
-                &json!("permanent"),
-                &json!("HTTP 404: no such document")
-            ),
-            "{lang}: {j}"
-        );
+        ] {
+            let (_, f) = http
+                .post(
+                    "/v1/jobs",
+                    json!({"kind": "demo.fail", "queue": queue, "max_attempts": 3, "args": args}),
+                )
+                .await;
+            let id = f["job"]["id"].as_i64().unwrap();
+            let j = http
+                .until(&format!("/v1/jobs/{id}"), "a job ends", finished)
+                .await;
+            assert_eq!(
+                (
+                    &j["state"],
+                    &j["attempt"],
+                    &j["errors"][0]["class"],
+                    &j["errors"][0]["message"]
+                ),
+                (
+                    &json!("failed"),
+                    &json!(attempts),
+                    &json!(class),
+                    &json!(message)
+                ),
+                "{lang}: {j}"
+            );
+        }
         // Every slot busy with a long job; SIGTERM; the jobs go back.
         let long = json!({"kind": "demo.echo", "queue": queue, "args": {"ms": 60_000}});
         let (_, made) = http.post("/v1/jobs", json!({"jobs": [long, long]})).await;
