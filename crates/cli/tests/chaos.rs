@@ -70,6 +70,33 @@ struct NodeProc {
     log: PathBuf,
 }
 
+impl NodeProc {
+    /// SIGTERM, and a clean exit within 30 s; else the test fails with the
+    /// end of the node's log (what it was waiting for).
+    async fn stop(&mut self) {
+        signal(&self.child, "TERM");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                break status;
+            }
+            if tokio::time::Instant::now() > deadline {
+                let _ = self.child.kill();
+                let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(40).collect();
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                panic!(
+                    "node {} did not stop within 30 s of SIGTERM; the end of its log:\n{}",
+                    self.id,
+                    tail.join("\n")
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert!(status.success(), "node {} stopped with {status}", self.id);
+    }
+}
+
 /// A process's life: started, and stopped (if it was).
 type Span = (DateTime<Utc>, Option<DateTime<Utc>>);
 
@@ -382,12 +409,7 @@ pub(crate) async fn nodes_survive_kills_crashes_cuts_and_an_outage_on_postgres()
         }
     }
     for n in &mut nodes {
-        signal(&n.child, "TERM");
-        assert!(
-            wait_exit(&mut n.child, Duration::from_secs(30))
-                .await
-                .success()
-        );
+        n.stop().await;
     }
     report.fenced_rejections = logs
         .iter()
@@ -467,12 +489,7 @@ pub(crate) async fn processes_killed_mid_batch_leave_sqlite_whole() {
     let client = Client::new(store.clone());
     until_nothing_waits(&client).await;
     for n in &mut nodes {
-        signal(&n.child, "TERM");
-        assert!(
-            wait_exit(&mut n.child, Duration::from_secs(30))
-                .await
-                .success()
-        );
+        n.stop().await;
     }
     let all = all_jobs(&client).await;
     let ids: BTreeSet<i64> = all.iter().map(|j| j.id.0).collect();
