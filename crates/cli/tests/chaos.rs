@@ -71,29 +71,45 @@ struct NodeProc {
 }
 
 impl NodeProc {
-    /// SIGTERM, and a clean exit within 30 s; else the test fails with the
-    /// end of the node's log (what it was waiting for).
-    async fn stop(&mut self) {
-        signal(&self.child, "TERM");
+    /// The last `n` lines of the node's log.
+    fn log_tail(&self, n: usize) -> String {
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+}
+
+/// SIGTERM each node in turn, and a clean exit within 30 s; else the test
+/// fails with the end of every node's log (what they were waiting for).
+async fn stop_all(nodes: &mut [NodeProc]) {
+    for i in 0..nodes.len() {
+        signal(&nodes[i].child, "TERM");
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         let status = loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
+            if let Some(status) = nodes[i].child.try_wait().expect("try_wait") {
                 break status;
             }
             if tokio::time::Instant::now() > deadline {
-                let _ = self.child.kill();
-                let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-                let tail: Vec<&str> = log.lines().rev().take(40).collect();
-                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                let logs: Vec<String> = nodes
+                    .iter()
+                    .map(|n| format!("--- {} ({}):\n{}", n.id, n.log.display(), n.log_tail(30)))
+                    .collect();
+                for n in nodes.iter_mut() {
+                    let _ = n.child.kill();
+                }
                 panic!(
-                    "node {} did not stop within 30 s of SIGTERM; the end of its log:\n{}",
-                    self.id,
-                    tail.join("\n")
+                    "node {} did not stop within 30 s of SIGTERM; the end of each node's log:\n{}",
+                    nodes[i].id,
+                    logs.join("\n")
                 );
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         };
-        assert!(status.success(), "node {} stopped with {status}", self.id);
+        assert!(
+            status.success(),
+            "node {} stopped with {status}",
+            nodes[i].id
+        );
     }
 }
 
@@ -408,9 +424,7 @@ pub(crate) async fn nodes_survive_kills_crashes_cuts_and_an_outage_on_postgres()
             }
         }
     }
-    for n in &mut nodes {
-        n.stop().await;
-    }
+    stop_all(&mut nodes).await;
     report.fenced_rejections = logs
         .iter()
         .map(|l| {
@@ -488,9 +502,7 @@ pub(crate) async fn processes_killed_mid_batch_leave_sqlite_whole() {
     let store = AnyStore::connect(&url).await.unwrap();
     let client = Client::new(store.clone());
     until_nothing_waits(&client).await;
-    for n in &mut nodes {
-        n.stop().await;
-    }
+    stop_all(&mut nodes).await;
     let all = all_jobs(&client).await;
     let ids: BTreeSet<i64> = all.iter().map(|j| j.id.0).collect();
     let missing: Vec<_> = acked.difference(&ids).collect();

@@ -29,8 +29,6 @@
 //! one permit), so none is lost.
 
 use std::collections::VecDeque;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -116,11 +114,17 @@ const SWEEP: Duration = Duration::from_millis(250);
 /// long before it claims from the head of the queue again.
 const RESUME_FOR: Duration = Duration::from_secs(1);
 
-type ClaimFuture = Pin<Box<dyn Future<Output = StoreResult<Vec<Job>>> + Send>>;
+/// A claim in flight runs in a task of its own. Were it a future of the
+/// producer's, it would make progress only while the producer polls it, and
+/// the producer awaits other writes meanwhile (a lease extension before a
+/// start, a finish handed to the completer): on SQLite, whose process has
+/// one writer connection, a claim that holds it unpolled and a write that
+/// waits for it stalled the node until the write's 30 s bound.
+type ClaimTask = tokio::task::JoinHandle<StoreResult<Vec<Job>>>;
 
-/// A claim in flight: its future, its limit, and when it was sent.
+/// A claim in flight: its task, its limit, and when it was sent.
 struct InFlight {
-    fut: ClaimFuture,
+    task: ClaimTask,
     limit: usize,
     sent: Instant,
     sent_at: Timestamp,
@@ -229,7 +233,7 @@ impl<S: Store> Producer<S> {
                     let store = self.shared.client.store.clone();
                     in_flight = Some(InFlight {
                         // Bounded: a claim that hangs must not stop the queue.
-                        fut: Box::pin(async move {
+                        task: tokio::spawn(async move {
                             crate::maintenance::bounded("claim", store.claim(&p)).await
                         }),
                         limit,
@@ -249,7 +253,7 @@ impl<S: Store> Producer<S> {
                 () = stop.cancelled() => break,
                 res = async {
                     match in_flight.as_mut() {
-                        Some(f) => (&mut f.fut).await,
+                        Some(f) => (&mut f.task).await.unwrap_or_else(|e| Err(claim_panicked(&e))),
                         None => std::future::pending().await,
                     }
                 }, if in_flight.is_some() => {
@@ -470,8 +474,16 @@ impl<S: Store> Producer<S> {
     /// given back; a claim still in flight is awaited so its jobs go back too.
     async fn hand_back(&self, buffer: VecDeque<Buffered>, in_flight: Option<InFlight>) {
         let mut jobs: Vec<Buffered> = buffer.into_iter().collect();
-        if let Some(f) = in_flight
-            && let Ok(Ok(claimed)) = tokio::time::timeout(Duration::from_secs(10), f.fut).await
+        if let Some(mut f) = in_flight
+            && let Some(Ok(Ok(claimed))) =
+                match tokio::time::timeout(Duration::from_secs(10), &mut f.task).await {
+                    Ok(done) => Some(done),
+                    Err(_) => {
+                        // (Its jobs, if it claims any after all, are rescued.)
+                        f.task.abort();
+                        None
+                    }
+                }
         {
             jobs.extend(
                 claimed
@@ -502,5 +514,13 @@ async fn sleep_until(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
+    }
+}
+
+/// A claim task that panicked, as a store error the producer retries.
+fn claim_panicked(e: &tokio::task::JoinError) -> capstan_store::StoreError {
+    capstan_store::StoreError::Unavailable {
+        operation: "claim",
+        source: format!("the claim task ended abnormally: {e}").into(),
     }
 }
