@@ -7,7 +7,7 @@ FROM (
            value ->> '$.lease' AS lease,
            value ->> '$.lease_ms' AS lease_ms,
            value -> '$.progress' AS progress
-    FROM json_each(?1)
+    FROM jsonb_each(?1)
 ) AS e
 WHERE j.id = e.id AND +j.lease_token = e.lease AND +j.state = 'running'
 RETURNING id, lease_token

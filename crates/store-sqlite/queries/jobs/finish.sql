@@ -50,7 +50,7 @@ FROM (
            value ->> '$.error_message' AS error_message,
            value ->> '$.delay_ms' AS delay_ms,
            value ->> '$.refund' AS refund
-    FROM json_each(?1)
+    FROM jsonb_each(?1)
 ) AS f
 WHERE j.id = f.id AND +j.lease_token = f.lease AND +j.state = 'running'
 -- The queue only of jobs made available again (to wake their workers).

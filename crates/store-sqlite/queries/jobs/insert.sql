@@ -19,7 +19,7 @@ SELECT ?3 + key + 1,
        value ->> '$.dedupe_key',
        value ->> '$.dedupe_key' IS NOT NULL,
        ?2
-FROM json_each(?1)
+FROM jsonb_each(?1)
 WHERE true
 ORDER BY key
 ON CONFLICT DO NOTHING
