@@ -17,13 +17,17 @@ use capstan_store::jobs::{
     RescueReport, RetryJob,
 };
 use capstan_store::leader::{ElectLeader, ResignLeader};
+use capstan_store::modules::{
+    FinishRefresh, InvalidateEntries, ListEntries, LockOutcome, LockRefresh, ModuleEntry, PutEntry,
+    ReadEntry,
+};
 use capstan_store::nodes::{
     DeregisterNode, HeartbeatNode, NodeBeat, NodeInfo, RegisterNode, RegisterReport,
 };
 use capstan_store::queues::QueueCounts;
 use capstan_store::{
-    Capabilities, JobStore, LeaderStore, NodeStore, Notification, Notifications, QueueStore, Store,
-    StoreError, StoreResult, Topic,
+    Capabilities, JobStore, LeaderStore, ModuleStore, NodeStore, Notification, Notifications,
+    QueueStore, Store, StoreError, StoreResult, Topic,
 };
 
 #[derive(Debug, Default)]
@@ -263,6 +267,37 @@ impl<S: LeaderStore> LeaderStore for FaultyStore<S> {
     async fn resign_leader(&self, p: &ResignLeader) -> StoreResult<()> {
         self.faults
             .call("resign_leader", self.inner.resign_leader(p))
+            .await
+    }
+}
+
+impl<S: ModuleStore> ModuleStore for FaultyStore<S> {
+    async fn read_entry(&self, p: &ReadEntry) -> StoreResult<Option<ModuleEntry>> {
+        self.faults
+            .call("read_entry", self.inner.read_entry(p))
+            .await
+    }
+    async fn lock_refresh(&self, p: &LockRefresh) -> StoreResult<LockOutcome> {
+        self.faults
+            .call("lock_refresh", self.inner.lock_refresh(p))
+            .await
+    }
+    async fn finish_refresh(&self, p: &FinishRefresh) -> StoreResult<Option<ModuleEntry>> {
+        self.faults
+            .call("finish_refresh", self.inner.finish_refresh(p))
+            .await
+    }
+    async fn put_entry(&self, p: &PutEntry) -> StoreResult<ModuleEntry> {
+        self.faults.call("put_entry", self.inner.put_entry(p)).await
+    }
+    async fn invalidate_entries(&self, p: &InvalidateEntries) -> StoreResult<u64> {
+        self.faults
+            .call("invalidate_entries", self.inner.invalidate_entries(p))
+            .await
+    }
+    async fn list_entries(&self, p: &ListEntries) -> StoreResult<Vec<ModuleEntry>> {
+        self.faults
+            .call("list_entries", self.inner.list_entries(p))
             .await
     }
 }

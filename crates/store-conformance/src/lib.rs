@@ -118,6 +118,13 @@ macro_rules! conformance {
                     a_resigned_term_is_won_at_the_next_bid,
                     concurrent_bidders_elect_exactly_one,
                 }
+                modules {
+                    a_refresh_lock_is_taken_once_and_released_with_its_outcome,
+                    a_lock_whose_lease_ended_is_taken_over_and_the_late_write_is_fenced,
+                    puts_and_invalidations_fence_a_refresh_in_flight,
+                    concurrent_takers_of_a_cold_key_lock_it_exactly_once,
+                    entries_list_in_module_and_key_order_by_pages,
+                }
                 maintenance {
                     migrate_twice_is_a_no_op,
                     migrate_refuses_to_upgrade_under_live_older_nodes,

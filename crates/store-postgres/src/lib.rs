@@ -12,6 +12,7 @@ mod connect;
 mod jobs;
 mod leader;
 mod listen;
+mod modules;
 mod nodes;
 mod queues;
 mod row;

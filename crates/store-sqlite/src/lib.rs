@@ -13,6 +13,7 @@
 mod connect;
 mod jobs;
 mod leader;
+mod modules;
 mod nodes;
 mod queues;
 mod row;

@@ -14,13 +14,14 @@
 //!   check-then-insert;
 //! - `now: None` in a params struct means the database's own clock.
 //!
-//! One module per noun ([`jobs`], [`nodes`], [`queues`], [`leader`]; later
-//! events, sequences, cache), each holding its trait and its params; the
+//! One module per noun ([`jobs`], [`nodes`], [`queues`], [`leader`],
+//! [`modules`] (the freshness cache); later events, sequences), each holding its trait and its params; the
 //! seam-wide parts (the [`Store`] trait, [`StoreTx`], notifications,
 //! errors) sit at the root.
 
 pub mod jobs;
 pub mod leader;
+pub mod modules;
 pub mod nodes;
 pub mod queues;
 
@@ -35,6 +36,7 @@ pub use capabilities::Capabilities;
 pub use error::{NODE_PROTOCOL_VERSION, StoreError, StoreResult};
 pub use jobs::JobStore;
 pub use leader::LeaderStore;
+pub use modules::ModuleStore;
 pub use nodes::NodeStore;
 pub use notify::{
     ControlHint, JobsHint, MAX_PAYLOAD, Notification, NotificationHub, Notifications, Received,

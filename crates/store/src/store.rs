@@ -7,12 +7,15 @@ use std::future::Future;
 
 use crate::jobs::JobStore;
 use crate::leader::LeaderStore;
+use crate::modules::ModuleStore;
 use crate::nodes::NodeStore;
 use crate::queues::QueueStore;
 use crate::{Capabilities, Notification, Notifications, StoreResult, StoreTx, Topic};
 
 /// A complete backend.
-pub trait Store: JobStore + NodeStore + QueueStore + LeaderStore + Clone + 'static {
+pub trait Store:
+    JobStore + NodeStore + QueueStore + LeaderStore + ModuleStore + Clone + 'static
+{
     /// This backend's write transaction, begun by [`Store::begin`]. Each
     /// backend also wraps a sqlx transaction the caller began itself
     /// (`PgStore::wrap`, `SqliteStore::wrap`).

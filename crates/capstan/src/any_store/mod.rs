@@ -4,6 +4,7 @@
 
 mod jobs;
 mod leader;
+mod modules;
 mod nodes;
 mod queues;
 mod tx;

@@ -1,0 +1,182 @@
+//! [`ModuleStore`] on PostgreSQL: each operation one statement on the main
+//! pool; the lock is an upsert whose conflict clause decides, the finish an
+//! UPDATE fenced by version and owner (see the query files).
+
+use capstan_store::modules::{
+    EntryStatus, FinishRefresh, InvalidateEntries, ListEntries, LockOutcome, LockRefresh,
+    ModuleEntry, PutEntry, ReadEntry, RefreshOutcome,
+};
+use capstan_store::{ModuleStore, StoreError, StoreResult};
+use serde_json::Value;
+use sqlx::Row;
+use sqlx::postgres::PgRow;
+
+use crate::PgStore;
+use crate::row::{db, ms};
+
+fn corrupt(message: impl ToString) -> StoreError {
+    StoreError::Corrupt {
+        table: "capstan.module_entries",
+        message: message.to_string(),
+    }
+}
+
+fn entry(row: &PgRow) -> StoreResult<ModuleEntry> {
+    let get = |e: sqlx::Error| corrupt(e);
+    let status: String = row.try_get("status").map_err(get)?;
+    Ok(ModuleEntry {
+        module: row.try_get("module").map_err(get)?,
+        key: row.try_get("key").map_err(get)?,
+        status: status.parse::<EntryStatus>().map_err(corrupt)?,
+        value: row.try_get("value").map_err(get)?,
+        fetched_at: row.try_get("fetched_at").map_err(get)?,
+        fresh_until: row.try_get("fresh_until").map_err(get)?,
+        stale_until: row.try_get("stale_until").map_err(get)?,
+        error: row.try_get("error").map_err(get)?,
+        failures: u32::try_from(row.try_get::<i32, _>("failures").map_err(get)?).unwrap_or(0),
+        retry_at: row.try_get("retry_at").map_err(get)?,
+        refresh_ms: row
+            .try_get::<Option<i64>, _>("refresh_ms")
+            .map_err(get)?
+            .and_then(|m| u64::try_from(m).ok()),
+        version: row.try_get("version").map_err(get)?,
+        lock_owner: row.try_get("lock_owner").map_err(get)?,
+        lock_until: row.try_get("lock_until").map_err(get)?,
+        updated_at: row.try_get("updated_at").map_err(get)?,
+    })
+}
+
+impl ModuleStore for PgStore {
+    async fn read_entry(&self, p: &ReadEntry) -> StoreResult<Option<ModuleEntry>> {
+        let row = sqlx::query(include_str!("../queries/modules/read.sql"))
+            .bind(&p.module)
+            .bind(&p.key)
+            .fetch_optional(&self.inner.pool)
+            .await
+            .map_err(db("read_entry"))?;
+        row.as_ref().map(entry).transpose()
+    }
+
+    async fn lock_refresh(&self, p: &LockRefresh) -> StoreResult<LockOutcome> {
+        let row = sqlx::query(include_str!("../queries/modules/lock.sql"))
+            .bind(&p.module)
+            .bind(&p.key)
+            .bind(&p.owner)
+            .bind(ms(p.lease))
+            .bind(p.unless_fresh)
+            .bind(p.force)
+            .bind(p.now)
+            .fetch_optional(&self.inner.pool)
+            .await
+            .map_err(db("lock_refresh"))?;
+        if let Some(row) = row {
+            let entry = entry(&row)?;
+            return Ok(LockOutcome {
+                acquired: Some(entry.version),
+                entry,
+            });
+        }
+        // Not taken: the entry says why (its lock, its freshness, its
+        // backoff). It exists: the upsert's conflict was on it.
+        let entry = self
+            .read_entry(&ReadEntry {
+                module: p.module.clone(),
+                key: p.key.clone(),
+            })
+            .await?
+            .ok_or_else(|| corrupt(format!("{}/{}: not locked, yet not there", p.module, p.key)))?;
+        Ok(LockOutcome {
+            acquired: None,
+            entry,
+        })
+    }
+
+    async fn finish_refresh(&self, p: &FinishRefresh) -> StoreResult<Option<ModuleEntry>> {
+        let (status, value, fresh, stale, error, retry) = match &p.outcome {
+            RefreshOutcome::Ready {
+                value,
+                fresh_for,
+                stale_for,
+            } => (
+                "ready",
+                Some(value),
+                ms(*fresh_for),
+                ms(*stale_for),
+                None,
+                0,
+            ),
+            RefreshOutcome::Missing { fresh_for } => ("missing", None, ms(*fresh_for), 0, None, 0),
+            RefreshOutcome::Failed {
+                message,
+                retry_after,
+            } => (
+                "error",
+                None,
+                0,
+                0,
+                Some(message.as_str()),
+                ms(*retry_after),
+            ),
+        };
+        let row = sqlx::query(include_str!("../queries/modules/finish.sql"))
+            .bind(&p.module)
+            .bind(&p.key)
+            .bind(p.version)
+            .bind(&p.owner)
+            .bind(status)
+            .bind(value.map(sqlx::types::Json::<&Value>))
+            .bind(fresh)
+            .bind(stale)
+            .bind(error)
+            .bind(retry)
+            .bind(ms(p.took))
+            .bind(p.now)
+            .fetch_optional(&self.inner.pool)
+            .await
+            .map_err(db("finish_refresh"))?;
+        row.as_ref().map(entry).transpose()
+    }
+
+    async fn put_entry(&self, p: &PutEntry) -> StoreResult<ModuleEntry> {
+        let row = sqlx::query(include_str!("../queries/modules/put.sql"))
+            .bind(&p.module)
+            .bind(&p.key)
+            .bind(sqlx::types::Json(&p.value))
+            .bind(ms(p.fresh_for))
+            .bind(ms(p.stale_for))
+            .bind(p.now)
+            .fetch_one(&self.inner.pool)
+            .await
+            .map_err(db("put_entry"))?;
+        entry(&row)
+    }
+
+    async fn invalidate_entries(&self, p: &InvalidateEntries) -> StoreResult<u64> {
+        Ok(
+            sqlx::query(include_str!("../queries/modules/invalidate.sql"))
+                .bind(&p.module)
+                .bind(p.key.as_deref())
+                .bind(p.now)
+                .execute(&self.inner.pool)
+                .await
+                .map_err(db("invalidate_entries"))?
+                .rows_affected(),
+        )
+    }
+
+    async fn list_entries(&self, p: &ListEntries) -> StoreResult<Vec<ModuleEntry>> {
+        let (after_module, after_key) = match &p.after {
+            Some((m, k)) => (Some(m.as_str()), Some(k.as_str())),
+            None => (None, None),
+        };
+        let rows = sqlx::query(include_str!("../queries/modules/list.sql"))
+            .bind(p.module.as_deref())
+            .bind(after_module)
+            .bind(after_key)
+            .bind(i64::from(p.limit))
+            .fetch_all(&self.inner.pool)
+            .await
+            .map_err(db("list_entries"))?;
+        rows.iter().map(entry).collect()
+    }
+}

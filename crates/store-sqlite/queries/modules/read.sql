@@ -1,0 +1,2 @@
+-- Parameters: ?1 module, ?2 key.
+SELECT * FROM capstan_module_entries WHERE module = ?1 AND key = ?2
