@@ -124,6 +124,7 @@ macro_rules! conformance {
                     puts_and_invalidations_fence_a_refresh_in_flight,
                     concurrent_takers_of_a_cold_key_lock_it_exactly_once,
                     entries_list_in_module_and_key_order_by_pages,
+                    a_refresh_ahead_takes_the_lock_only_near_expiry,
                 }
                 maintenance {
                     migrate_twice_is_a_no_op,

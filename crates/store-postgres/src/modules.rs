@@ -63,7 +63,7 @@ impl ModuleStore for PgStore {
             .bind(&p.key)
             .bind(&p.owner)
             .bind(ms(p.lease))
-            .bind(p.unless_fresh)
+            .bind(p.fresh_enough)
             .bind(p.force)
             .bind(p.now)
             .fetch_optional(&self.inner.pool)

@@ -78,7 +78,7 @@ impl ModuleStore for SqliteStore {
             .bind(&p.key)
             .bind(&p.owner)
             .bind(ms(p.lease))
-            .bind(p.unless_fresh)
+            .bind(p.fresh_enough.map(micros))
             .bind(p.force)
             .bind(micros(now_or_system(p.now)))
             .fetch_optional(&self.inner.writer)

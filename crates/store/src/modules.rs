@@ -144,9 +144,10 @@ pub struct LockRefresh {
     pub owner: String,
     /// How long the lock holds unless the refresh ends first.
     pub lease: Duration,
-    /// Do not take it while the entry is fresh (a concurrent refresh just
-    /// ended): skip-if-fresh.
-    pub unless_fresh: bool,
+    /// Do not take it while the entry stays fresh past this time
+    /// (skip-if-fresh: `now`; a refresh ahead of expiry: `now` plus how far
+    /// ahead); `None` takes it however fresh the entry is.
+    pub fresh_enough: Option<Timestamp>,
     /// Take it even before the entry's `retry_at` (an explicit refresh).
     pub force: bool,
     /// The time; `None` = the database's clock.

@@ -38,7 +38,7 @@ async fn lock<H: Harness>(
             key: key.into(),
             owner: owner.into(),
             lease: LEASE,
-            unless_fresh,
+            fresh_enough: unless_fresh.then(|| h.clock().now()),
             force,
             now: now(h),
         })
@@ -368,7 +368,7 @@ pub async fn concurrent_takers_of_a_cold_key_lock_it_exactly_once<H: Harness>(h:
                     key: "cold".into(),
                     owner: format!("owner-{k}"),
                     lease: LEASE,
-                    unless_fresh: true,
+                    fresh_enough: now,
                     force: false,
                     now,
                 })
@@ -451,4 +451,37 @@ pub async fn entries_list_in_module_and_key_order_by_pages<H: Harness>(h: &H) {
         .await
         .unwrap();
     assert_eq!(names(next), ["quotes/c"]);
+}
+
+/// A refresh ahead of expiry takes the lock only once the entry's freshness
+/// ends before the horizon it names; one that just ran moved it past.
+pub async fn a_refresh_ahead_takes_the_lock_only_near_expiry<H: Harness>(h: &H) {
+    let v = lock(h, "msft", "a", true, false).await.acquired.unwrap();
+    finish(h, "msft", "a", v, ready(json!(1))).await.unwrap();
+    let ahead = |by: u64| LockRefresh {
+        module: "quotes".into(),
+        key: "msft".into(),
+        owner: format!("ahead-{by}"),
+        lease: LEASE,
+        fresh_enough: Some(at(h, Duration::from_secs(by))),
+        force: false,
+        now: now(h),
+    };
+    let early = h.store().lock_refresh(&ahead(30)).await.unwrap();
+    assert_eq!(
+        early.acquired, None,
+        "fresh for 60 s: not within 30 s of expiry"
+    );
+    h.clock().advance(Duration::from_secs(40));
+    let near = h.store().lock_refresh(&ahead(30)).await.unwrap();
+    let v2 = near.acquired.expect("20 s of freshness left: within 30 s");
+    finish(h, "msft", "ahead-30", v2, ready(json!(2)))
+        .await
+        .unwrap();
+    let again = h.store().lock_refresh(&ahead(30)).await.unwrap();
+    assert_eq!(
+        again.acquired, None,
+        "the refresh just ran: fresh past the next taker's horizon"
+    );
+    assert_eq!(again.entry.value, Some(json!(2)));
 }

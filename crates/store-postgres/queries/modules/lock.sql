@@ -1,4 +1,5 @@
--- Parameters: $1 module, $2 key, $3 owner, $4 lease (ms), $5 unless fresh,
+-- Parameters: $1 module, $2 key, $3 owner, $4 lease (ms), $5 fresh enough
+--   (not taken while the entry stays fresh past it; NULL = take it anyway),
 --   $6 force (ignore the backoff), $7 now (NULL = the database's clock).
 -- One statement, so that of racing takers exactly one wins: the others'
 -- ON CONFLICT sees the winner's lock and its WHERE fails (no row returned).
@@ -12,6 +13,6 @@ ON CONFLICT (module, key) DO UPDATE
 SET version = e.version + 1, lock_owner = excluded.lock_owner,
     lock_until = excluded.lock_until, updated_at = excluded.updated_at
 WHERE (e.lock_until IS NULL OR e.lock_until <= excluded.updated_at)
-  AND (NOT $5 OR e.status = 'empty' OR e.fresh_until IS NULL OR e.fresh_until <= excluded.updated_at)
+  AND ($5::timestamptz IS NULL OR e.status = 'empty' OR e.fresh_until IS NULL OR e.fresh_until <= $5)
   AND ($6 OR e.retry_at IS NULL OR e.retry_at <= excluded.updated_at)
 RETURNING e.*
