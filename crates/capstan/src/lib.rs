@@ -13,8 +13,9 @@
 //! ```
 //!
 //! Layers, bottom up: [`core`] (domain types, no I/O), [`store`] (the storage
-//! seam), the two backends [`sqlite`] and [`postgres`], and [`runtime`]
-//! (client, handlers, nodes). [`AnyStore`] picks a backend from a URL.
+//! seam), the two backends [`sqlite`] and [`postgres`], [`runtime`]
+//! (client, handlers, nodes) and beside it [`modules`] (the freshness
+//! cache). [`AnyStore`] picks a backend from a URL.
 
 mod any_store;
 
@@ -25,6 +26,9 @@ pub use capstan_core::{
     RetryPolicy, SystemClock,
 };
 pub use capstan_runtime as runtime;
+/// The freshness cache: modules of keyed values refreshed once per key
+/// across nodes (see [`modules::Modules`]).
+pub use capstan_modules as modules;
 /// Installs rustls's `ring` crypto provider for the process (a second call
 /// does nothing). Capstan builds reqwest on rustls without a provider of its
 /// own, so that the process carries one crypto stack (sqlx's TLS uses
