@@ -25,10 +25,10 @@ pub use capstan_core::{
     Clock, ErrorClass, Job, JobId, JobState, Lease, LeaseToken, ManualClock, NewJob, NodeId,
     RetryPolicy, SystemClock,
 };
-pub use capstan_runtime as runtime;
 /// The freshness cache: modules of keyed values refreshed once per key
 /// across nodes (see [`modules::Modules`]).
 pub use capstan_modules as modules;
+pub use capstan_runtime as runtime;
 /// Installs rustls's `ring` crypto provider for the process (a second call
 /// does nothing). Capstan builds reqwest on rustls without a provider of its
 /// own, so that the process carries one crypto stack (sqlx's TLS uses
