@@ -425,64 +425,78 @@ impl<S: Store> Modules<S> {
             }
         }
         Counters::bump(&m.counters.misses);
-        let (mut rx, joined) = self.flight(&m, &key, Mode::Wait);
-        if joined {
-            Counters::bump(&m.counters.coalesced);
-        }
-        let waited = tokio::time::timeout(m.config.wait_timeout, async {
-            loop {
-                if let Some(landed) = rx.borrow_and_update().clone() {
-                    return Some(landed);
-                }
-                if rx.changed().await.is_err() {
-                    return None;
-                }
+        let deadline = Instant::now() + m.config.wait_timeout;
+        let mut round = 0;
+        loop {
+            round += 1;
+            let (mut rx, joined) = self.flight(&m, &key, Mode::Wait);
+            if joined {
+                Counters::bump(&m.counters.coalesced);
             }
-        })
-        .await;
-        let landed = match waited {
-            Ok(Some(landed)) => landed,
-            Ok(None) => Landed::Unavailable("the refresh ended without an outcome".into()),
-            Err(_) => Landed::TimedOut,
-        };
-        let now = self.inner.clock.now();
-        match landed {
-            Landed::Entry(e) if e.is_fresh(now) => {
-                if e.status == EntryStatus::Missing {
-                    Counters::bump(&m.counters.negative_hits);
+            let waited = tokio::time::timeout_at(deadline, async {
+                loop {
+                    if let Some(landed) = rx.borrow_and_update().clone() {
+                        return Some(landed);
+                    }
+                    if rx.changed().await.is_err() {
+                        return None;
+                    }
                 }
-                let served = if joined {
-                    Served::Collapsed
-                } else {
-                    Served::Refreshed
-                };
-                Ok(Got::of(&m.name, &e, served, now))
-            }
-            Landed::Entry(e) => match self.stale(&m, &key, &e, now) {
-                Some(got) => Ok(got),
-                None => Err(ModuleError::Refresh {
+            })
+            .await;
+            let landed = match waited {
+                Ok(Some(landed)) => landed,
+                Ok(None) => Landed::Unavailable("the refresh ended without an outcome".into()),
+                Err(_) => Landed::TimedOut,
+            };
+            let now = self.inner.clock.now();
+            return match landed {
+                Landed::Entry(e) if e.is_fresh(now) => {
+                    if e.status == EntryStatus::Missing {
+                        Counters::bump(&m.counters.negative_hits);
+                    }
+                    let served = if joined {
+                        Served::Collapsed
+                    } else {
+                        Served::Refreshed
+                    };
+                    Ok(Got::of(&m.name, &e, served, now))
+                }
+                Landed::Entry(e) => {
+                    if let Some(got) = self.stale(&m, &key, &e, now) {
+                        return Ok(got);
+                    }
+                    let failed =
+                        e.status == EntryStatus::Error || e.retry_at.is_some_and(|t| t > now);
+                    // A flight that began before this read's time and
+                    // landed with what was fresh then: fly again.
+                    if !failed && round < 3 && Instant::now() < deadline {
+                        continue;
+                    }
+                    Err(ModuleError::Refresh {
+                        module: m.name.clone(),
+                        key,
+                        message: e
+                            .error
+                            .clone()
+                            .unwrap_or_else(|| "the refresh left no value".into()),
+                        retry_at: e.retry_at,
+                    })
+                }
+                Landed::TimedOut => {
+                    Counters::bump(&m.counters.timeouts);
+                    Err(ModuleError::Timeout {
+                        module: m.name.clone(),
+                        key,
+                        waited: m.config.wait_timeout,
+                    })
+                }
+                Landed::Unavailable(message) => Err(ModuleError::Unavailable {
                     module: m.name.clone(),
                     key,
-                    message: e
-                        .error
-                        .clone()
-                        .unwrap_or_else(|| "the refresh left no value".into()),
-                    retry_at: e.retry_at,
+                    message,
                 }),
-            },
-            Landed::TimedOut => {
-                Counters::bump(&m.counters.timeouts);
-                Err(ModuleError::Timeout {
-                    module: m.name.clone(),
-                    key,
-                    waited: m.config.wait_timeout,
-                })
-            }
-            Landed::Unavailable(message) => Err(ModuleError::Unavailable {
-                module: m.name.clone(),
-                key,
-                message,
-            }),
+            };
         }
     }
 
@@ -614,7 +628,15 @@ impl<S: Store> Modules<S> {
     pub fn stats(&self, module: &str) -> Result<ModuleStats, ModuleError> {
         let m = self.module(module)?;
         m.l1.run_pending_tasks();
-        Ok(m.counters.snapshot(&m.name, m.l1.entry_count()))
+        let in_flight = self
+            .inner
+            .flights
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|((module, _), rx)| *module == m.name && rx.borrow().is_none())
+            .count() as u64;
+        Ok(m.counters.snapshot(&m.name, m.l1.entry_count(), in_flight))
     }
 
     fn count_fresh(&self, m: &Module, e: &ModuleEntry, counter: &AtomicU64) {
@@ -668,7 +690,11 @@ impl<S: Store> Modules<S> {
     ) -> (watch::Receiver<Option<Landed>>, bool) {
         let id = (m.name.clone(), key.to_owned());
         let mut flights = self.inner.flights.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(rx) = flights.get(&id) {
+        // (A flight that has landed but not yet left the map is over: a
+        // new request needs a new flight.)
+        if let Some(rx) = flights.get(&id)
+            && rx.borrow().is_none()
+        {
             return (rx.clone(), true);
         }
         let (tx, rx) = watch::channel(None);

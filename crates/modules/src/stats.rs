@@ -56,10 +56,12 @@ pub struct ModuleStats {
     pub timeouts: u64,
     /// Entries in this node's memory now.
     pub l1_entries: u64,
+    /// Refreshes under way on this node now (or waiting on another node's).
+    pub in_flight: u64,
 }
 
 impl Counters {
-    pub(crate) fn snapshot(&self, module: &str, l1_entries: u64) -> ModuleStats {
+    pub(crate) fn snapshot(&self, module: &str, l1_entries: u64, in_flight: u64) -> ModuleStats {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         ModuleStats {
             module: module.to_owned(),
@@ -75,6 +77,7 @@ impl Counters {
             fenced: get(&self.fenced),
             timeouts: get(&self.timeouts),
             l1_entries,
+            in_flight,
         }
     }
 }

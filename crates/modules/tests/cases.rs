@@ -4,11 +4,12 @@ use std::time::Duration;
 
 use capstan_core::Clock;
 use capstan_modules::{EntryStatus, ModuleConfig, ModuleError, Served};
+use capstan_store::Store;
 use capstan_store_conformance::Harness;
 use serde_json::json;
 use tokio::sync::oneshot;
 
-use crate::support::{Answer, Upstream, entry, eventually, node, until};
+use crate::support::{Answer, Upstream, entry, eventually, landed, node, until};
 
 fn config() -> ModuleConfig {
     ModuleConfig {
@@ -53,13 +54,11 @@ pub(crate) async fn a_cold_key_read_by_1000_callers_over_3_nodes_is_fetched_once
         1,
         "{stats:?}"
     );
-    assert!(
-        stats.iter().map(|s| s.coalesced).sum::<u64>()
-            >= 997
-                - served.get("L1").copied().unwrap_or(0)
-                - served.get("L2").copied().unwrap_or(0),
-        "the rest joined their node's flight: {stats:?}, {served:?}"
-    );
+    // Reads past L1 and L2 joined their node's flight; the few flights
+    // (one per node at least) found the lock held or the entry fresh.
+    let misses: u64 = stats.iter().map(|s| s.misses).sum();
+    let joined: u64 = stats.iter().map(|s| s.coalesced).sum();
+    assert!(misses - joined < 30, "{stats:?}, {served:?}");
     let e = entry(h, "nvda").await;
     assert_eq!((e.status, e.lock_owner), (EntryStatus::Ready, None));
 }
@@ -87,10 +86,7 @@ pub(crate) async fn fresh_stale_and_refresh_ahead_follow_the_clock<H: Harness>(h
         (Served::L1, Some(Duration::from_secs(55)))
     );
     until("the refresh ahead ran", || up.calls() == 2).await;
-    until("its value reached memory", || {
-        n.stats("quotes").unwrap().refreshes == 2
-    })
-    .await;
+    landed(&n).await;
     let renewed = eventually("the renewed value is served", || async {
         let got = n.get("quotes", "amd").await.unwrap();
         (got.value == Some(json!({"key": "amd", "call": 2}))).then_some(got)
@@ -103,6 +99,7 @@ pub(crate) async fn fresh_stale_and_refresh_ahead_follow_the_clock<H: Harness>(h
     assert_eq!((stale.served, stale.fresh), (Served::Stale, false));
     assert_eq!(stale.value, renewed.value);
     until("the stale value was refreshed", || up.calls() == 3).await;
+    landed(&n).await;
     // Past the stale window too: the read waits for a refresh.
     h.clock().advance(Duration::from_secs(700));
     let waited = n.get("quotes", "amd").await.unwrap();
@@ -130,10 +127,8 @@ pub(crate) async fn a_failed_refresh_serves_stale_with_its_error_and_backs_off<H
     h.clock().advance(Duration::from_secs(61));
     let stale = n.get("quotes", "tsla").await.unwrap();
     assert_eq!(stale.served, Served::Stale);
-    until("the background refresh failed", || {
-        n.stats("quotes").unwrap().failures == 1
-    })
-    .await;
+    until("the background refresh ran", || up.calls() == 2).await;
+    landed(&n).await;
     let e = entry(h, "tsla").await;
     assert_eq!(
         (e.status, e.lock_owner.clone(), e.failures),
@@ -163,12 +158,9 @@ pub(crate) async fn a_failed_refresh_serves_stale_with_its_error_and_backs_off<H
         Served::StaleIfError
     );
     until("retried after the backoff", || up.calls() == 3).await;
-    until("the second failure was written", || {
-        n.stats("quotes").unwrap().failures == 2
-    })
-    .await;
+    landed(&n).await;
     let e = entry(h, "tsla").await;
-    assert_eq!(e.failures, 2);
+    assert_eq!((e.failures, e.lock_owner.as_deref()), (2, None));
     assert_eq!(
         e.retry_at,
         Some(h.clock().now() + chrono::Duration::seconds(60))
@@ -191,7 +183,7 @@ pub(crate) async fn a_refresher_that_panics_or_hangs_still_releases_the_lock<H: 
     let up = Upstream::default();
     up.then(Answer::Panic).then(Answer::Hang);
     let cfg = ModuleConfig {
-        refresh_timeout: Duration::from_millis(300),
+        refresh_timeout: Duration::from_secs(1),
         ..config()
     };
     let n = node(h, "a", cfg, &up).await;
@@ -209,7 +201,7 @@ pub(crate) async fn a_refresher_that_panics_or_hangs_still_releases_the_lock<H: 
     h.clock().advance(Duration::from_secs(31));
     match n.get("quotes", "gme").await {
         Err(ModuleError::Refresh { message, .. }) => {
-            assert!(message.contains("did not answer within 300ms"), "{message}");
+            assert!(message.contains("did not answer within 1s"), "{message}");
         }
         other => panic!("{other:?}"),
     }
@@ -257,7 +249,14 @@ pub(crate) async fn writes_and_invalidations_reach_every_nodes_memory<H: Harness
     let b = node(h, "b", config(), &up).await;
     let first = a.get("quotes", "meta").await.unwrap().value;
     assert_eq!(b.get("quotes", "meta").await.unwrap().served, Served::L2);
-    assert_eq!(b.get("quotes", "meta").await.unwrap().served, Served::L1);
+    // (On SQLite a node cannot tell which entries another store's commits
+    // touched: it reads its memory's entries from the database again.)
+    let again = b.get("quotes", "meta").await.unwrap();
+    if h.store().capabilities().listen_notify {
+        assert_eq!(again.served, Served::L1);
+    } else {
+        assert!(matches!(again.served, Served::L1 | Served::L2), "{again:?}");
+    }
     // A put on a: b's memory drops its copy, and b reads the new value.
     a.put("quotes", "meta", json!({"price": 600}))
         .await

@@ -118,6 +118,18 @@ where
     panic!("{what}: never happened");
 }
 
+/// Wait until `node` has no refresh of "quotes" in flight (so a test that
+/// moves the clock next does not race a flight begun at the old time).
+pub(crate) async fn landed<S: capstan_store::Store>(node: &Modules<S>) {
+    for _ in 0..1000 {
+        if node.stats("quotes").unwrap().in_flight == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("a refresh stayed in flight");
+}
+
 /// The entry as the database has it.
 pub(crate) async fn entry<H: Harness>(h: &H, key: &str) -> capstan_modules::ModuleEntry {
     h.store()
