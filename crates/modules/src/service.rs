@@ -144,6 +144,16 @@ struct Module {
     config: ModuleConfig,
     refresher: Arc<dyn Refresher>,
     l1: moka::sync::Cache<String, Cached>,
+    /// Bumped by every invalidation heard of the whole module, and …
+    generation: AtomicU64,
+    /// … per key, by every invalidation heard of it (they carry no
+    /// version): a read keeps what it read only if none came since it
+    /// looked;
+    key_generations: moka::sync::Cache<String, u64>,
+    /// and per key the newest version a put or a refresh announced, below
+    /// which nothing is kept. Together: an old value read just before a
+    /// put or an invalidation committed cannot outlive it in memory.
+    floors: moka::sync::Cache<String, i64>,
     counters: Counters,
 }
 
@@ -156,7 +166,43 @@ impl std::fmt::Debug for Module {
     }
 }
 
+/// What a read had seen when it looked: the epoch and the generations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    epoch: u64,
+    module: u64,
+    key: u64,
+}
+
 impl Module {
+    fn stamp(&self, epoch: &AtomicU64, key: &str) -> Stamp {
+        Stamp {
+            epoch: epoch.load(Ordering::Acquire),
+            module: self.generation.load(Ordering::Acquire),
+            key: self.key_generations.get(key).unwrap_or(0),
+        }
+    }
+
+    /// A version of `key` was announced (put or refreshed).
+    fn raise_floor(&self, key: &str, version: i64) {
+        if self.floors.get(key).is_none_or(|f| f < version) {
+            self.floors.insert(key.to_owned(), version);
+        }
+    }
+
+    /// An invalidation of `key` (`None`: of every key) was heard or made.
+    fn changed(&self, key: Option<&str>) {
+        match key {
+            Some(k) => {
+                let next = self.key_generations.get(k).unwrap_or(0) + 1;
+                self.key_generations.insert(k.to_owned(), next);
+            }
+            None => {
+                self.generation.fetch_add(1, Ordering::AcqRel);
+            }
+        }
+    }
+
     fn normalize(&self, key: &str) -> Result<String, ModuleError> {
         let key = if self.config.case_insensitive {
             key.to_lowercase()
@@ -281,11 +327,16 @@ impl<S: Store> ModulesBuilder<S> {
                 .validate(&name)
                 .map_err(|message| ModuleError::Config { message })?;
             let l1 = moka::sync::Cache::new(config.l1_max_entries);
+            let key_generations = moka::sync::Cache::new(config.l1_max_entries);
+            let floors = moka::sync::Cache::new(config.l1_max_entries);
             let module = Module {
                 name: name.clone(),
                 config,
                 refresher,
                 l1,
+                generation: AtomicU64::new(0),
+                key_generations,
+                floors,
                 counters: Counters::default(),
             };
             if modules.insert(name.clone(), Arc::new(module)).is_some() {
@@ -327,6 +378,10 @@ async fn listen<S: Store>(
                     continue;
                 };
                 if let Some(m) = inner.modules.get(&change.module) {
+                    match (&change.key, change.version) {
+                        (Some(key), Some(v)) => m.raise_floor(key, v),
+                        (key, _) => m.changed(key.as_deref()),
+                    }
                     match &change.key {
                         Some(key) => {
                             let outdated = m.l1.get(key).is_some_and(|c| {
@@ -395,9 +450,9 @@ impl<S: Store> Modules<S> {
         let m = self.module(module)?;
         let key = m.normalize(key)?;
         let now = self.inner.clock.now();
-        let epoch = self.inner.epoch.load(Ordering::Acquire);
+        let stamp = m.stamp(&self.inner.epoch, &key);
         if let Some(c) = m.l1.get(&key)
-            && c.epoch == epoch
+            && c.epoch == stamp.epoch
             && c.entry.is_fresh(now)
         {
             self.count_fresh(&m, &c.entry, &m.counters.l1_hits);
@@ -412,9 +467,12 @@ impl<S: Store> Modules<S> {
                 key: key.clone(),
             })
             .await?;
+        // The version seen: a flight that landed with an older one (it
+        // wrote before a put or an invalidation this read saw) is not taken.
+        let seen = read.as_ref().map_or(0, |e| e.version);
         if let Some(e) = read {
             let e = Arc::new(e);
-            remember(&m, &e, epoch);
+            remember(&m, &e, stamp);
             if e.is_fresh(now) {
                 self.count_fresh(&m, &e, &m.counters.l2_hits);
                 self.ahead(&m, &key, &e, now);
@@ -451,6 +509,9 @@ impl<S: Store> Modules<S> {
             };
             let now = self.inner.clock.now();
             return match landed {
+                Landed::Entry(e) if e.version < seen && round < 3 && Instant::now() < deadline => {
+                    continue;
+                }
                 Landed::Entry(e) if e.is_fresh(now) => {
                     if e.status == EntryStatus::Missing {
                         Counters::bump(&m.counters.negative_hits);
@@ -555,7 +616,6 @@ impl<S: Store> Modules<S> {
     ) -> Result<ModuleEntry, ModuleError> {
         let m = self.module(module)?;
         let key = m.normalize(key)?;
-        let epoch = self.inner.epoch.load(Ordering::Acquire);
         let e = self
             .inner
             .store
@@ -568,8 +628,10 @@ impl<S: Store> Modules<S> {
                 now: self.inner.clock.pinned(),
             })
             .await?;
+        // Reads that looked before the put keep nothing older.
+        m.raise_floor(&key, e.version);
         let e = Arc::new(e);
-        remember(&m, &e, epoch);
+        remember(&m, &e, m.stamp(&self.inner.epoch, &key));
         announce(&self.inner, &m.name, Some(&key), Some(e.version)).await;
         Ok((*e).clone())
     }
@@ -591,6 +653,9 @@ impl<S: Store> Modules<S> {
                 now: self.inner.clock.pinned(),
             })
             .await?;
+        // Reads that looked before the invalidation keep nothing of what
+        // they read.
+        m.changed(key.as_deref());
         match &key {
             Some(k) => m.l1.invalidate(k),
             None => m.l1.invalidate_all(),
@@ -671,6 +736,11 @@ impl<S: Store> Modules<S> {
         let Some(ahead) = m.config.refresh_ahead else {
             return;
         };
+        // A "not found" is kept for its own negative_ttl, not refreshed
+        // ahead (which could call the source at every read of it).
+        if e.status == EntryStatus::Missing {
+            return;
+        }
         let horizon = now + chrono::Duration::from_std(ahead).unwrap_or(chrono::Duration::MAX);
         if e.fresh_until.is_some_and(|t| t <= horizon)
             && !e.is_locked(now)
@@ -703,31 +773,74 @@ impl<S: Store> Modules<S> {
         let inner = self.inner.clone();
         let m = m.clone();
         tokio::spawn(async move {
+            // Whatever ends the flight — its outcome, a panic, the runtime
+            // shutting down — the guard lands it and takes it off the map,
+            // so no read ever joins a flight that will not land.
+            let guard = Landing {
+                flights: &inner.flights,
+                id: &id,
+                tx,
+            };
             let landed = fly(&inner, &m, &id.1, mode).await;
-            tx.send_replace(Some(landed));
-            let mut flights = inner.flights.lock().unwrap_or_else(|e| e.into_inner());
-            if flights
-                .get(&id)
-                .is_some_and(|r| r.same_channel(&tx.subscribe()))
-            {
-                flights.remove(&id);
-            }
+            guard.land(landed);
         });
         (rx, false)
     }
 }
 
-/// Keep `e` in memory unless memory holds a newer version.
-fn remember(m: &Module, e: &Arc<ModuleEntry>, epoch: u64) {
+/// Lands a flight: its outcome to the reads that wait on it, and off the
+/// map (only itself: a newer flight of the key stays).
+struct Landing<'a> {
+    flights: &'a Mutex<HashMap<FlightKey, watch::Receiver<Option<Landed>>>>,
+    id: &'a FlightKey,
+    tx: watch::Sender<Option<Landed>>,
+}
+
+impl Landing<'_> {
+    fn land(self, landed: Landed) {
+        self.tx.send_replace(Some(landed));
+        // (Drop takes it off the map.)
+    }
+}
+
+impl Drop for Landing<'_> {
+    fn drop(&mut self) {
+        if self.tx.borrow().is_none() {
+            self.tx.send_replace(Some(Landed::Unavailable(
+                "the refresh ended abnormally (a panic in Capstan, or shutdown)".into(),
+            )));
+        }
+        let mut flights = self.flights.lock().unwrap_or_else(|e| e.into_inner());
+        if flights
+            .get(self.id)
+            .is_some_and(|r| r.same_channel(&self.tx.subscribe()))
+        {
+            flights.remove(self.id);
+        }
+    }
+}
+
+/// Keep `e` in memory, unless something changed since `stamp` was taken
+/// (the read may predate a put or an invalidation) or memory holds a newer
+/// version.
+fn remember(m: &Module, e: &Arc<ModuleEntry>, stamp: Stamp) {
+    let now = Stamp {
+        epoch: stamp.epoch,
+        module: m.generation.load(Ordering::Acquire),
+        key: m.key_generations.get(&e.key).unwrap_or(0),
+    };
+    if now != stamp || m.floors.get(&e.key).is_some_and(|f| e.version < f) {
+        return;
+    }
     let newer =
         m.l1.get(&e.key)
-            .is_some_and(|c| c.entry.version > e.version && c.epoch == epoch);
+            .is_some_and(|c| c.entry.version > e.version && c.epoch == stamp.epoch);
     if !newer {
         m.l1.insert(
             e.key.clone(),
             Cached {
                 entry: e.clone(),
-                epoch,
+                epoch: stamp.epoch,
             },
         );
     }
@@ -748,7 +861,7 @@ async fn announce<S: Store>(
     if let Some(n) = change.notification()
         && let Err(e) = inner.store.notify(n).await
     {
-        tracing::debug!(error = %e, module, "could not announce a module change; other nodes see it at their next read of the database");
+        tracing::warn!(error = %e, module, "could not announce a module change: other nodes may serve what their memory holds until it expires");
     }
 }
 
@@ -776,7 +889,7 @@ async fn fly<S: Store>(
             Mode::Force => None,
         };
         let owner = format!("{}:{:016x}", inner.node, rand::random::<u64>());
-        let epoch = inner.epoch.load(Ordering::Acquire);
+        let stamp = m.stamp(&inner.epoch, key);
         let lock = inner
             .store
             .lock_refresh(&LockRefresh {
@@ -804,7 +917,7 @@ async fn fly<S: Store>(
                 Err(e) => return Landed::Unavailable(e),
             }
         }
-        remember(m, &entry, epoch);
+        remember(m, &entry, stamp);
         let now = inner.clock.now();
         if mode != Mode::Force && entry.is_fresh(now) {
             return Landed::Entry(entry);
@@ -866,7 +979,11 @@ async fn refresh<S: Store>(
     let started = Instant::now();
     // In a task of its own: a panic is caught as a failure, and a refresher
     // that hangs is dropped at the timeout.
-    let task = tokio::spawn(m.refresher.refresh(key.to_owned()));
+    // (The future is made inside the task too: a refresher that panics
+    // before it returns one is caught the same way.)
+    let refresher = m.refresher.clone();
+    let owned = key.to_owned();
+    let task = tokio::spawn(async move { refresher.refresh(owned).await });
     let abort = task.abort_handle();
     let failed = |message: String| {
         Counters::bump(&m.counters.failures);
@@ -904,7 +1021,7 @@ async fn refresh<S: Store>(
             ))
         }
     };
-    let finish = FinishRefresh {
+    let mut finish = FinishRefresh {
         module: m.name.clone(),
         key: key.to_owned(),
         version,
@@ -916,7 +1033,7 @@ async fn refresh<S: Store>(
     // The database may be briefly away: the outcome is written again until
     // the lock's lease would have ended (after that it is not ours anyway).
     let until = started + m.config.lease();
-    let epoch = inner.epoch.load(Ordering::Acquire);
+    let stamp = m.stamp(&inner.epoch, key);
     let mut pause = Duration::from_millis(50);
     let written = loop {
         match inner.store.finish_refresh(&finish).await {
@@ -925,13 +1042,21 @@ async fn refresh<S: Store>(
                 tokio::time::sleep(pause).await;
                 pause = (pause * 2).min(Duration::from_secs(1));
             }
+            // The database refuses the value itself (text it cannot store,
+            // past its size): the refresh failed, and says so under its
+            // lock, which releases it with the backoff.
+            Err(e @ capstan_store::StoreError::Refused { .. })
+                if !matches!(finish.outcome, RefreshOutcome::Failed { .. }) =>
+            {
+                finish.outcome = failed(format!("the database refused the refreshed value: {e}"));
+            }
             Err(e) => return Err(e.to_string()),
         }
     };
     match written {
         Some(e) => {
             let e = Arc::new(e);
-            remember(m, &e, epoch);
+            remember(m, &e, stamp);
             announce(inner, &m.name, Some(key), Some(e.version)).await;
             Ok(Some(e))
         }

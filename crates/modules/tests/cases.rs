@@ -1,9 +1,13 @@
 //! What a user of the freshness cache relies on.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use capstan_core::Clock;
-use capstan_modules::{EntryStatus, ModuleConfig, ModuleError, Served};
+use capstan_modules::{
+    EntryStatus, ModuleConfig, ModuleError, RefreshFuture, Refreshed, Refresher, Served,
+};
 use capstan_store::Store;
 use capstan_store_conformance::Harness;
 use serde_json::json;
@@ -328,4 +332,82 @@ pub(crate) async fn not_found_is_remembered_for_the_negative_ttl<H: Harness>(h: 
     h.clock().advance(Duration::from_secs(6));
     let found = n.get("quotes", "zzzz").await.unwrap();
     assert_eq!(found.value, Some(json!({"key": "zzzz", "call": 2})));
+}
+
+/// A refresher that panics before it even returns its future: the read
+/// fails saying so, the lock is released with the failure, and the key is
+/// refreshed again after the backoff (no read is left joining a flight
+/// that never lands).
+pub(crate) async fn a_refresher_that_panics_before_its_future_is_caught_too<H: Harness>(h: &H) {
+    struct Eager(Arc<AtomicUsize>);
+    impl Refresher for Eager {
+        fn refresh(&self, key: String) -> RefreshFuture {
+            let n = self.0.fetch_add(1, Ordering::SeqCst);
+            if n == 0 {
+                let id: u64 = key.parse().unwrap();
+                return Box::pin(async move { Ok(Refreshed::Value(json!(id))) });
+            }
+            Box::pin(async move { Ok(Refreshed::Value(json!("second"))) })
+        }
+    }
+    let calls = Arc::new(AtomicUsize::new(0));
+    let n = capstan_modules::Modules::builder(h.connect_again().await)
+        .clock(Arc::new(h.clock().clone()))
+        .module("quotes", config(), Arc::new(Eager(calls.clone())))
+        .start(tokio_util::sync::CancellationToken::new())
+        .await
+        .unwrap();
+    match n.get("quotes", "not-a-number").await {
+        Err(ModuleError::Refresh { message, .. }) => {
+            assert!(message.contains("panicked"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let e = entry(h, "not-a-number").await;
+    assert_eq!((e.status, e.lock_owner), (EntryStatus::Error, None));
+    h.clock().advance(Duration::from_secs(31));
+    let got = n.get("quotes", "not-a-number").await.unwrap();
+    assert_eq!(got.value, Some(json!("second")));
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
+
+/// "Not found" is kept for its negative_ttl even when refresh-ahead's
+/// horizon is longer: no call per read.
+pub(crate) async fn a_not_found_is_not_refreshed_ahead<H: Harness>(h: &H) {
+    let up = Upstream::default();
+    up.then(Answer::NotFound);
+    let cfg = ModuleConfig {
+        refresh_ahead: Some(Duration::from_secs(40)),
+        negative_ttl: Duration::from_secs(30),
+        ..config()
+    };
+    let n = node(h, "a", cfg, &up).await;
+    for _ in 0..50 {
+        assert_eq!(n.get("quotes", "nope").await.unwrap().value, None);
+    }
+    landed(&n).await;
+    assert_eq!(up.calls(), 1);
+}
+
+/// On one node, a read after an acknowledged put or invalidation never
+/// sees what came before it.
+pub(crate) async fn a_read_after_a_put_or_an_invalidation_sees_it<H: Harness>(h: &H) {
+    let up = Upstream::default();
+    let n = node(h, "a", config(), &up).await;
+    for round in 0..20 {
+        n.put("quotes", "ko", json!({"round": round}))
+            .await
+            .unwrap();
+        let got = n.get("quotes", "ko").await.unwrap();
+        assert_eq!(got.value, Some(json!({"round": round})), "read after put");
+        n.invalidate("quotes", Some("ko")).await.unwrap();
+        let got = n.get("quotes", "ko").await.unwrap();
+        assert_eq!(
+            got.served,
+            Served::Refreshed,
+            "read after invalidate: {got:?}"
+        );
+        assert_ne!(got.value, Some(json!({"round": round})));
+    }
+    assert_eq!(up.calls(), 20);
 }

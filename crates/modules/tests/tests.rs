@@ -17,4 +17,7 @@ capstan_store_conformance::on_both_backends!(
     cases::writes_and_invalidations_reach_every_nodes_memory,
     cases::case_insensitive_keys_are_one_entry_and_bad_names_are_refused,
     cases::not_found_is_remembered_for_the_negative_ttl,
+    cases::a_refresher_that_panics_before_its_future_is_caught_too,
+    cases::a_not_found_is_not_refreshed_ahead,
+    cases::a_read_after_a_put_or_an_invalidation_sees_it,
 );
