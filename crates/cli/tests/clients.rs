@@ -108,18 +108,9 @@ impl Http {
     }
 }
 
-pub(crate) async fn typescript_and_python_workers_share_a_queue_and_survive_a_kill<H: Harness>(
-    h: &H,
-) {
-    require("node", "install Node.js 18 or newer (https://nodejs.org)");
-    require("python3", "install Python 3.9 or newer");
-    let dir = TempDir::new("clients");
-    let url = h.url();
-    write(
-        &dir,
-        "capstan.toml",
-        "[node]\nrescue_interval = \"300ms\"\n[server]\nworker_timeout = \"3s\"\nmax_wait = \"1s\"\nrequest_timeout = \"10s\"\n",
-    );
+/// `capstan serve --no-worker` on a free port of 127.0.0.1, ready, and a
+/// client of it (calling with `token`).
+async fn api_node(url: &str, dir: &TempDir, token: Option<&str>) -> (Child, Http) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -132,11 +123,27 @@ pub(crate) async fn typescript_and_python_workers_share_a_queue_and_survive_a_ki
             capstan::runtime::push::install_tls();
             reqwest::Client::new()
         },
-        token: None,
+        token: token.map(str::to_owned),
     };
-    let mut server = serve(&url, &dir, &["--no-worker", "--listen", &addr]);
+    let server = serve(url, dir, &["--no-worker", "--listen", &addr]);
     http.until("/readyz", "serve is ready", |v| v["status"] == "ok")
         .await;
+    (server, http)
+}
+
+pub(crate) async fn typescript_and_python_workers_share_a_queue_and_survive_a_kill<H: Harness>(
+    h: &H,
+) {
+    require("node", "install Node.js 18 or newer (https://nodejs.org)");
+    require("python3", "install Python 3.9 or newer");
+    let dir = TempDir::new("clients");
+    let url = h.url();
+    write(
+        &dir,
+        "capstan.toml",
+        "[node]\nrescue_interval = \"300ms\"\n[server]\nworker_timeout = \"3s\"\nmax_wait = \"1s\"\nrequest_timeout = \"10s\"\n",
+    );
+    let (mut server, http) = api_node(&url, &dir, None).await;
     let mut ts = worker(
         "node",
         "examples/worker-ts/worker.mjs",
@@ -336,23 +343,7 @@ pub(crate) async fn each_client_checks_out_fails_a_refused_result_alone_and_stop
             capstan_server::hash_token(token)
         ),
     );
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = format!("127.0.0.1:{port}");
-    let http = Http {
-        base: format!("http://{addr}"),
-        c: {
-            capstan::runtime::push::install_tls();
-            reqwest::Client::new()
-        },
-        token: Some(token.to_owned()),
-    };
-    let mut server = serve(h.url().as_str(), &dir, &["--no-worker", "--listen", &addr]);
-    http.until("/readyz", "serve is ready", |v| v["status"] == "ok")
-        .await;
+    let (mut server, http) = api_node(&h.url(), &dir, Some(token)).await;
     let finished = |j: &Value| {
         ["completed", "failed", "cancelled"].contains(&j["state"].as_str().unwrap_or(""))
     };

@@ -4,7 +4,7 @@
 
 use capstan_store::modules::{
     EntryStatus, FinishRefresh, InvalidateEntries, ListEntries, LockOutcome, LockRefresh,
-    ModuleEntry, PutEntry, ReadEntry, RefreshOutcome,
+    ModuleEntry, PutEntry, ReadEntry,
 };
 use capstan_store::{ModuleStore, StoreError, StoreResult};
 use serde_json::Value;
@@ -69,66 +69,31 @@ impl ModuleStore for PgStore {
             .fetch_optional(&self.inner.pool)
             .await
             .map_err(db("lock_refresh"))?;
-        if let Some(row) = row {
-            let entry = entry(&row)?;
-            return Ok(LockOutcome {
-                acquired: Some(entry.version),
-                entry,
-            });
-        }
-        // Not taken: the entry says why (its lock, its freshness, its
-        // backoff). It exists: the upsert's conflict was on it.
-        let entry = self
-            .read_entry(&ReadEntry {
+        let locked = row.as_ref().map(entry).transpose()?;
+        LockOutcome::of(
+            locked,
+            "capstan.module_entries",
+            self.read_entry(&ReadEntry {
                 module: p.module.clone(),
                 key: p.key.clone(),
-            })
-            .await?
-            .ok_or_else(|| corrupt(format!("{}/{}: not locked, yet not there", p.module, p.key)))?;
-        Ok(LockOutcome {
-            acquired: None,
-            entry,
-        })
+            }),
+        )
+        .await
     }
 
     async fn finish_refresh(&self, p: &FinishRefresh) -> StoreResult<Option<ModuleEntry>> {
-        let (status, value, fresh, stale, error, retry) = match &p.outcome {
-            RefreshOutcome::Ready {
-                value,
-                fresh_for,
-                stale_for,
-            } => (
-                "ready",
-                Some(value),
-                ms(*fresh_for),
-                ms(*stale_for),
-                None,
-                0,
-            ),
-            RefreshOutcome::Missing { fresh_for } => ("missing", None, ms(*fresh_for), 0, None, 0),
-            RefreshOutcome::Failed {
-                message,
-                retry_after,
-            } => (
-                "error",
-                None,
-                0,
-                0,
-                Some(message.as_str()),
-                ms(*retry_after),
-            ),
-        };
+        let c = p.outcome.columns();
         let row = sqlx::query(include_str!("../queries/modules/finish.sql"))
             .bind(&p.module)
             .bind(&p.key)
             .bind(p.version)
             .bind(&p.owner)
-            .bind(status)
-            .bind(value.map(sqlx::types::Json::<&Value>))
-            .bind(fresh)
-            .bind(stale)
-            .bind(error)
-            .bind(retry)
+            .bind(c.status)
+            .bind(c.value.map(sqlx::types::Json::<&Value>))
+            .bind(c.fresh_ms)
+            .bind(c.stale_ms)
+            .bind(c.error)
+            .bind(c.retry_ms)
             .bind(ms(p.took))
             .bind(p.now)
             .fetch_optional(&self.inner.pool)

@@ -107,6 +107,36 @@ pub struct ModuleEntry {
     pub updated_at: Timestamp,
 }
 
+impl LockOutcome {
+    /// The outcome of a lock statement: the row it returned (taken), or
+    /// else the entry as `read` finds it (held, fresh or backing off; it
+    /// exists, since the upsert's conflict was on it).
+    ///
+    /// # Errors
+    /// The read's error, or [`crate::StoreError::Corrupt`] when the entry
+    /// is gone.
+    pub async fn of(
+        locked: Option<ModuleEntry>,
+        table: &'static str,
+        read: impl Future<Output = StoreResult<Option<ModuleEntry>>>,
+    ) -> StoreResult<LockOutcome> {
+        if let Some(entry) = locked {
+            return Ok(LockOutcome {
+                acquired: Some(entry.version),
+                entry,
+            });
+        }
+        let entry = read.await?.ok_or_else(|| crate::StoreError::Corrupt {
+            table,
+            message: "an entry not locked, yet not there".into(),
+        })?;
+        Ok(LockOutcome {
+            acquired: None,
+            entry,
+        })
+    }
+}
+
 impl ModuleEntry {
     /// Fresh at `now`: a value (or a missing verdict) whose freshness has
     /// not ended.
@@ -188,6 +218,66 @@ pub enum RefreshOutcome {
         /// The backoff before the next try.
         retry_after: Duration,
     },
+}
+
+/// A [`RefreshOutcome`] as the columns both backends' finish statement
+/// takes.
+#[derive(Debug, Clone, Copy)]
+pub struct OutcomeColumns<'a> {
+    /// `ready`, `missing` or `error`.
+    pub status: &'static str,
+    /// The value (ready only).
+    pub value: Option<&'a Value>,
+    /// Fresh for, in milliseconds.
+    pub fresh_ms: i64,
+    /// Then stale for, in milliseconds.
+    pub stale_ms: i64,
+    /// The error (error only).
+    pub error: Option<&'a str>,
+    /// The backoff, in milliseconds (error only).
+    pub retry_ms: i64,
+}
+
+impl RefreshOutcome {
+    /// Its columns.
+    pub fn columns(&self) -> OutcomeColumns<'_> {
+        let ms = |d: &Duration| d.as_millis().min(i64::MAX as u128) as i64;
+        let none = OutcomeColumns {
+            status: "",
+            value: None,
+            fresh_ms: 0,
+            stale_ms: 0,
+            error: None,
+            retry_ms: 0,
+        };
+        match self {
+            RefreshOutcome::Ready {
+                value,
+                fresh_for,
+                stale_for,
+            } => OutcomeColumns {
+                status: "ready",
+                value: Some(value),
+                fresh_ms: ms(fresh_for),
+                stale_ms: ms(stale_for),
+                ..none
+            },
+            RefreshOutcome::Missing { fresh_for } => OutcomeColumns {
+                status: "missing",
+                fresh_ms: ms(fresh_for),
+                ..none
+            },
+            RefreshOutcome::Failed {
+                message,
+                retry_after,
+            } => OutcomeColumns {
+                status: "error",
+                error: Some(message),
+                retry_ms: ms(retry_after),
+                ..none
+            },
+        }
+    }
 }
 
 /// Write a refresh's outcome and release its lock, if it still holds it.
